@@ -1,0 +1,20 @@
+//! Herald's engine: every rule of Herald's Server-Sent Events hub, with no I/O, no async and no clock.
+//!
+//! (Crate docs with runnable examples for encode, parse and replay are filled in once the modules land.)
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+mod auth;
+mod control;
+mod encode;
+mod filter;
+mod heartbeat;
+mod log;
+mod outbox;
+mod parse;
+mod plan;
+mod publish;
