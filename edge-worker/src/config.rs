@@ -1,0 +1,94 @@
+//! Runtime settings, read from the Worker's environment (`[vars]` in wrangler.toml, secrets, `.dev.vars`).
+//! Every limit has a documented default; a value that does not parse is a deployment error, reported
+//! as a 500 naming the variable rather than silently replaced.
+
+use herald_core::{LogLimits, OutboxLimits, PublishLimits, DEFAULT_HEARTBEAT_MS};
+use worker::Env;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Settings shared by the Worker and the Hub.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) heartbeat_ms: u64,
+    pub(crate) retry_ms: u64,
+    pub(crate) log: LogLimits,
+    pub(crate) outbox: OutboxLimits,
+    pub(crate) publish: PublishLimits,
+    pub(crate) ticket_ttl_s: u64,
+    pub(crate) cors_origins: Vec<String>,
+    pub(crate) categories: Vec<String>,
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty())
+}
+
+fn number(env: &Env, name: &'static str, default: u64) -> ApiResult<u64> {
+    match var(env, name) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::Internal(format!("{name} must be a whole number, got {text:?}"))),
+    }
+}
+
+fn list(env: &Env, name: &str) -> Option<Vec<String>> {
+    var(env, name).map(|text| {
+        text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    })
+}
+
+/// Dashtam's categories: the default vocabulary of `categories=` and of a published event's `category`.
+const DEFAULT_CATEGORIES: &[&str] = &["data_sync", "provider", "ai", "import", "portfolio", "security"];
+
+impl Config {
+    pub(crate) fn from_env(env: &Env) -> ApiResult<Config> {
+        let log_defaults = LogLimits::default();
+        let publish_defaults = PublishLimits::default();
+        let log = LogLimits {
+            events_max: number(env, "HERALD_LOG_EVENTS_MAX", log_defaults.events_max as u64)? as usize,
+            bytes_max: number(env, "HERALD_LOG_BYTES_MAX", log_defaults.bytes_max as u64)? as usize,
+        };
+        // A subscriber's queue must hold a whole replay of the log plus some live frames, or a resume
+        // from the oldest id would overflow it at once; so its defaults derive from the log's limits.
+        let outbox = OutboxLimits {
+            frames_max: number(env, "HERALD_QUEUE_FRAMES_MAX", (log.events_max + 256) as u64)? as usize,
+            bytes_max: number(env, "HERALD_QUEUE_BYTES_MAX", (log.bytes_max + 256 * 1024) as u64)? as usize,
+        };
+        let publish = PublishLimits {
+            event_bytes_max: number(env, "HERALD_EVENT_BYTES_MAX", publish_defaults.event_bytes_max as u64)?
+                as usize,
+            batch_events_max: number(env, "HERALD_BATCH_EVENTS_MAX", publish_defaults.batch_events_max as u64)?
+                as usize,
+            batch_bytes_max: number(env, "HERALD_BATCH_BYTES_MAX", publish_defaults.batch_bytes_max as u64)?
+                as usize,
+        };
+        Ok(Config {
+            heartbeat_ms: number(env, "HERALD_HEARTBEAT_MS", DEFAULT_HEARTBEAT_MS)?.max(100),
+            retry_ms: number(env, "HERALD_RETRY_MS", 3000)?,
+            log,
+            outbox,
+            publish,
+            ticket_ttl_s: number(env, "HERALD_TICKET_TTL_S", 300)?.max(1),
+            cors_origins: list(env, "HERALD_CORS_ORIGINS").unwrap_or_default(),
+            categories: list(env, "HERALD_CATEGORIES")
+                .unwrap_or_else(|| DEFAULT_CATEGORIES.iter().map(|c| String::from(*c)).collect()),
+        })
+    }
+
+    /// The HMAC key tokens are signed with: a secret in production, `.dev.vars` locally.
+    pub(crate) fn token_key(env: &Env) -> ApiResult<Vec<u8>> {
+        let key = env
+            .secret("HERALD_TOKEN_KEY")
+            .map(|s| s.to_string())
+            .ok()
+            .or_else(|| var(env, "HERALD_TOKEN_KEY"))
+            .ok_or_else(|| ApiError::Internal("HERALD_TOKEN_KEY is not set".into()))?;
+        if key.len() < 32 {
+            return Err(ApiError::Internal("HERALD_TOKEN_KEY must be at least 32 bytes".into()));
+        }
+        Ok(key.into_bytes())
+    }
+}

@@ -1,0 +1,316 @@
+//! The Hub: one Durable Object per (tenant, connection id). It numbers events, keeps the bounded
+//! replay log in SQLite, fans each frame out to its subscribers and runs the SQLMesh plan session.
+//! Every rule it applies is herald-core's.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use herald_core::{
+    control, parse_publish, EventName, Filter, Frame, HeartbeatPolicy, LogEntry, NewEvent, Outbox,
+    PlanCommand, PlanRequest, PlanSession, Replay, ReplayLog,
+};
+use serde::Serialize;
+use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, State, Url};
+
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::{publish_error, Family};
+use crate::storage::{Store, PLAN};
+use crate::stream::{now_ms, Subscriber, SubscriberStream, Subscribers};
+
+/// The event name that marks a stream complete (a finished job): later reconnects get 204.
+const COMPLETE_EVENT: &str = "stream.complete";
+
+/// What the Hub keeps in memory once it has read its storage.
+#[derive(Debug)]
+struct Loaded {
+    store: Store,
+    log: ReplayLog,
+    complete: bool,
+    plan: Option<PlanSession>,
+}
+
+#[durable_object(fetch)]
+pub struct Hub {
+    state: State,
+    env: Env,
+    loaded: RefCell<Option<Loaded>>,
+    subscribers: Rc<RefCell<Subscribers>>,
+}
+
+impl DurableObject for Hub {
+    fn new(state: State, env: Env) -> Self {
+        Hub { state, env, loaded: RefCell::new(None), subscribers: Rc::default() }
+    }
+
+    async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
+        let result = self.serve(&mut request).await;
+        match result {
+            Ok(response) => Ok(response),
+            Err(error) => error.into_response(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Stats {
+    subscribers: usize,
+    last_id: Option<String>,
+    oldest_id: Option<String>,
+    log_events: usize,
+    log_bytes: usize,
+    complete: bool,
+}
+
+#[derive(Serialize)]
+struct Published {
+    ids: Vec<String>,
+}
+
+fn sse_headers() -> worker::Result<Headers> {
+    let headers = Headers::new();
+    headers.set("content-type", "text/event-stream; charset=utf-8")?;
+    headers.set("cache-control", "no-cache, no-transform")?;
+    headers.set("x-accel-buffering", "no")?;
+    Ok(headers)
+}
+
+fn query(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+impl Hub {
+    async fn serve(&self, request: &mut Request) -> ApiResult<Response> {
+        let config = Config::from_env(&self.env)?;
+        self.ensure_loaded(&config)?;
+        let url = request.url()?;
+        match (request.method(), url.path()) {
+            (Method::Get, "/subscribe") => self.subscribe(request, &url, &config),
+            (Method::Post, "/publish") => {
+                let body = request.bytes().await?;
+                let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
+                let ids = self.publish(&config, events)?;
+                Ok(Response::from_json(&Published { ids })?)
+            }
+            (Method::Get, "/stats") => self.stats(),
+            (Method::Post, "/disconnect") => {
+                let subscribers = self.subscribers.borrow();
+                for subscriber in subscribers.iter() {
+                    subscriber.borrow_mut().close();
+                }
+                Ok(Response::from_json(&serde_json::json!({ "disconnected": subscribers.len() }))?)
+            }
+            (Method::Post, "/plan/open") => {
+                let body = request.bytes().await?;
+                let plan_request = PlanRequest::from_json(&body).map_err(|e| ApiError::bad_request("invalid_plan", e))?;
+                self.plan_step(&config, |session, now| session.open(plan_request, now))?;
+                Ok(Response::empty()?.with_status(204))
+            }
+            (Method::Post, "/plan/command") => {
+                let body = request.bytes().await?;
+                let command = PlanCommand::from_json(&body).map_err(|e| ApiError::bad_request("invalid_plan_command", e))?;
+                let ids = self.plan_step(&config, |session, now| session.apply(command, now))?;
+                let cancelling = self.with_loaded(|loaded| loaded.plan.as_ref().is_some_and(PlanSession::is_cancelling));
+                Ok(Response::from_json(&serde_json::json!({ "ids": ids, "cancelling": cancelling }))?)
+            }
+            (Method::Post, "/plan/cancel") => {
+                self.plan_step(&config, |session, now| session.apply(PlanCommand::Cancel, now))?;
+                Ok(Response::empty()?.with_status(204))
+            }
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
+    fn ensure_loaded(&self, config: &Config) -> ApiResult<()> {
+        if self.loaded.borrow().is_some() {
+            return Ok(());
+        }
+        let store = Store::open(&self.state)?;
+        let stored = store.load(config.log, now_ms())?;
+        let plan = match stored.plan_json {
+            Some(json) => Some(
+                serde_json::from_str(&json).map_err(|e| ApiError::Internal(format!("stored plan unreadable: {e}")))?,
+            ),
+            None => None,
+        };
+        *self.loaded.borrow_mut() = Some(Loaded { store, log: stored.log, complete: stored.complete, plan });
+        Ok(())
+    }
+
+    fn with_loaded<T>(&self, f: impl FnOnce(&mut Loaded) -> T) -> T {
+        let mut loaded = self.loaded.borrow_mut();
+        f(loaded.as_mut().expect("ensure_loaded runs first"))
+    }
+
+    fn stats(&self) -> ApiResult<Response> {
+        let stats = self.with_loaded(|loaded| Stats {
+            subscribers: self.subscribers.borrow().len(),
+            last_id: loaded.log.last_position().map(|p| p.to_string()),
+            oldest_id: loaded.log.oldest_position().map(|p| p.to_string()),
+            log_events: loaded.log.len(),
+            log_bytes: loaded.log.bytes(),
+            complete: loaded.complete,
+        });
+        Ok(Response::from_json(&stats)?)
+    }
+
+    /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before the
+    /// first write, so a batch is all or nothing.
+    fn publish(&self, config: &Config, events: Vec<NewEvent>) -> ApiResult<Vec<String>> {
+        for event in &events {
+            if let Some(category) = &event.category {
+                if !config.categories.iter().any(|known| known == category) {
+                    return Err(ApiError::bad_request(
+                        "invalid_event",
+                        format!("unknown category {category:?} (known: {})", config.categories.join(", ")),
+                    ));
+                }
+            }
+        }
+        let published = self.with_loaded(|loaded| {
+            if loaded.complete {
+                return Err(Ok(ApiError::conflict("stream_complete", "the stream is complete; it takes no more events")));
+            }
+            let mut entries = Vec::with_capacity(events.len());
+            let mut ids = Vec::with_capacity(events.len());
+            let mut completes = false;
+            let first_seq = loaded.log.next_seq();
+            for (offset, event) in events.into_iter().enumerate() {
+                let position = herald_core::Position { epoch: loaded.log.epoch(), seq: first_seq + offset as u64 };
+                let id = position.to_event_id();
+                let frame = Frame::new().id(&id).event(&event.name).data(&event.data).to_bytes();
+                completes |= event.name.as_str() == COMPLETE_EVENT;
+                ids.push(id.as_str().to_owned());
+                entries.push(LogEntry { seq: position.seq, name: event.name, category: event.category, frame });
+            }
+            let mut evicted_through = None;
+            for entry in entries.iter().cloned() {
+                if let Some(through) = loaded.log.push(entry).through_seq {
+                    evicted_through = Some(through);
+                }
+            }
+            // Subscribers hear of the batch only once storage has it. Should storage throw, the
+            // in-memory log is ahead of the truth: `Err(Reload)` makes the Hub read storage again.
+            let stored = loaded.store.append(&entries, loaded.log.next_seq(), evicted_through).and_then(|()| {
+                if completes {
+                    loaded.store.set_complete()?;
+                }
+                Ok(())
+            });
+            if let Err(error) = stored {
+                return Err(Err(ApiError::from(error)));
+            }
+            loaded.complete |= completes;
+            let subscribers = self.subscribers.borrow();
+            for subscriber in subscribers.iter() {
+                let mut subscriber = subscriber.borrow_mut();
+                for entry in &entries {
+                    subscriber.offer(&entry.frame, entry.seq, entry.name.as_str(), entry.category.as_deref());
+                }
+                if completes {
+                    subscriber.close();
+                }
+            }
+            Ok(ids)
+        });
+        match published {
+            Ok(ids) => Ok(ids),
+            Err(Ok(refused)) => Err(refused),
+            Err(Err(failed)) => {
+                *self.loaded.borrow_mut() = None;
+                Err(failed)
+            }
+        }
+    }
+
+    /// Runs one plan transition and publishes the trackers it changed, persisting the session in
+    /// the same storage event as the tracker events.
+    fn plan_step(
+        &self,
+        config: &Config,
+        step: impl FnOnce(&mut PlanSession, u64) -> Result<herald_core::PlanUpdate, herald_core::PlanError>,
+    ) -> ApiResult<Vec<String>> {
+        let (update, json) = self.with_loaded(|loaded| {
+            let mut session = loaded.plan.clone().unwrap_or_default();
+            let update = step(&mut session, now_ms()).map_err(|e| {
+                if e.is_conflict() {
+                    ApiError::conflict("illegal_transition", e)
+                } else {
+                    ApiError::bad_request("invalid_plan_command", e)
+                }
+            })?;
+            let json = serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
+            loaded.plan = Some(session);
+            Ok::<_, ApiError>((update, json))
+        })?;
+        let events = update
+            .events
+            .into_iter()
+            .map(|(name, data)| NewEvent { name: EventName::from_static(name), data, category: None })
+            .collect();
+        let ids = self.publish(config, events)?;
+        self.with_loaded(|loaded| loaded.store.set_meta(PLAN, &json))?;
+        Ok(ids)
+    }
+
+    fn subscribe(&self, request: &Request, url: &Url, config: &Config) -> ApiResult<Response> {
+        let family = query(url, "family").and_then(|f| Family::parse(&f)).unwrap_or(Family::Generic);
+        let filter = Filter::from_query(&query(url, "filter").unwrap_or_default(), &family.vocabulary(config))
+            .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
+        let last_event_id = request
+            .headers()
+            .get("last-event-id")?
+            .filter(|id| !id.is_empty())
+            .or_else(|| query(url, "last_event_id"));
+        let heartbeat = HeartbeatPolicy::new(family.heartbeat_profile(), config.heartbeat_ms);
+        self.with_loaded(|loaded| {
+            let mut subscriber = Subscriber::new(filter, Outbox::new(loaded.log.epoch(), config.outbox));
+            subscriber.push_control(control::open_frame(config.retry_ms));
+            let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
+            let snapshot_json = snapshot.as_ref().and_then(|s| s.snapshot_json());
+            match &last_event_id {
+                Some(id) => match loaded.log.after(id) {
+                    Replay::Frames(entries) => {
+                        let mut any = false;
+                        for entry in entries {
+                            any = true;
+                            subscriber.offer(&entry.frame, entry.seq, entry.name.as_str(), entry.category.as_deref());
+                        }
+                        if loaded.complete && !any {
+                            // Nothing after the client's id and nothing more will come: 204 tells
+                            // EventSource to stop reconnecting.
+                            return Ok(Response::empty()?.with_status(204));
+                        }
+                    }
+                    Replay::Gap { reason, oldest } => {
+                        subscriber.push_control(control::reset_frame(reason, oldest, snapshot_json.as_deref()));
+                        for entry in loaded.log.all() {
+                            subscriber.offer(&entry.frame, entry.seq, entry.name.as_str(), entry.category.as_deref());
+                        }
+                    }
+                },
+                None if loaded.complete => {
+                    for entry in loaded.log.all() {
+                        subscriber.offer(&entry.frame, entry.seq, entry.name.as_str(), entry.category.as_deref());
+                    }
+                }
+                None => {
+                    // A fresh SQLMesh client gets the current trackers, as SQLMesh's /api/meta re-sync does.
+                    if let Some(snapshot) = &snapshot {
+                        for (name, json) in &snapshot.events {
+                            let name = EventName::from_static(name);
+                            subscriber.push_control(Frame::new().event(&name).data(json).to_bytes());
+                        }
+                    }
+                }
+            }
+            if loaded.complete {
+                subscriber.close();
+            }
+            let subscriber = Rc::new(RefCell::new(subscriber));
+            let stream = SubscriberStream::register(&self.subscribers, subscriber, heartbeat);
+            Ok(Response::from_stream(stream)?.with_headers(sse_headers()?))
+        })
+    }
+}

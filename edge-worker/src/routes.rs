@@ -1,0 +1,311 @@
+//! The public routes: match the path, authenticate, validate what can be validated before a stream
+//! opens, and forward to the Hub named by (tenant, connection id).
+
+use herald_core::{
+    hub_name, mint, verify, Claims, ConnectionId, Filter, Scope, TenantId, TokenKind, Vocabulary,
+};
+use serde::{Deserialize, Serialize};
+use worker::{Date, Env, Headers, Method, Request, RequestInit, Response, Url};
+
+use crate::config::Config;
+use crate::cors;
+use crate::error::{ApiError, ApiResult};
+
+/// The connection id of a tenant's SQLMesh stream (`/api/events` and the `/api/plan` routes).
+pub(crate) const SQLMESH_CONNECTION: &str = "default";
+
+/// Which seed system's dialect a stream speaks: it picks the heartbeat and the filter vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// `/v1/streams/{id}`: comment heartbeats, any type, the configured categories.
+    Generic,
+    /// `/api/events`: SQLMesh's `ping` events and its plan trackers.
+    SqlMesh,
+    /// `/api/events/stream`: sluice's `heartbeat` events and `types=job,worker,queue`.
+    Sluice,
+    /// `/runner-jobs/{id}/events/stream`: CI runner step events, comment heartbeats.
+    RunnerJob,
+}
+
+impl Family {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Family::Generic => "generic",
+            Family::SqlMesh => "sqlmesh",
+            Family::Sluice => "sluice",
+            Family::RunnerJob => "runner",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Family> {
+        [Family::Generic, Family::SqlMesh, Family::Sluice, Family::RunnerJob]
+            .into_iter()
+            .find(|family| family.as_str() == text)
+    }
+
+    /// The filter vocabulary of this family's streams.
+    pub(crate) fn vocabulary(self, config: &Config) -> Vocabulary {
+        match self {
+            Family::Sluice => Vocabulary::sluice(),
+            _ => Vocabulary::open_with_categories(config.categories.iter().map(String::as_str)),
+        }
+    }
+}
+
+/// What a request asks for, once its path and method are known.
+#[derive(Debug)]
+enum Route {
+    Health,
+    Ticket,
+    Subscribe { connection: String, family: Family },
+    Publish { connection: String },
+    Stats { connection: String },
+    Disconnect { connection: String },
+    PlanOpen,
+    PlanStage,
+    PlanCancel,
+}
+
+fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (route, allow) = match segments.as_slice() {
+        ["healthz"] => (Route::Health, "GET"),
+        ["v1", "tickets"] => (Route::Ticket, "POST"),
+        ["v1", "streams", id] => {
+            (Route::Subscribe { connection: (*id).into(), family: Family::Generic }, "GET")
+        }
+        ["v1", "streams", id, "events"] => (Route::Publish { connection: (*id).into() }, "POST"),
+        ["v1", "streams", id, "stats"] => (Route::Stats { connection: (*id).into() }, "GET"),
+        ["v1", "streams", id, "disconnect"] => (Route::Disconnect { connection: (*id).into() }, "POST"),
+        ["api", "events"] => (
+            Route::Subscribe { connection: SQLMESH_CONNECTION.into(), family: Family::SqlMesh },
+            "GET",
+        ),
+        ["api", "events", "stream"] => {
+            let connection = query_value(url, "connectionId").ok_or_else(|| {
+                ApiError::bad_request("missing_connection_id", "the connectionId query parameter is required")
+            });
+            // The method check comes first: a POST without connectionId is a 405, not a 400.
+            if *method != Method::Get {
+                return Err(ApiError::MethodNotAllowed { allow: "GET" });
+            }
+            (Route::Subscribe { connection: connection?, family: Family::Sluice }, "GET")
+        }
+        ["api", "plan"] => (Route::PlanOpen, "POST"),
+        ["api", "plan", "stages"] => (Route::PlanStage, "POST"),
+        ["api", "plan", "cancel"] => (Route::PlanCancel, "POST"),
+        ["runner-jobs", id, "events", "stream"] => {
+            (Route::Subscribe { connection: (*id).into(), family: Family::RunnerJob }, "GET")
+        }
+        ["runner-jobs", id, "events"] => (Route::Publish { connection: (*id).into() }, "POST"),
+        _ => return Err(ApiError::NotFound),
+    };
+    let method_ok = match allow {
+        "GET" => *method == Method::Get || *method == Method::Head,
+        _ => *method == Method::Post,
+    };
+    if method_ok {
+        Ok(route)
+    } else {
+        Err(ApiError::MethodNotAllowed { allow })
+    }
+}
+
+fn query_value(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+/// Entry point of the Worker: answers errors as JSON and adds CORS headers for allowed origins.
+pub(crate) async fn handle(request: Request, env: Env) -> worker::Result<Response> {
+    let config = match Config::from_env(&env) {
+        Ok(config) => config,
+        Err(error) => return error.into_response(),
+    };
+    let origin = cors::allowed_origin(&request, &config);
+    if request.method() == Method::Options {
+        return cors::preflight(origin);
+    }
+    let response = match dispatch(request, &env, &config).await {
+        Ok(response) => response,
+        Err(error) => error.into_response()?,
+    };
+    cors::with_cors(response, origin.as_deref())
+}
+
+async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult<Response> {
+    let url = request.url()?;
+    let route = route(&request.method(), url.path(), &url)?;
+    if let Route::Health = route {
+        return Ok(Response::from_json(&serde_json::json!({ "ok": true }))?);
+    }
+    let key = Config::token_key(env)?;
+    let now_s = (Date::now().as_millis() / 1000) as u64;
+    match route {
+        Route::Health => unreachable!("answered above"),
+        Route::Ticket => {
+            let claims = bearer_claims(&request, &key, now_s)?;
+            let body = request.bytes().await?;
+            let ask: TicketRequest = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request("malformed_json", e))?;
+            let connection = connection_id(&ask.connection_id)?;
+            let ticket = claims
+                .ticket_for(&connection, now_s, config.ticket_ttl_s)
+                .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+            let expires_at = ticket.exp;
+            let body = TicketResponse {
+                ticket: mint(&ticket, &key),
+                connection_id: connection.as_str(),
+                expires_at,
+            };
+            Ok(Response::from_json(&body)?)
+        }
+        Route::Subscribe { connection, family } => {
+            let connection = connection_id(&connection)?;
+            let claims = subscriber_claims(&request, &url, &key, now_s)?;
+            let tenant = permit(&claims, Scope::Subscribe, &connection)?;
+            // Validate the filter here so that a bad value is a 400 before any stream opens.
+            let query = url.query().unwrap_or("");
+            Filter::from_query(query, &family.vocabulary(config))
+                .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
+            let mut target = hub_url("subscribe")?;
+            target
+                .query_pairs_mut()
+                .append_pair("family", family.as_str())
+                .append_pair("filter", query);
+            if let Some(id) = query_value(&url, "lastEventId").or_else(|| query_value(&url, "last_event_id")) {
+                target.query_pairs_mut().append_pair("last_event_id", &id);
+            }
+            let headers = Headers::new();
+            if let Some(id) = request.headers().get("last-event-id")? {
+                headers.set("last-event-id", &id)?;
+            }
+            forward(env, &tenant, &connection, Method::Get, target, headers, None).await
+        }
+        Route::Publish { connection } => {
+            let connection = connection_id(&connection)?;
+            let tenant = permit(&bearer_claims(&request, &key, now_s)?, Scope::Publish, &connection)?;
+            let body = request.bytes().await?;
+            // Parse here too so that bad input is refused before it reaches the Hub.
+            herald_core::parse_publish(&body, &config.publish).map_err(publish_error)?;
+            forward(env, &tenant, &connection, Method::Post, hub_url("publish")?, Headers::new(), Some(body)).await
+        }
+        Route::Stats { connection } => {
+            let connection = connection_id(&connection)?;
+            let tenant = permit(&bearer_claims(&request, &key, now_s)?, Scope::Subscribe, &connection)?;
+            forward(env, &tenant, &connection, Method::Get, hub_url("stats")?, Headers::new(), None).await
+        }
+        Route::Disconnect { connection } => {
+            let connection = connection_id(&connection)?;
+            let tenant = permit(&bearer_claims(&request, &key, now_s)?, Scope::Publish, &connection)?;
+            forward(env, &tenant, &connection, Method::Post, hub_url("disconnect")?, Headers::new(), None).await
+        }
+        Route::PlanOpen | Route::PlanStage | Route::PlanCancel => {
+            let connection = connection_id(SQLMESH_CONNECTION)?;
+            let tenant = permit(&bearer_claims(&request, &key, now_s)?, Scope::Publish, &connection)?;
+            let op = match route {
+                Route::PlanOpen => "plan/open",
+                Route::PlanStage => "plan/command",
+                _ => "plan/cancel",
+            };
+            let body = request.bytes().await?;
+            forward(env, &tenant, &connection, Method::Post, hub_url(op)?, Headers::new(), Some(body)).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TicketRequest {
+    connection_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TicketResponse<'a> {
+    ticket: String,
+    connection_id: &'a str,
+    expires_at: u64,
+}
+
+pub(crate) fn publish_error(error: herald_core::PublishError) -> ApiError {
+    if error.is_too_large() {
+        ApiError::TooLarge(error.to_string())
+    } else {
+        ApiError::bad_request("invalid_event", error)
+    }
+}
+
+fn connection_id(text: &str) -> ApiResult<ConnectionId> {
+    ConnectionId::new(text).map_err(|e| ApiError::bad_request("invalid_connection_id", e))
+}
+
+/// Bearer access tokens only: the header is where long-lived credentials belong.
+fn bearer_claims(request: &Request, key: &[u8], now_s: u64) -> ApiResult<Claims> {
+    let header = request.headers().get("authorization")?;
+    let Some(header) = header else {
+        return Err(ApiError::Unauthorized("missing Authorization: Bearer <token>".into()));
+    };
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be Bearer <token>".into()))?;
+    let claims = verify(token.trim(), key, now_s).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    if claims.kind != TokenKind::Access {
+        return Err(ApiError::Unauthorized("a ticket is not an access token: use it as ?ticket=".into()));
+    }
+    Ok(claims)
+}
+
+/// Subscribers may also present a ticket in the URL (EventSource cannot set headers); an access
+/// token in the URL is refused so that broad credentials never land in logs or history.
+fn subscriber_claims(request: &Request, url: &Url, key: &[u8], now_s: u64) -> ApiResult<Claims> {
+    if request.headers().has("authorization")? {
+        return bearer_claims(request, key, now_s);
+    }
+    if query_value(url, "token").is_some() || query_value(url, "access_token").is_some() {
+        return Err(ApiError::Unauthorized(
+            "access tokens are not accepted in the URL: send Authorization: Bearer, or mint a ticket".into(),
+        ));
+    }
+    let Some(ticket) = query_value(url, "ticket") else {
+        return Err(ApiError::Unauthorized("missing Authorization: Bearer <token> or ?ticket=".into()));
+    };
+    let claims = verify(&ticket, key, now_s).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    if claims.kind != TokenKind::Ticket {
+        return Err(ApiError::Unauthorized("?ticket= takes a ticket from POST /v1/tickets".into()));
+    }
+    Ok(claims)
+}
+
+fn permit(claims: &Claims, scope: Scope, connection: &ConnectionId) -> ApiResult<TenantId> {
+    claims.permits(scope, connection).map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    TenantId::new(&claims.sub).map_err(|e| ApiError::Unauthorized(e.to_string()))
+}
+
+fn hub_url(op: &str) -> ApiResult<Url> {
+    Url::parse(&format!("https://hub.herald.internal/{op}")).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Sends an internal request to the Hub of (tenant, connection). The Hub's name is derived from both,
+/// so no tenant can address another's hub.
+async fn forward(
+    env: &Env,
+    tenant: &TenantId,
+    connection: &ConnectionId,
+    method: Method,
+    mut target: Url,
+    headers: Headers,
+    body: Option<Vec<u8>>,
+) -> ApiResult<Response> {
+    let name = hub_name(tenant, connection);
+    target.query_pairs_mut().append_pair("hub", &name);
+    let namespace = env.durable_object("HUB")?;
+    let stub = namespace.id_from_name(&name)?.get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers);
+    if let Some(body) = body {
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    let request = Request::new_with_init(target.as_str(), &init)?;
+    Ok(stub.fetch_with_request(request).await?)
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sets up what is missing, builds the worker and runs Herald locally under `wrangler dev`
+# (workerd with local Durable Object storage in .wrangler/state). PORT=8787 by default.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+port="${PORT:-8787}"
+bash scripts/setup.sh
+
+# The token key lives in .dev.vars (git-ignored), created once with a random key.
+if [[ ! -f .dev.vars ]]; then
+  printf 'HERALD_TOKEN_KEY=%s\nHERALD_CORS_ORIGINS=http://localhost:8000,http://127.0.0.1:8000\n' \
+    "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > .dev.vars
+  echo "[dev] created .dev.vars with a fresh HERALD_TOKEN_KEY"
+fi
+
+cargo build -q --release -p herald-cli
+bash scripts/build-worker.sh
+token=$(target/release/herald-token --dev-vars .dev.vars --tenant local --scope publish,subscribe --ttl-s 86400)
+
+cat <<TXT
+
+Herald is starting on http://127.0.0.1:$port (tenant "local"; token valid 24 h). In another terminal:
+
+  export HERALD_TOKEN='$token'
+
+  # subscribe (leave running)
+  curl -N -H "Authorization: Bearer \$HERALD_TOKEN" http://127.0.0.1:$port/v1/streams/demo
+
+  # publish
+  curl -H "Authorization: Bearer \$HERALD_TOKEN" -H 'content-type: application/json' \\
+       -d '{"event":"job:state_change","data":{"id":"j1","state":"active"}}' \\
+       http://127.0.0.1:$port/v1/streams/demo/events
+
+TXT
+export CI=true WRANGLER_SEND_METRICS=false HERALD_SKIP_BUILD=1
+export WRANGLER_LOG_PATH="$root/.wrangler/logs"
+exec npx wrangler dev --ip 127.0.0.1 --port "$port" --persist-to .wrangler/state

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks and skips what is there (a warm machine takes seconds).
+#   scripts/setup.sh           what `wrangler dev` needs: Rust targets, worker-build, wasm-bindgen-cli, npm packages
+#   scripts/setup.sh --test    also what the tests need: Chromium (apt), cargo-fuzz (nightly)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+# Rust targets: wasm32 for the worker and the Wasm tests, x86_64-unknown-none to prove no_std.
+installed_targets=$(rustup target list --installed)
+for target in wasm32-unknown-unknown x86_64-unknown-none; do
+  grep -qx "$target" <<<"$installed_targets" || { say "rustup target add $target"; rustup target add "$target"; }
+done
+
+# worker-build: the version must match the worker crate (0.8.x).
+if ! worker-build --version 2>/dev/null | grep -q '0\.8\.7'; then
+  say "cargo install worker-build 0.8.7"
+  cargo install worker-build --version 0.8.7 --locked
+fi
+
+# wasm-bindgen-cli must equal the wasm-bindgen crate version in Cargo.lock exactly.
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $bindgen_version\$"; then
+  say "cargo install wasm-bindgen-cli $bindgen_version"
+  # No --locked: its own lockfile pins a crate version the registry no longer serves.
+  cargo install wasm-bindgen-cli --version "$bindgen_version"
+fi
+
+# npm packages (wrangler 4.86 is the last for Node 20; binaryen for wasm-opt; esbuild; test clients).
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ "$(cat node_modules/.herald-lock-hash 2>/dev/null)" != "$lock_hash" ]]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.herald-lock-hash
+fi
+
+if [[ $want_test == 1 ]]; then
+  if ! command -v chromium >/dev/null; then
+    say "apt-get install chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  fi
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    say "cargo install cargo-fuzz"
+    cargo install cargo-fuzz --locked
+  fi
+fi
+say "ready"

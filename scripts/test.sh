@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets up what is missing, then runs every check and test: format, lints, docs, the engine's tests
+# natively and on wasm32 (Node), the no_std build, bounded fuzzing, and the end-to-end suite against
+# the worker under `wrangler dev` with real clients (curl, npm eventsource, headless Chromium).
+#   FUZZ_SECONDS=30 per fuzz target (0 skips fuzzing).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/setup.sh --test
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n\033[1m== %s\033[0m\n' "$1"; shift; "$@"; }
+
+step "format" cargo fmt --all --check
+step "clippy (native)" cargo clippy --workspace --all-targets -- -D warnings
+step "clippy (worker, wasm32)" cargo clippy -p herald-worker --target wasm32-unknown-unknown -- -D warnings
+step "docs (herald-core)" env RUSTDOCFLAGS="-D warnings" cargo doc -q -p herald-core --no-deps
+step "no_std build (x86_64-unknown-none)" cargo build -q -p herald-core --target x86_64-unknown-none
+step "unit and property tests (native)" cargo test -q --workspace --exclude herald-e2e
+step "engine tests on wasm32 (wasm-bindgen-test under Node)" cargo test -q -p herald-core --target wasm32-unknown-unknown --tests
+
+fuzz_seconds="${FUZZ_SECONDS:-30}"
+if [[ "$fuzz_seconds" != 0 ]]; then
+  for target in parse roundtrip; do
+    step "fuzz $target (${fuzz_seconds}s)" bash -c "cd fuzz && cargo +nightly fuzz run $target -- -max_total_time=$fuzz_seconds"
+  done
+fi
+
+step "build worker" bash scripts/build-worker.sh
+step "end-to-end (wrangler dev + curl, eventsource, Chromium)" env HERALD_SKIP_BUILD=1 cargo test -q -p herald-e2e -- --test-threads=2
+printf '\n\033[1mall tests passed\033[0m\n'

@@ -1,0 +1,412 @@
+//! The end-to-end harness: starts the worker under `wrangler dev` (local workerd, a fresh persist
+//! directory, a free loopback port), mints tokens with herald-core, and talks to it over real HTTP,
+//! parsing streams with herald-core's own parser.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use herald_core::{mint, Claims, Parser, Scope, TokenKind};
+
+/// The HMAC key every test instance is started with.
+pub const TEST_KEY: &str = "e2e-test-key-0123456789abcdef0123456789abcdef";
+
+/// The repository root (the e2e crate lives in `tests/e2e`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+}
+
+/// A unique name for a connection id, so tests sharing one instance never share a hub by accident.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+fn free_port() -> u16 {
+    // Bind to port 0 for a port the OS considers free, then release it for wrangler.
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A running `wrangler dev`. Dropping it kills the whole process group.
+#[derive(Debug)]
+pub struct Wrangler {
+    child: Option<Child>,
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    port: u16,
+    persist: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl Wrangler {
+    /// Starts an instance with a fresh persist directory and extra `--var`s.
+    pub fn start(vars: &[(&str, &str)]) -> Wrangler {
+        let persist = repo_root().join(".e2e").join(unique("state"));
+        std::fs::create_dir_all(&persist).expect("persist dir");
+        let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if !vars.iter().any(|(k, _)| k == "HERALD_TOKEN_KEY") {
+            vars.push(("HERALD_TOKEN_KEY".into(), TEST_KEY.into()));
+        }
+        let mut wrangler = Wrangler { child: None, base: String::new(), port: 0, persist, vars };
+        wrangler.spawn(free_port());
+        wrangler
+    }
+
+    fn spawn(&mut self, port: u16) {
+        use std::os::unix::process::CommandExt;
+        let root = repo_root();
+        let logs = self.persist.join("logs");
+        let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
+        command
+            .current_dir(&root)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", "0"])
+            .arg("--persist-to")
+            .arg(&self.persist)
+            .env("CI", "true")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("HERALD_SKIP_BUILD", "1")
+            .env("WRANGLER_LOG_PATH", &logs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(self.persist.join("wrangler.out")).expect("log file")))
+            .stderr(Stdio::from(std::fs::File::create(self.persist.join("wrangler.err")).expect("log file")))
+            .process_group(0);
+        for (key, value) in &self.vars {
+            command.arg("--var").arg(format!("{key}:{value}"));
+        }
+        let child = command.spawn().expect("start wrangler dev (run scripts/setup.sh first)");
+        self.child = Some(child);
+        self.port = port;
+        self.base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(response) = ureq::get(&format!("{}/healthz", self.base)).timeout(Duration::from_secs(2)).call() {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("wrangler dev exited with {status}; see {}", self.persist.display());
+            }
+            assert!(Instant::now() < deadline, "wrangler dev not ready in 90 s; see {}", self.persist.display());
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Kills the process group (as a crash would) and waits for it to go.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            // SAFETY-free: `kill` via the command line keeps this crate free of libc.
+            let _ = Command::new("kill").args(["-9", &format!("-{pid}")]).status();
+            let _ = child.wait();
+            // Wait until the port is released.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Kills and starts again on the same port with the same persist directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.port;
+        self.spawn(port);
+    }
+
+    /// A URL on this instance.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for Wrangler {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Mints an access token for `tenant` with the given scopes (and optional stream allow-list).
+pub fn token(tenant: &str, scopes: &[Scope], streams: Option<&[&str]>, ttl_s: u64) -> String {
+    let claims = Claims::new(tenant, scopes, streams.map(|s| s.iter().map(|x| x.to_string()).collect()), now_s() + ttl_s, TokenKind::Access);
+    mint(&claims, TEST_KEY.as_bytes())
+}
+
+/// A token for `tenant` with both scopes on every stream, valid for an hour.
+pub fn full_token(tenant: &str) -> String {
+    token(tenant, &[Scope::Publish, Scope::Subscribe], None, 3600)
+}
+
+/// A response's status and body, whatever the status.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body as text.
+    pub body: String,
+    /// Response headers, lowercase names.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    /// The body as JSON (panics with the body if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("transport error: {error}"),
+    };
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| response.header(&name).map(|v| (name.to_ascii_lowercase(), v.to_string())))
+        .collect();
+    let body = response.into_string().unwrap_or_default();
+    Answer { status, body, headers }
+}
+
+/// Sends a request with an optional bearer token and body.
+pub fn request(method: &str, url: &str, bearer: Option<&str>, body: Option<&str>) -> Answer {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    if let Some(token) = bearer {
+        req = req.set("authorization", &format!("Bearer {token}"));
+    }
+    answer(match body {
+        Some(body) => req.set("content-type", "application/json").send_string(body),
+        None => req.call(),
+    })
+}
+
+/// Publishes and returns the ids the hub assigned (panics unless 200).
+pub fn publish(base: &str, connection: &str, token: &str, body: &str) -> Vec<String> {
+    let answer = request("POST", &format!("{base}/v1/streams/{connection}/events"), Some(token), Some(body));
+    assert_eq!(answer.status, 200, "publish failed: {}", answer.body);
+    answer.json()["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").to_string()).collect()
+}
+
+/// One dispatched SSE message, as herald-core's parser produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    /// Event type (`message` when unnamed).
+    pub event: String,
+    /// Data.
+    pub data: String,
+    /// The last event id at dispatch.
+    pub id: String,
+}
+
+/// An open SSE response read on a background thread.
+#[derive(Debug)]
+pub struct Subscription {
+    /// HTTP status of the response.
+    pub status: u16,
+    /// Response headers, lowercase names.
+    pub headers: Vec<(String, String)>,
+    messages: Receiver<Msg>,
+    raw: Receiver<Vec<u8>>,
+    stream: Option<TcpStream>,
+}
+
+impl Subscription {
+    /// Opens `GET path` with optional bearer token and extra headers, over a raw socket so that the
+    /// test controls reading (and can stop reading, or drop the connection abruptly).
+    pub fn open(base: &str, path: &str, bearer: Option<&str>, extra: &[(&str, &str)]) -> Subscription {
+        let address = base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("connect");
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
+        if let Some(token) = bearer {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        for (name, value) in extra {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        std::io::Write::write_all(&mut stream, head.as_bytes()).expect("send request");
+        let reader = stream.try_clone().expect("clone socket");
+        let (status, headers, body) = read_head(reader);
+        let (tx, messages) = mpsc::channel();
+        let (raw_tx, raw) = mpsc::channel();
+        thread::spawn(move || {
+            let mut parser = Parser::new();
+            let mut body = body;
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let _ = raw_tx.send(buf[..n].to_vec());
+                let mut failed = false;
+                parser.feed(&buf[..n], |m| {
+                    failed |= tx
+                        .send(Msg { event: m.event_type.to_string(), data: m.data.to_string(), id: m.last_event_id.to_string() })
+                        .is_err();
+                });
+                if failed {
+                    break;
+                }
+            }
+        });
+        Subscription { status, headers, messages, raw, stream: Some(stream) }
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The next message within `timeout`, or `None` if none came (or the stream ended).
+    pub fn next(&self, timeout: Duration) -> Option<Msg> {
+        self.messages.recv_timeout(timeout).ok()
+    }
+
+    /// The next message that is not a heartbeat (`ping`, `heartbeat`) within `timeout`.
+    pub fn next_event(&self, timeout: Duration) -> Option<Msg> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let msg = self.next(left)?;
+            if msg.event != "ping" && msg.event != "heartbeat" {
+                return Some(msg);
+            }
+        }
+    }
+
+    /// Collects `n` non-heartbeat messages (panics with what it got if they don't come in time).
+    pub fn take(&self, n: usize, timeout: Duration) -> Vec<Msg> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match self.next_event(timeout) {
+                Some(msg) => got.push(msg),
+                None => panic!("expected {n} events, got {}: {got:?}", got.len()),
+            }
+        }
+        got
+    }
+
+    /// True if the server ends the stream within `timeout`.
+    pub fn ends_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
+            match self.messages.recv_timeout(left) {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => return true,
+                Err(RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
+    /// Raw body bytes received so far (drains them).
+    pub fn raw_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        while let Ok(chunk) = self.raw.try_recv() {
+            all.extend(chunk);
+        }
+        all
+    }
+
+    /// Drops the connection abruptly (RST where the OS allows).
+    pub fn abort(mut self) {
+        if let Some(stream) = self.stream.take() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Reads the status line and headers; returns a reader positioned at the (de-chunked) body.
+fn read_head(mut stream: TcpStream) -> (u16, Vec<(String, String)>, Box<dyn Read + Send>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body: Box<dyn Read + Send> = if chunked { Box::new(Dechunk { inner: stream, left: 0, done: false }) } else { Box::new(stream) };
+    (status, headers, body)
+}
+
+/// A minimal HTTP/1.1 chunked-transfer decoder that hands bytes on as soon as they arrive.
+struct Dechunk {
+    inner: TcpStream,
+    left: usize,
+    done: bool,
+}
+
+impl Dechunk {
+    fn line(&mut self) -> std::io::Result<String> {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            if self.inner.read(&mut byte)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            line.push(byte[0]);
+        }
+        Ok(String::from_utf8_lossy(&line[..line.len() - 2]).to_string())
+    }
+}
+
+impl Read for Dechunk {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let size = self.line()?;
+            let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+            if size == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            self.left = size;
+        }
+        let want = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.left -= n;
+        if self.left == 0 {
+            self.line()?;
+        }
+        Ok(n)
+    }
+}
