@@ -2,7 +2,8 @@
 //! opens, and forward to the Hub named by (tenant, connection id).
 
 use herald_core::{
-    hub_name, mint, verify, Claims, ConnectionId, Filter, Scope, TenantId, TokenKind, Vocabulary,
+    hub_name, mint, verify, Claims, ConnectionId, Filter, HeartbeatProfile, Scope, TenantId, TokenKind,
+    Vocabulary,
 };
 use serde::{Deserialize, Serialize};
 use worker::{Date, Env, Headers, Method, Request, RequestInit, Response, Url};
@@ -41,6 +42,15 @@ impl Family {
         [Family::Generic, Family::SqlMesh, Family::Sluice, Family::RunnerJob]
             .into_iter()
             .find(|family| family.as_str() == text)
+    }
+
+    /// The heartbeat this family's clients expect.
+    pub(crate) fn heartbeat_profile(self) -> HeartbeatProfile {
+        match self {
+            Family::SqlMesh => HeartbeatProfile::SqlMeshPing,
+            Family::Sluice => HeartbeatProfile::SluiceHeartbeat,
+            Family::Generic | Family::RunnerJob => HeartbeatProfile::Comment,
+        }
     }
 
     /// The filter vocabulary of this family's streams.
