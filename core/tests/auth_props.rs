@@ -88,7 +88,7 @@ proptest! {
     fn any_single_byte_change_is_refused(claims in claims(), index in any::<prop::sample::Index>(), byte in any::<u8>()) {
         let key = b"herald-property-test-key-32bytes";
         let token = mint(&claims, key);
-        let mut bytes = token.clone().into_bytes();
+        let mut bytes = token.into_bytes();
         let at = index.index(bytes.len());
         prop_assume!(bytes[at] != byte);
         bytes[at] = byte;

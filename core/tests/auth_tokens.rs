@@ -369,7 +369,14 @@ fn permits_table() {
         kind: TokenKind::Ticket,
         ..all.clone()
     };
-    let cases: Vec<(&str, &Claims, Scope, &ConnectionId, Result<(), Forbidden>)> = vec![
+    type Case<'a> = (
+        &'a str,
+        &'a Claims,
+        Scope,
+        &'a ConnectionId,
+        Result<(), Forbidden>,
+    );
+    let cases: Vec<Case<'_>> = vec![
         ("all/publish", &all, Scope::Publish, &a, Ok(())),
         ("all/subscribe", &all, Scope::Subscribe, &b, Ok(())),
         ("publisher/publish", &publisher, Scope::Publish, &a, Ok(())),
