@@ -18,3 +18,9 @@ mod outbox;
 mod parse;
 mod plan;
 mod publish;
+
+pub use auth::{
+    hub_name, mint, verify, AuthError, Claims, ConnectionId, Forbidden, IdentifierError, Scope,
+    Scopes, TenantId, TokenKind, TOKEN_BYTES_MAX,
+};
+pub use publish::{parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits};

@@ -1,1 +1,581 @@
-//! (to be written)
+//! Publish request bodies: what a publisher may send, checked in full before anything is appended.
+//!
+//! A body is one of
+//! - one event object: `{"event": "job.done", "data": {"id": 7}, "category": "import"}`,
+//! - a batch object: `{"events": [<event object>, ...]}`,
+//! - a batch array: `[<event object>, ...]`.
+//!
+//! In an event object, `event` is required and must be a valid event name. `data` is the text of the SSE `data:`
+//! field: a JSON string is taken verbatim as text, any other JSON value is re-serialised compactly (whitespace
+//! dropped, numbers in their shortest form), and a missing `data` is the empty string. `category` is optional
+//! (`null` means absent) and is 1..=64 bytes of `[a-z0-9_]`. Any other key, or a key given twice, is an error, so
+//! a typo never silently drops a field.
+//!
+//! A batch is all or nothing: the first bad event rejects the whole body, with an error naming its index (a
+//! single event object is index 0). Limits ([`PublishLimits`]) bound the body, the event count and each event's
+//! data; exceeding one of them is HTTP 413, any other error is 400 ([`PublishError::is_too_large`]).
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::{check_identifier, IdentifierError};
+
+// stand-in until merge: encode::EventName
+/// Stand-in for `encode::EventName` (1..=128 bytes, no CR, LF or NUL) until the modules merge.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EventName(String);
+
+// stand-in until merge: encode::NameError
+/// Stand-in for `encode::NameError` until the modules merge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NameError {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than 128 bytes.
+    TooLong,
+    /// The name holds CR, LF or NUL.
+    ForbiddenByte(u8),
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("event name is empty"),
+            Self::TooLong => f.write_str("event name is longer than 128 bytes"),
+            Self::ForbiddenByte(byte) => write!(f, "event name holds forbidden byte 0x{byte:02x}"),
+        }
+    }
+}
+
+impl EventName {
+    /// Validates `value` as an event name.
+    pub fn new(value: &str) -> Result<Self, NameError> {
+        if value.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if value.len() > 128 {
+            return Err(NameError::TooLong);
+        }
+        if let Some(&byte) = value
+            .as_bytes()
+            .iter()
+            .find(|byte| matches!(byte, b'\r' | b'\n' | 0))
+        {
+            return Err(NameError::ForbiddenByte(byte));
+        }
+        Ok(Self(String::from(value)))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+// end of stand-in
+
+/// Limits on one publish request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishLimits {
+    /// The largest `data` text of one event, in bytes (after re-serialisation). Default 64 KiB.
+    pub event_bytes_max: usize,
+    /// The most events in one request. Default 100.
+    pub batch_events_max: usize,
+    /// The largest request body, in bytes, checked before parsing. Default 1 MiB.
+    pub batch_bytes_max: usize,
+}
+
+impl Default for PublishLimits {
+    fn default() -> Self {
+        Self {
+            event_bytes_max: 64 * 1024,
+            batch_events_max: 100,
+            batch_bytes_max: 1024 * 1024,
+        }
+    }
+}
+
+/// One event to append, as the publisher sent it (the hub assigns its id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The SSE `event:` name.
+    pub name: EventName,
+    /// The SSE `data:` text.
+    pub data: String,
+    /// The category filters match on, if any: 1..=64 bytes of `[a-z0-9_]`.
+    pub category: Option<String>,
+}
+
+/// The longest category, in bytes.
+const CATEGORY_BYTES_MAX: usize = 64;
+
+/// The most of an unknown key an error repeats back, in bytes: enough to spot a typo, not an echo of the body.
+const UNKNOWN_FIELD_BYTES_MAX: usize = 64;
+
+/// Why a publish body was refused.
+///
+/// [`PublishError::is_too_large`] tells 413 (a limit was exceeded) from 400 (the body is wrong). Errors about one
+/// event name its `index` in the batch (0 for a single event object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublishError {
+    /// The body is longer than [`PublishLimits::batch_bytes_max`] (413).
+    BodyTooLarge {
+        /// Length of the body, in bytes.
+        body_bytes: usize,
+        /// The limit, in bytes.
+        bytes_max: usize,
+    },
+    /// The batch holds more than [`PublishLimits::batch_events_max`] events (413).
+    TooManyEvents {
+        /// The limit, in events.
+        events_max: usize,
+    },
+    /// One event's `data` text is longer than [`PublishLimits::event_bytes_max`] (413).
+    EventTooLarge {
+        /// Position of the event in the batch.
+        index: usize,
+        /// Length of its data text, in bytes.
+        data_bytes: usize,
+        /// The limit, in bytes.
+        bytes_max: usize,
+    },
+    /// The body is not JSON (400).
+    Malformed {
+        /// Line of the first error, from 1.
+        line: usize,
+        /// Column of the first error, from 1.
+        column: usize,
+    },
+    /// The body is JSON but neither an event object, `{"events": [...]}` nor an array (400).
+    NotABatch,
+    /// The batch holds no events (400).
+    EmptyBatch,
+    /// An item of the batch is not a JSON object (400).
+    NotAnObject {
+        /// Position of the item in the batch.
+        index: usize,
+    },
+    /// An object has a key Herald does not know (400).
+    UnknownField {
+        /// Position of the event in the batch; `None` for a key beside `events` in a batch object.
+        index: Option<usize>,
+        /// The key, cut to 64 bytes.
+        field: String,
+    },
+    /// An event object gives the same key twice (400).
+    DuplicateField {
+        /// Position of the event in the batch.
+        index: usize,
+        /// The key.
+        field: &'static str,
+    },
+    /// An event object has no `event` (400).
+    MissingEvent {
+        /// Position of the event in the batch.
+        index: usize,
+    },
+    /// A field has the wrong JSON type (400).
+    WrongType {
+        /// Position of the event in the batch.
+        index: usize,
+        /// The key.
+        field: &'static str,
+        /// What the field must be.
+        expected: &'static str,
+    },
+    /// The `event` field is not a valid event name (400).
+    InvalidEvent {
+        /// Position of the event in the batch.
+        index: usize,
+        /// What is wrong with it.
+        error: NameError,
+    },
+    /// The `category` field is not a valid category (400).
+    InvalidCategory {
+        /// Position of the event in the batch.
+        index: usize,
+        /// What is wrong with it.
+        error: IdentifierError,
+    },
+}
+
+impl PublishError {
+    /// Whether a limit was exceeded (HTTP 413) rather than the body being wrong (HTTP 400).
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } | Self::EventTooLarge { .. }
+        )
+    }
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BodyTooLarge { body_bytes, bytes_max } => {
+                write!(f, "body is {body_bytes} bytes, over the limit of {bytes_max}")
+            }
+            Self::TooManyEvents { events_max } => {
+                write!(f, "batch holds more than {events_max} events")
+            }
+            Self::EventTooLarge { index, data_bytes, bytes_max } => write!(
+                f,
+                "event {index}: data is {data_bytes} bytes, over the limit of {bytes_max}"
+            ),
+            Self::Malformed { line, column } => {
+                write!(f, "body is not valid json (line {line}, column {column})")
+            }
+            Self::NotABatch => f.write_str(
+                "body must be an event object, an object with `events` or an array of event objects",
+            ),
+            Self::EmptyBatch => f.write_str("batch holds no events"),
+            Self::NotAnObject { index } => write!(f, "event {index}: not a json object"),
+            Self::UnknownField { index: Some(index), field } => write!(
+                f,
+                "event {index}: unknown field `{field}` (expected `event`, `data` or `category`)"
+            ),
+            Self::UnknownField { index: None, field } => {
+                write!(f, "unknown field `{field}` beside `events`")
+            }
+            Self::DuplicateField { index, field } => {
+                write!(f, "event {index}: field `{field}` given twice")
+            }
+            Self::MissingEvent { index } => write!(f, "event {index}: field `event` is required"),
+            Self::WrongType { index, field, expected } => {
+                write!(f, "event {index}: field `{field}` must be {expected}")
+            }
+            Self::InvalidEvent { index, error } => {
+                write!(f, "event {index}: field `event` is not valid: {error}")
+            }
+            Self::InvalidCategory { index, error } => {
+                write!(f, "event {index}: field `category` is not valid: {error}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for PublishError {}
+
+/// Parses and checks a publish body: every event, or the first error.
+///
+/// ```
+/// use herald_core::{parse_publish, PublishLimits};
+/// let body = br#"{"events": [{"event": "job.done", "data": {"id": 7}}, {"event": "note", "data": "hi"}]}"#;
+/// let events = parse_publish(body, &PublishLimits::default()).unwrap();
+/// assert_eq!(events[0].name.as_str(), "job.done");
+/// assert_eq!(events[0].data, r#"{"id":7}"#);
+/// assert_eq!(events[1].data, "hi");
+/// ```
+pub fn parse_publish(body: &[u8], limits: &PublishLimits) -> Result<Vec<NewEvent>, PublishError> {
+    // Checked first so an oversized body costs no parsing.
+    if body.len() > limits.batch_bytes_max {
+        return Err(PublishError::BodyTooLarge {
+            body_bytes: body.len(),
+            bytes_max: limits.batch_bytes_max,
+        });
+    }
+    let mut batch = Batch {
+        limits,
+        events: Vec::new(),
+        failure: None,
+        shape_error: PublishError::NotABatch,
+    };
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let parsed = BodySeed(&mut batch)
+        .deserialize(&mut json)
+        .and_then(|()| json.end());
+    match parsed {
+        Ok(()) => Ok(batch.events),
+        // serde errors carry only text, so the typed error travels beside them (see `Batch`).
+        Err(error) => Err(match batch.failure {
+            Some(failure) => failure,
+            None if error.is_data() => batch.shape_error,
+            None => PublishError::Malformed {
+                line: error.line(),
+                column: error.column(),
+            },
+        }),
+    }
+}
+
+/// The response to a successful publish: `{"ids":[...]}` with the ids in publish order.
+///
+/// ```
+/// assert_eq!(herald_core::publish_response_json(&["7-1", "7-2"]), r#"{"ids":["7-1","7-2"]}"#);
+/// ```
+pub fn publish_response_json(ids: &[impl AsRef<str>]) -> String {
+    #[derive(Serialize)]
+    struct Response<'a> {
+        ids: Vec<&'a str>,
+    }
+    let response = Response {
+        ids: ids.iter().map(AsRef::as_ref).collect(),
+    };
+    serde_json::to_string(&response).expect("a list of strings always serialises")
+}
+
+/// The state of one parse, shared by the serde visitors below.
+///
+/// serde errors are text, so when a visitor refuses something it stores the typed error in `failure` and returns
+/// an opaque serde error to stop the parse. serde itself refuses a wrong JSON type (an array item that is a
+/// number) before any visitor code runs; `shape_error` is set before each such check to the error that describes
+/// it. Syntax errors are neither and become [`PublishError::Malformed`].
+struct Batch<'a> {
+    limits: &'a PublishLimits,
+    events: Vec<NewEvent>,
+    failure: Option<PublishError>,
+    shape_error: PublishError,
+}
+
+impl Batch<'_> {
+    fn fail<E: de::Error>(&mut self, error: PublishError) -> E {
+        let error_text = E::custom(&error);
+        self.failure = Some(error);
+        error_text
+    }
+
+    fn push(&mut self, event: NewEvent) -> Result<(), PublishError> {
+        if self.events.len() == self.limits.batch_events_max {
+            return Err(PublishError::TooManyEvents {
+                events_max: self.limits.batch_events_max,
+            });
+        }
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// Reads event objects from an array (the top level, or the value of `events`).
+    fn read_items<'de, A: SeqAccess<'de>>(&mut self, mut items: A) -> Result<(), A::Error> {
+        loop {
+            let index = self.events.len();
+            self.shape_error = PublishError::NotAnObject { index };
+            if items.next_element_seed(ItemSeed(&mut *self))?.is_none() {
+                break;
+            }
+        }
+        if self.events.is_empty() {
+            return Err(self.fail(PublishError::EmptyBatch));
+        }
+        Ok(())
+    }
+
+    /// Reads the rest of one event object whose first key (if any) was already read.
+    fn read_event<'de, A: MapAccess<'de>>(
+        &mut self,
+        first_key: Option<String>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let index = self.events.len();
+        let mut fields = EventFields::default();
+        let mut key = first_key;
+        while let Some(name) = key {
+            let (slot, field) = match name.as_str() {
+                "event" => (&mut fields.event, "event"),
+                "data" => (&mut fields.data, "data"),
+                "category" => (&mut fields.category, "category"),
+                _ => {
+                    let field = truncate(name, UNKNOWN_FIELD_BYTES_MAX);
+                    return Err(self.fail(PublishError::UnknownField {
+                        index: Some(index),
+                        field,
+                    }));
+                }
+            };
+            if slot.is_some() {
+                return Err(self.fail(PublishError::DuplicateField { index, field }));
+            }
+            *slot = Some(map.next_value::<Value>()?);
+            key = map.next_key::<String>()?;
+        }
+        let event = fields
+            .into_event(index, self.limits)
+            .and_then(|event| self.push(event));
+        event.map_err(|error| self.fail(error))
+    }
+}
+
+/// The raw values of one event object's fields, before they are checked.
+#[derive(Default)]
+struct EventFields {
+    event: Option<Value>,
+    data: Option<Value>,
+    category: Option<Value>,
+}
+
+impl EventFields {
+    fn into_event(self, index: usize, limits: &PublishLimits) -> Result<NewEvent, PublishError> {
+        let name = match self.event {
+            None => return Err(PublishError::MissingEvent { index }),
+            Some(Value::String(name)) => EventName::new(&name)
+                .map_err(|error| PublishError::InvalidEvent { index, error })?,
+            Some(_) => {
+                return Err(PublishError::WrongType {
+                    index,
+                    field: "event",
+                    expected: "a string",
+                })
+            }
+        };
+        let data = match self.data {
+            None => String::new(),
+            Some(Value::String(text)) => text,
+            Some(value) => value.to_string(),
+        };
+        if data.len() > limits.event_bytes_max {
+            return Err(PublishError::EventTooLarge {
+                index,
+                data_bytes: data.len(),
+                bytes_max: limits.event_bytes_max,
+            });
+        }
+        let category = match self.category {
+            None | Some(Value::Null) => None,
+            Some(Value::String(category)) => {
+                check_identifier(&category, CATEGORY_BYTES_MAX, |byte| {
+                    byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_'
+                })
+                .map_err(|error| PublishError::InvalidCategory { index, error })?;
+                Some(category)
+            }
+            Some(_) => {
+                return Err(PublishError::WrongType {
+                    index,
+                    field: "category",
+                    expected: "a string or null",
+                })
+            }
+        };
+        Ok(NewEvent {
+            name,
+            data,
+            category,
+        })
+    }
+}
+
+/// Cuts `text` to at most `bytes_max` bytes on a character boundary.
+fn truncate(mut text: String, bytes_max: usize) -> String {
+    if text.len() > bytes_max {
+        let mut end = bytes_max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// The whole body: an event object, a batch object or a batch array.
+struct BodySeed<'b, 'a>(&'b mut Batch<'a>);
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        self.0.shape_error = PublishError::NotABatch;
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object, an object with `events` or an array of event objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, items: A) -> Result<(), A::Error> {
+        self.0.read_items(items)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let batch = self.0;
+        // The first key decides the shape: `events` makes a batch object, anything else an event object.
+        let first_key = map.next_key::<String>()?;
+        if first_key.as_deref() != Some("events") {
+            return batch.read_event(first_key, &mut map);
+        }
+        map.next_value_seed(EventsSeed(&mut *batch))?;
+        if let Some(key) = map.next_key::<String>()? {
+            let field = truncate(key, UNKNOWN_FIELD_BYTES_MAX);
+            return Err(batch.fail(PublishError::UnknownField { index: None, field }));
+        }
+        Ok(())
+    }
+}
+
+/// The value of `events` in a batch object: an array of event objects.
+struct EventsSeed<'b, 'a>(&'b mut Batch<'a>);
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        self.0.shape_error = PublishError::NotABatch;
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of event objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, items: A) -> Result<(), A::Error> {
+        self.0.read_items(items)
+    }
+}
+
+/// One item of a batch: an event object.
+struct ItemSeed<'b, 'a>(&'b mut Batch<'a>);
+
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        // `shape_error` was set by `read_items`, which knows the index.
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let first_key = map.next_key::<String>()?;
+        self.0.read_event(first_key, &mut map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_keeps_whole_characters() {
+        assert_eq!(truncate(String::from("abcdef"), 4), "abcd");
+        // "é" is two bytes; cutting at 2 would split it.
+        assert_eq!(truncate(String::from("aéb"), 2), "a");
+        assert_eq!(truncate(String::from("ab"), 4), "ab");
+    }
+
+    #[test]
+    fn stand_in_event_name_refuses_line_breaks_and_nul() {
+        assert_eq!(EventName::new("a\nb"), Err(NameError::ForbiddenByte(b'\n')));
+        assert_eq!(EventName::new("a\rb"), Err(NameError::ForbiddenByte(b'\r')));
+        assert_eq!(EventName::new("a\0b"), Err(NameError::ForbiddenByte(0)));
+        assert_eq!(EventName::new(""), Err(NameError::Empty));
+        assert!(EventName::new(&"x".repeat(128)).is_ok());
+        assert_eq!(EventName::new(&"x".repeat(129)), Err(NameError::TooLong));
+    }
+}
