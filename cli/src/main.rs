@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use herald_core::{mint, Claims, Scope, TenantId, TokenKind};
+use herald_core::{mint, Claims, ConnectionId, Scope, Scopes, TenantId, TokenKind};
 
 const USAGE: &str = "usage: herald-token --tenant T [--scope publish,subscribe] [--streams a,b] [--ttl-s 3600] [--dev-vars .dev.vars]";
 
@@ -24,7 +24,7 @@ fn key_from_dev_vars(path: &str) -> Result<String, String> {
 fn run(args: &[String]) -> Result<String, String> {
     let mut tenant = None;
     let mut scopes = vec![Scope::Publish, Scope::Subscribe];
-    let mut streams = None;
+    let mut streams: Option<Vec<String>> = None;
     let mut ttl_s = 3600u64;
     let mut key = std::env::var("HERALD_TOKEN_KEY").ok();
     let mut args = args.iter();
@@ -50,10 +50,32 @@ fn run(args: &[String]) -> Result<String, String> {
         }
     }
     let tenant = tenant.ok_or_else(|| format!("--tenant is required\n{USAGE}"))?;
-    TenantId::new(&tenant).map_err(|e| format!("--tenant: {e}"))?;
+    let tenant = TenantId::new(&tenant).map_err(|e| format!("--tenant: {e}"))?;
+    let streams = match streams {
+        None => None,
+        Some(ids) => Some(
+            ids.iter()
+                .map(|id: &String| ConnectionId::new(id).map_err(|e| format!("--streams {id:?}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let mut granted = Scopes { publish: false, subscribe: false };
+    for scope in scopes {
+        match scope {
+            Scope::Publish => granted.publish = true,
+            Scope::Subscribe => granted.subscribe = true,
+        }
+    }
     let key = key.ok_or("no key: pass --dev-vars FILE or set HERALD_TOKEN_KEY")?;
     let now_s = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
-    let claims = Claims::new(&tenant, &scopes, streams, now_s + ttl_s, TokenKind::Access);
+    let claims = Claims {
+        tenant,
+        scopes: granted,
+        streams,
+        exp_s: now_s + ttl_s,
+        iat_s: Some(now_s),
+        kind: TokenKind::Access,
+    };
     Ok(mint(&claims, key.as_bytes()))
 }
 

@@ -161,7 +161,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             let ticket = claims
                 .ticket_for(&connection, now_s, config.ticket_ttl_s)
                 .map_err(|e| ApiError::Forbidden(e.to_string()))?;
-            let expires_at = ticket.exp;
+            let expires_at = ticket.exp_s;
             let body = TicketResponse {
                 ticket: mint(&ticket, &key),
                 connection_id: connection.as_str(),
@@ -289,7 +289,7 @@ fn subscriber_claims(request: &Request, url: &Url, key: &[u8], now_s: u64) -> Ap
 
 fn permit(claims: &Claims, scope: Scope, connection: &ConnectionId) -> ApiResult<TenantId> {
     claims.permits(scope, connection).map_err(|e| ApiError::Forbidden(e.to_string()))?;
-    TenantId::new(&claims.sub).map_err(|e| ApiError::Unauthorized(e.to_string()))
+    Ok(claims.tenant.clone())
 }
 
 fn hub_url(op: &str) -> ApiResult<Url> {

@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use herald_core::{mint, Claims, Parser, Scope, TokenKind};
+use herald_core::{mint, Claims, ConnectionId, Parser, Scope, Scopes, TenantId, TokenKind};
 
 /// The HMAC key every test instance is started with.
 pub const TEST_KEY: &str = "e2e-test-key-0123456789abcdef0123456789abcdef";
@@ -139,7 +139,14 @@ impl Drop for Wrangler {
 
 /// Mints an access token for `tenant` with the given scopes (and optional stream allow-list).
 pub fn token(tenant: &str, scopes: &[Scope], streams: Option<&[&str]>, ttl_s: u64) -> String {
-    let claims = Claims::new(tenant, scopes, streams.map(|s| s.iter().map(|x| x.to_string()).collect()), now_s() + ttl_s, TokenKind::Access);
+    let claims = Claims {
+        tenant: TenantId::new(tenant).expect("tenant"),
+        scopes: Scopes { publish: scopes.contains(&Scope::Publish), subscribe: scopes.contains(&Scope::Subscribe) },
+        streams: streams.map(|ids| ids.iter().map(|id| ConnectionId::new(id).expect("connection id")).collect()),
+        exp_s: now_s() + ttl_s,
+        iat_s: None,
+        kind: TokenKind::Access,
+    };
     mint(&claims, TEST_KEY.as_bytes())
 }
 
