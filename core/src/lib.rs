@@ -18,3 +18,14 @@ mod outbox;
 mod parse;
 mod plan;
 mod publish;
+
+pub use control::{lagging_frame, open_frame, reset_frame};
+pub use filter::{Filter, FilterError, FilterErrorKind, FilterParam, Vocabulary};
+pub use heartbeat::{HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, DEFAULT_HEARTBEAT_MS};
+pub use log::{
+    Evicted, GapReason, LogEntry, LogLimits, Position, PositionError, Replay, ReplayLog,
+    RestoreError,
+};
+pub use outbox::{Outbox, OutboxLimits, Pushed};
+// stand-in until merge: encode::EventId/EventName/Frame (delete this line and `control::standin`)
+pub use control::standin::{EventId, EventName, Frame};
