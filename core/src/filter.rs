@@ -66,6 +66,9 @@ impl Filter {
             let values = values.get_or_insert_with(Vec::new);
             for item in value.split(|&byte| byte == b',') {
                 let item = check_value(param, item, known)?;
+                if values.contains(&item) {
+                    continue;
+                }
                 if values.len() == VALUES_MAX {
                     return Err(FilterError::new(
                         param,
@@ -73,9 +76,7 @@ impl Filter {
                         item.as_bytes(),
                     ));
                 }
-                if !values.contains(&item) {
-                    values.push(item);
-                }
+                values.push(item);
             }
         }
         Ok(filter)
