@@ -24,3 +24,13 @@ pub use auth::{
     Scopes, TenantId, TokenKind, TOKEN_BYTES_MAX,
 };
 pub use publish::{parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits};
+pub use control::{lagging_frame, open_frame, reset_frame};
+pub use filter::{Filter, FilterError, FilterErrorKind, FilterParam, Vocabulary};
+pub use heartbeat::{HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, DEFAULT_HEARTBEAT_MS};
+pub use log::{
+    Evicted, GapReason, LogEntry, LogLimits, Position, PositionError, Replay, ReplayLog,
+    RestoreError,
+};
+pub use outbox::{Outbox, OutboxLimits, Pushed};
+// stand-in until merge: encode::EventId/EventName/Frame (delete this line and `control::standin`)
+pub use control::standin::{EventId, EventName, Frame};

@@ -1,1 +1,166 @@
-//! (to be written)
+//! A bounded per-subscriber queue with an in-band goodbye for slow consumers.
+//!
+//! SQLMesh gives every listener an unbounded queue, so one slow client grows memory without bound. Here
+//! each subscriber gets at most `frames_max` frames and `bytes_max` bytes. The first frame that does not fit
+//! is refused, nothing already queued is dropped (the client gets a gap-free prefix), and one `lagging`
+//! control frame is queued last, naming the id to resume from; then the stream closes. Memory is bounded
+//! by the limits plus that one control frame.
+//!
+//! States: `Open` (accepting) and `Closing` (refusing; drains what is queued, then the caller closes the
+//! stream). `Open -> Closing` on overflow or [`Outbox::close_after_drain`]; there is no way back.
+
+use alloc::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::control::{lagging_frame, lagging_frame_without_resume};
+use crate::log::Position;
+
+/// Limits of one subscriber's [`Outbox`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Most frames queued (not counting the final `lagging` frame).
+    pub frames_max: usize,
+    /// Most frame bytes queued (not counting the final `lagging` frame).
+    pub bytes_max: usize,
+}
+
+impl Default for OutboxLimits {
+    /// 1000 frames and 1 MiB, the default [`crate::LogLimits`]: a full replay of the log fits.
+    fn default() -> Self {
+        OutboxLimits {
+            frames_max: 1000,
+            bytes_max: 1024 * 1024,
+        }
+    }
+}
+
+/// The result of [`Outbox::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "an overflowed outbox accepts nothing more"]
+pub enum Pushed {
+    /// The frame was queued.
+    Queued,
+    /// The frame was not queued: the outbox is closing (this push overflowed it, or it already was).
+    Overflowed,
+}
+
+/// One subscriber's queue of frames waiting to be written.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    epoch: u64,
+    limits: OutboxLimits,
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    /// The `lagging` frame, sent after everything in `queue`; kept apart so it is outside the limits.
+    farewell: Option<Bytes>,
+    last_seq: Option<u64>,
+    closing: bool,
+}
+
+impl Outbox {
+    /// An empty, open outbox for a subscriber of a log with this epoch.
+    #[must_use]
+    pub fn new(epoch: u64, limits: OutboxLimits) -> Self {
+        Outbox {
+            epoch,
+            limits,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            farewell: None,
+            last_seq: None,
+            closing: false,
+        }
+    }
+
+    /// Queues a frame; `seq` is its sequence number when it carries an `id:` (events), `None` otherwise
+    /// (heartbeats, control frames).
+    ///
+    /// If the frame does not fit, the outbox starts closing: the frame is refused, and a `lagging` frame
+    /// is queued after everything already accepted, with data `{"resume":"<epoch>-<last_seq>"}`, or `{}`
+    /// when no frame with a sequence number was accepted yet (the client's own cursor is then still the
+    /// right one to resume from).
+    pub fn push(&mut self, frame: Bytes, seq: Option<u64>) -> Pushed {
+        if self.closing {
+            return Pushed::Overflowed;
+        }
+        // `queued_bytes <= bytes_max` always holds, so the subtraction cannot underflow.
+        let fits = self.queue.len() < self.limits.frames_max
+            && frame.len() <= self.limits.bytes_max - self.queued_bytes;
+        if !fits {
+            self.closing = true;
+            self.farewell = Some(match self.last_seq {
+                Some(seq) => lagging_frame(Position {
+                    epoch: self.epoch,
+                    seq,
+                }),
+                None => lagging_frame_without_resume(),
+            });
+            return Pushed::Overflowed;
+        }
+        self.queued_bytes += frame.len();
+        self.queue.push_back(frame);
+        if seq.is_some() {
+            self.last_seq = seq;
+        }
+        Pushed::Queued
+    }
+
+    /// The next frame to write, oldest first; the `lagging` frame, if any, comes last.
+    pub fn pop(&mut self) -> Option<Bytes> {
+        match self.queue.pop_front() {
+            Some(frame) => {
+                self.queued_bytes -= frame.len();
+                Some(frame)
+            }
+            None => self.farewell.take(),
+        }
+    }
+
+    /// Stops accepting frames without a `lagging` frame: for a stream that just queued its terminal event.
+    pub fn close_after_drain(&mut self) {
+        self.closing = true;
+    }
+
+    /// Whether the outbox refuses new frames (after an overflow or [`Outbox::close_after_drain`]).
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether the outbox is closing and everything has been popped: the caller closes the stream now.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.closing && self.is_empty()
+    }
+
+    /// The sequence number of the last accepted frame that had one.
+    #[must_use]
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// Frames waiting, including the `lagging` frame.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.queue.len() + usize::from(self.farewell.is_some())
+    }
+
+    /// Whether nothing is waiting.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes waiting, including the `lagging` frame.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.queued_bytes + self.farewell.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// The limits this outbox enforces.
+    #[must_use]
+    pub fn limits(&self) -> OutboxLimits {
+        self.limits
+    }
+}
