@@ -17,7 +17,7 @@ pub(crate) struct Config {
     pub(crate) publish: PublishLimits,
     pub(crate) ticket_ttl_s: u64,
     pub(crate) cors_origins: Vec<String>,
-    pub(crate) categories: Vec<String>,
+    pub(crate) categories: &'static [&'static str],
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -42,6 +42,19 @@ fn list(env: &Env, name: &str) -> Option<Vec<String>> {
 
 /// Dashtam's categories: the default vocabulary of `categories=` and of a published event's `category`.
 const DEFAULT_CATEGORIES: &[&str] = &["data_sync", "provider", "ai", "import", "portfolio", "security"];
+
+/// The category vocabulary, read once per isolate: herald-core's `Vocabulary` borrows `'static`
+/// lists, and `HERALD_CATEGORIES` cannot change while an isolate lives, so it is leaked exactly once.
+fn categories(env: &Env) -> &'static [&'static str] {
+    static CATEGORIES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    CATEGORIES.get_or_init(|| match list(env, "HERALD_CATEGORIES") {
+        None => DEFAULT_CATEGORIES,
+        Some(names) => {
+            let names: Vec<&'static str> = names.into_iter().map(|n| &*Box::leak(n.into_boxed_str())).collect();
+            Box::leak(names.into_boxed_slice())
+        }
+    })
+}
 
 impl Config {
     pub(crate) fn from_env(env: &Env) -> ApiResult<Config> {
@@ -73,8 +86,7 @@ impl Config {
             publish,
             ticket_ttl_s: number(env, "HERALD_TICKET_TTL_S", 300)?.max(1),
             cors_origins: list(env, "HERALD_CORS_ORIGINS").unwrap_or_default(),
-            categories: list(env, "HERALD_CATEGORIES")
-                .unwrap_or_else(|| DEFAULT_CATEGORIES.iter().map(|c| String::from(*c)).collect()),
+            categories: categories(env),
         })
     }
 

@@ -160,7 +160,7 @@ impl Hub {
     fn publish(&self, config: &Config, events: Vec<NewEvent>) -> ApiResult<Vec<String>> {
         for event in &events {
             if let Some(category) = &event.category {
-                if !config.categories.iter().any(|known| known == category) {
+                if !config.categories.contains(&category.as_str()) {
                     return Err(ApiError::bad_request(
                         "invalid_event",
                         format!("unknown category {category:?} (known: {})", config.categories.join(", ")),

@@ -57,7 +57,7 @@ impl Family {
     pub(crate) fn vocabulary(self, config: &Config) -> Vocabulary {
         match self {
             Family::Sluice => Vocabulary::sluice(),
-            _ => Vocabulary::open_with_categories(config.categories.iter().map(String::as_str)),
+            _ => Vocabulary::custom(None, Some(config.categories)),
         }
     }
 }

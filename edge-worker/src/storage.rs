@@ -100,8 +100,13 @@ impl Store {
             let name = EventName::new(&name).map_err(internal)?;
             entries.push(LogEntry { seq: seq as u64, name, category, frame });
         }
+        // Limits may have shrunk since these rows were written: the log says what no longer fits.
+        let (log, evicted) = ReplayLog::restore(epoch, next_seq, limits, entries).map_err(internal)?;
+        if let Some(through) = evicted.through_seq {
+            self.sql.exec("DELETE FROM herald_log WHERE seq <= ?", vec![SqlStorageValue::Integer(through as i64)])?;
+        }
         Ok(Loaded {
-            log: ReplayLog::restore(epoch, next_seq, limits, entries),
+            log,
             complete: self.meta(COMPLETE)?.as_deref() == Some("true"),
             plan_json: self.meta(PLAN)?,
         })

@@ -143,7 +143,7 @@ impl Stream for SubscriberStream {
                     this.timer = None;
                     return Poll::Ready(Some(Ok(core::mem::take(&mut this.chunk))));
                 }
-                if subscriber.outbox.is_closing() {
+                if subscriber.outbox.is_finished() {
                     return Poll::Ready(None);
                 }
                 subscriber.waker = Some(cx.waker().clone());
