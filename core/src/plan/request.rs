@@ -166,6 +166,7 @@ pub struct PlanRequest {
 impl PlanRequest {
     /// Parses a request body.
     pub fn from_json(body: &[u8]) -> Result<PlanRequest, BodyError> {
+        expect_object(body)?;
         serde_json::from_slice(body).map_err(|error| {
             // The derived parser only says "unknown category" in prose; re-read the body to name the value.
             let unknown = serde_json::from_slice::<Value>(body)
@@ -256,6 +257,7 @@ pub enum PlanCommand {
 impl PlanCommand {
     /// Parses a command body.
     pub fn from_json(body: &[u8]) -> Result<PlanCommand, BodyError> {
+        expect_object(body)?;
         let command: PlanCommand =
             serde_json::from_slice(body).map_err(|error| BodyError::malformed(&error))?;
         if command
@@ -277,6 +279,20 @@ impl PlanCommand {
             PlanCommand::Finish { .. } | PlanCommand::Dates { .. } | PlanCommand::Cancel => None,
         }
     }
+}
+
+/// serde reads a struct from a JSON array too (fields by position); FastAPI wants an object, and so do we.
+fn expect_object(body: &[u8]) -> Result<(), BodyError> {
+    let (mut line, mut column) = (1, 1);
+    for &byte in body {
+        match byte {
+            b'{' => return Ok(()),
+            b'\n' => (line, column) = (line + 1, 1),
+            b' ' | b'\t' | b'\r' => column += 1,
+            _ => return Err(BodyError::Malformed { line, column }),
+        }
+    }
+    Err(BodyError::Malformed { line, column })
 }
 
 /// A body the session cannot read. Every variant is the client's fault (HTTP 400); compare [`super::PlanError`],
