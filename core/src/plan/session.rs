@@ -476,10 +476,6 @@ impl PlanSession {
                 && t.promote.is_none()
         });
         let cancel_running = self.phase(Stage::Cancel) == Phase::Running && open(Tracker::Cancel);
-        let cancel_succeeded = self
-            .cancel
-            .as_ref()
-            .is_some_and(|t| t.base.meta.status() == Status::Success);
         let consistent = match self.state {
             S::Idle => {
                 !exists(Tracker::Overview)
@@ -507,7 +503,8 @@ impl PlanSession {
                 exists(Tracker::Overview)
                     && closed_or_absent(Tracker::Overview)
                     && closed_or_absent(Tracker::Apply)
-                    && cancel_succeeded
+                    // A later cancel with nothing to cancel replaces the successful one with its refusal.
+                    && exists(Tracker::Cancel)
                     && closed_or_absent(Tracker::Cancel)
             }
         };
