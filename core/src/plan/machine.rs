@@ -15,8 +15,9 @@
 //! 6. Opening while a plan runs starts nothing (single flight); cancelling with nothing running fails the cancel.
 //!
 //! To add a state: add the variant and put it in [`PlanState::ALL`]; give it a row in `transition` (the compiler
-//! insists: no `_` arms on states); update the predicates; update `PlanSession::check` (restore validation) and
-//! the state table in `core/tests/plan_table.rs`, which fails until the new row is written.
+//! insists: there are no `_` arms on states); if the runner drives trackers in it, add a `Running` variant and
+//! its tracker roles; update the predicates, `PlanSession::check` (restore validation) and the state table in
+//! `core/tests/plan_table.rs`, which fails until the new row is written.
 
 use core::fmt;
 
@@ -275,7 +276,9 @@ pub(super) fn transition(
             S::Finished => Err(PlanError::PlanFinished),
             S::Cancelled => Err(PlanError::PlanCancelled),
             S::Cancelling => cancelling(step, facts),
-            S::Overview | S::ApplyOverview | S::Applying => running(state, step, facts),
+            S::Overview => running(Running::Overview, step, facts),
+            S::ApplyOverview => running(Running::ApplyOverview, step, facts),
+            S::Applying => running(Running::Applying, step, facts),
         },
     }
 }
@@ -296,11 +299,65 @@ fn cancelling(step: Move, facts: &Facts) -> Result<(PlanState, Effect), PlanErro
     }
 }
 
+/// The states in which the runner drives its trackers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Running {
+    Overview,
+    ApplyOverview,
+    Applying,
+}
+
+/// What a runner tracker accepts in a running state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Takes its stages and its finish.
+    Open,
+    /// Not part of this plan.
+    Absent,
+    /// Part of this plan, waiting for the overview to succeed.
+    Pending,
+    /// Already finished.
+    Finished,
+}
+
+impl Running {
+    fn state(self) -> PlanState {
+        match self {
+            Running::Overview => PlanState::Overview,
+            Running::ApplyOverview => PlanState::ApplyOverview,
+            Running::Applying => PlanState::Applying,
+        }
+    }
+
+    /// Invariant 3: which tracker takes moves in this state. The cancel tracker is never the runner's.
+    fn role(self, tracker: Tracker) -> Role {
+        match (self, tracker) {
+            (Running::Overview | Running::ApplyOverview | Running::Applying, Tracker::Cancel) => {
+                Role::Absent
+            }
+            (Running::Overview | Running::ApplyOverview, Tracker::Overview) => Role::Open,
+            (Running::Applying, Tracker::Overview) => Role::Finished,
+            (Running::Overview, Tracker::Apply) => Role::Absent,
+            (Running::ApplyOverview, Tracker::Apply) => Role::Pending,
+            (Running::Applying, Tracker::Apply) => Role::Open,
+        }
+    }
+
+    /// Where a successful finish of the open tracker leads.
+    fn after_finish(self) -> PlanState {
+        match self {
+            Running::Overview | Running::Applying => PlanState::Finished,
+            Running::ApplyOverview => PlanState::Applying,
+        }
+    }
+}
+
 /// Runner moves in `Overview`, `ApplyOverview` and `Applying`.
-fn running(state: PlanState, step: Move, facts: &Facts) -> Result<(PlanState, Effect), PlanError> {
+fn running(at: Running, step: Move, facts: &Facts) -> Result<(PlanState, Effect), PlanError> {
+    let state = at.state();
     match step {
         Move::Start(stage) => {
-            stage_allowed(state, stage)?;
+            stage_allowed(at, stage)?;
             match facts.phase(stage) {
                 Phase::Running => Err(PlanError::StageAlreadyStarted(stage)),
                 Phase::Done => Err(PlanError::StageFinished(stage)),
@@ -311,11 +368,11 @@ fn running(state: PlanState, step: Move, facts: &Facts) -> Result<(PlanState, Ef
             }
         }
         Move::Update(stage) => {
-            stage_running(state, stage, facts)?;
+            stage_running(at, stage, facts)?;
             Ok((state, Effect::StageUpdate(stage)))
         }
         Move::Stop(stage, success) => {
-            stage_running(state, stage, facts)?;
+            stage_running(at, stage, facts)?;
             Ok(if success {
                 (state, Effect::StageStop(stage))
             } else {
@@ -323,57 +380,40 @@ fn running(state: PlanState, step: Move, facts: &Facts) -> Result<(PlanState, Ef
             })
         }
         Move::Finish(tracker, success) => {
-            tracker_allowed(state, tracker)?;
+            match at.role(tracker) {
+                Role::Open => {}
+                Role::Absent => return Err(PlanError::TrackerNotOpen(tracker)),
+                Role::Pending => return Err(PlanError::OverviewPending),
+                Role::Finished => return Err(PlanError::TrackerFinished(tracker)),
+            }
             if !success {
                 return Ok((PlanState::Finished, Effect::FailPlan));
             }
             if let Some(stage) = facts.running(Some(tracker)) {
                 return Err(PlanError::StageRunning(stage));
             }
-            let next = match state {
-                PlanState::ApplyOverview => PlanState::Applying,
-                _ => PlanState::Finished,
-            };
-            Ok((next, Effect::TrackerFinish(tracker)))
+            Ok((at.after_finish(), Effect::TrackerFinish(tracker)))
         }
         Move::Dates => Ok((state, Effect::Dates)),
     }
 }
 
 /// Invariant 3 for stages.
-fn stage_allowed(state: PlanState, stage: Stage) -> Result<(), PlanError> {
-    match (stage.tracker(), state) {
-        (Tracker::Cancel, _) | (Tracker::Apply, PlanState::Overview) => {
-            Err(PlanError::WrongTracker(stage))
-        }
-        (Tracker::Overview, PlanState::Applying) => {
-            Err(PlanError::TrackerFinished(Tracker::Overview))
-        }
-        (Tracker::Apply, PlanState::ApplyOverview) => Err(PlanError::OverviewPending),
-        _ => Ok(()),
+fn stage_allowed(at: Running, stage: Stage) -> Result<(), PlanError> {
+    match at.role(stage.tracker()) {
+        Role::Open => Ok(()),
+        Role::Absent => Err(PlanError::WrongTracker(stage)),
+        Role::Pending => Err(PlanError::OverviewPending),
+        Role::Finished => Err(PlanError::TrackerFinished(stage.tracker())),
     }
 }
 
 /// Invariants 2 and 3 for moves on a started stage.
-fn stage_running(state: PlanState, stage: Stage, facts: &Facts) -> Result<(), PlanError> {
-    stage_allowed(state, stage)?;
+fn stage_running(at: Running, stage: Stage, facts: &Facts) -> Result<(), PlanError> {
+    stage_allowed(at, stage)?;
     match facts.phase(stage) {
         Phase::Absent => Err(PlanError::StageNotStarted(stage)),
         Phase::Done => Err(PlanError::StageFinished(stage)),
         Phase::Running => Ok(()),
-    }
-}
-
-/// Invariant 3 for trackers.
-fn tracker_allowed(state: PlanState, tracker: Tracker) -> Result<(), PlanError> {
-    match (tracker, state) {
-        (Tracker::Cancel, _) | (Tracker::Apply, PlanState::Overview) => {
-            Err(PlanError::TrackerNotOpen(tracker))
-        }
-        (Tracker::Overview, PlanState::Applying) => {
-            Err(PlanError::TrackerFinished(Tracker::Overview))
-        }
-        (Tracker::Apply, PlanState::ApplyOverview) => Err(PlanError::OverviewPending),
-        _ => Ok(()),
     }
 }
