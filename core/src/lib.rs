@@ -8,6 +8,13 @@
 
 extern crate alloc;
 
+pub use plan::{
+    ApplyTracker, BodyError, CancelTracker, ChangeCategory, Opened, OverviewTracker, PlanCommand,
+    PlanDate, PlanDates, PlanError, PlanOptions, PlanRequest, PlanSession, PlanState, PlanUpdate,
+    Stage, StageMeta, StageState, Status, Tracker, TrackerBase, PLAN_APPLY, PLAN_CANCEL,
+    PLAN_OVERVIEW,
+};
+
 mod auth;
 mod control;
 mod encode;
