@@ -8,7 +8,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use herald_core::{
     control, parse_publish, EventName, Filter, Frame, HeartbeatPolicy, LogEntry, NewEvent, Outbox,
-    PlanCommand, PlanRequest, PlanSession, Replay, ReplayLog,
+    PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate, Replay, ReplayLog,
 };
 use serde::Serialize;
 use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, State, Url};
@@ -76,6 +76,23 @@ fn sse_headers() -> worker::Result<Headers> {
     Ok(headers)
 }
 
+fn illegal(error: PlanError) -> ApiError {
+    ApiError::conflict("illegal_transition", error)
+}
+
+/// The plan trackers as one JSON object keyed by event name, for a `reset` event's `snapshot`.
+fn snapshot_object(update: &PlanUpdate) -> String {
+    let mut object = String::from("{");
+    for (index, (name, json)) in update.events().iter().enumerate() {
+        if index > 0 {
+            object.push(',');
+        }
+        object.push_str(&format!("\"{name}\":{json}"));
+    }
+    object.push('}');
+    object
+}
+
 fn query(url: &Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }
@@ -104,18 +121,18 @@ impl Hub {
             (Method::Post, "/plan/open") => {
                 let body = request.bytes().await?;
                 let plan_request = PlanRequest::from_json(&body).map_err(|e| ApiError::bad_request("invalid_plan", e))?;
-                self.plan_step(&config, |session, now| session.open(plan_request, now))?;
+                self.plan_step(&config, |session, now| Ok(session.open(plan_request, now).into_update()))?;
                 Ok(Response::empty()?.with_status(204))
             }
             (Method::Post, "/plan/command") => {
                 let body = request.bytes().await?;
                 let command = PlanCommand::from_json(&body).map_err(|e| ApiError::bad_request("invalid_plan_command", e))?;
-                let ids = self.plan_step(&config, |session, now| session.apply(command, now))?;
+                let ids = self.plan_step(&config, |session, now| session.apply(command, now).map_err(illegal))?;
                 let cancelling = self.with_loaded(|loaded| loaded.plan.as_ref().is_some_and(PlanSession::is_cancelling));
                 Ok(Response::from_json(&serde_json::json!({ "ids": ids, "cancelling": cancelling }))?)
             }
             (Method::Post, "/plan/cancel") => {
-                self.plan_step(&config, |session, now| session.apply(PlanCommand::Cancel, now))?;
+                self.plan_step(&config, |session, now| session.apply(PlanCommand::Cancel, now).map_err(illegal))?;
                 Ok(Response::empty()?.with_status(204))
             }
             _ => Err(ApiError::NotFound),
@@ -229,23 +246,16 @@ impl Hub {
     fn plan_step(
         &self,
         config: &Config,
-        step: impl FnOnce(&mut PlanSession, u64) -> Result<herald_core::PlanUpdate, herald_core::PlanError>,
+        step: impl FnOnce(&mut PlanSession, u64) -> ApiResult<PlanUpdate>,
     ) -> ApiResult<Vec<String>> {
         let (update, json) = self.with_loaded(|loaded| {
             let mut session = loaded.plan.clone().unwrap_or_default();
-            let update = step(&mut session, now_ms()).map_err(|e| {
-                if e.is_conflict() {
-                    ApiError::conflict("illegal_transition", e)
-                } else {
-                    ApiError::bad_request("invalid_plan_command", e)
-                }
-            })?;
+            let update = step(&mut session, now_ms())?;
             let json = serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
             loaded.plan = Some(session);
             Ok::<_, ApiError>((update, json))
         })?;
         let events = update
-            .events
             .into_iter()
             .map(|(name, data)| NewEvent { name: EventName::from_static(name), data, category: None })
             .collect();
@@ -268,7 +278,7 @@ impl Hub {
             let mut subscriber = Subscriber::new(filter, Outbox::new(loaded.log.epoch(), config.outbox));
             subscriber.push_control(control::open_frame(config.retry_ms));
             let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
-            let snapshot_json = snapshot.as_ref().and_then(|s| s.snapshot_json());
+            let snapshot_json = snapshot.as_ref().map(snapshot_object);
             match &last_event_id {
                 Some(id) => match loaded.log.after(id) {
                     Replay::Frames(entries) => {
@@ -298,7 +308,7 @@ impl Hub {
                 None => {
                     // A fresh SQLMesh client gets the current trackers, as SQLMesh's /api/meta re-sync does.
                     if let Some(snapshot) = &snapshot {
-                        for (name, json) in &snapshot.events {
+                        for (name, json) in snapshot.events() {
                             let name = EventName::from_static(name);
                             subscriber.push_control(Frame::new().event(&name).data(json).to_bytes());
                         }
