@@ -25,58 +25,7 @@ use serde_json::Value;
 
 use crate::auth::{check_identifier, IdentifierError};
 
-// stand-in until merge: encode::EventName
-/// Stand-in for `encode::EventName` (1..=128 bytes, no CR, LF or NUL) until the modules merge.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct EventName(String);
-
-// stand-in until merge: encode::NameError
-/// Stand-in for `encode::NameError` until the modules merge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NameError {
-    /// The name is empty.
-    Empty,
-    /// The name is longer than 128 bytes.
-    TooLong,
-    /// The name holds CR, LF or NUL.
-    ForbiddenByte(u8),
-}
-
-impl fmt::Display for NameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Empty => f.write_str("event name is empty"),
-            Self::TooLong => f.write_str("event name is longer than 128 bytes"),
-            Self::ForbiddenByte(byte) => write!(f, "event name holds forbidden byte 0x{byte:02x}"),
-        }
-    }
-}
-
-impl EventName {
-    /// Validates `value` as an event name.
-    pub fn new(value: &str) -> Result<Self, NameError> {
-        if value.is_empty() {
-            return Err(NameError::Empty);
-        }
-        if value.len() > 128 {
-            return Err(NameError::TooLong);
-        }
-        if let Some(&byte) = value
-            .as_bytes()
-            .iter()
-            .find(|byte| matches!(byte, b'\r' | b'\n' | 0))
-        {
-            return Err(NameError::ForbiddenByte(byte));
-        }
-        Ok(Self(String::from(value)))
-    }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-// end of stand-in
+use crate::encode::{EventName, NameError};
 
 /// Limits on one publish request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -567,15 +516,5 @@ mod tests {
         // "é" is two bytes; cutting at 2 would split it.
         assert_eq!(truncate(String::from("aéb"), 2), "a");
         assert_eq!(truncate(String::from("ab"), 4), "ab");
-    }
-
-    #[test]
-    fn stand_in_event_name_refuses_line_breaks_and_nul() {
-        assert_eq!(EventName::new("a\nb"), Err(NameError::ForbiddenByte(b'\n')));
-        assert_eq!(EventName::new("a\rb"), Err(NameError::ForbiddenByte(b'\r')));
-        assert_eq!(EventName::new("a\0b"), Err(NameError::ForbiddenByte(0)));
-        assert_eq!(EventName::new(""), Err(NameError::Empty));
-        assert!(EventName::new(&"x".repeat(128)).is_ok());
-        assert_eq!(EventName::new(&"x".repeat(129)), Err(NameError::TooLong));
     }
 }
