@@ -29,7 +29,11 @@ fn run(args: &[String]) -> Result<String, String> {
     let mut key = std::env::var("HERALD_TOKEN_KEY").ok();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
-        let mut value = || args.next().cloned().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--tenant" => tenant = Some(value()?),
             "--scope" => {
@@ -42,8 +46,14 @@ fn run(args: &[String]) -> Result<String, String> {
                     })
                     .collect::<Result<_, _>>()?
             }
-            "--streams" => streams = Some(value()?.split(',').map(|s| s.trim().to_string()).collect()),
-            "--ttl-s" => ttl_s = value()?.parse().map_err(|_| "--ttl-s takes whole seconds".to_string())?,
+            "--streams" => {
+                streams = Some(value()?.split(',').map(|s| s.trim().to_string()).collect())
+            }
+            "--ttl-s" => {
+                ttl_s = value()?
+                    .parse()
+                    .map_err(|_| "--ttl-s takes whole seconds".to_string())?
+            }
             "--dev-vars" => key = Some(key_from_dev_vars(&value()?)?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -55,11 +65,16 @@ fn run(args: &[String]) -> Result<String, String> {
         None => None,
         Some(ids) => Some(
             ids.iter()
-                .map(|id: &String| ConnectionId::new(id).map_err(|e| format!("--streams {id:?}: {e}")))
+                .map(|id: &String| {
+                    ConnectionId::new(id).map_err(|e| format!("--streams {id:?}: {e}"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    let mut granted = Scopes { publish: false, subscribe: false };
+    let mut granted = Scopes {
+        publish: false,
+        subscribe: false,
+    };
     for scope in scopes {
         match scope {
             Scope::Publish => granted.publish = true,
@@ -67,7 +82,10 @@ fn run(args: &[String]) -> Result<String, String> {
         }
     }
     let key = key.ok_or("no key: pass --dev-vars FILE or set HERALD_TOKEN_KEY")?;
-    let now_s = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let now_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
     let claims = Claims {
         tenant,
         scopes: granted,

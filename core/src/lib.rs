@@ -70,8 +70,8 @@ pub use auth::{
     hub_name, mint, verify, AuthError, Claims, ConnectionId, Forbidden, IdentifierError, Scope,
     Scopes, TenantId, TokenKind, TOKEN_BYTES_MAX,
 };
-pub use publish::{parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits};
 pub use control::{lagging_frame, open_frame, reset_frame};
+pub use encode::{EventId, EventName, Frame, IdError, NameError, KEEP_ALIVE};
 pub use filter::{Filter, FilterError, FilterErrorKind, FilterParam, Vocabulary};
 pub use heartbeat::{HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, DEFAULT_HEARTBEAT_MS};
 pub use log::{
@@ -79,5 +79,5 @@ pub use log::{
     RestoreError,
 };
 pub use outbox::{Outbox, OutboxLimits, Pushed};
-pub use encode::{EventId, EventName, Frame, IdError, NameError, KEEP_ALIVE};
 pub use parse::{Message, Parser};
+pub use publish::{parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits};

@@ -21,27 +21,40 @@ pub(crate) struct Config {
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty())
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.trim().is_empty())
 }
 
 fn number(env: &Env, name: &'static str, default: u64) -> ApiResult<u64> {
     match var(env, name) {
         None => Ok(default),
-        Some(text) => text
-            .trim()
-            .parse()
-            .map_err(|_| ApiError::Internal(format!("{name} must be a whole number, got {text:?}"))),
+        Some(text) => text.trim().parse().map_err(|_| {
+            ApiError::Internal(format!("{name} must be a whole number, got {text:?}"))
+        }),
     }
 }
 
 fn list(env: &Env, name: &str) -> Option<Vec<String>> {
     var(env, name).map(|text| {
-        text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     })
 }
 
 /// Dashtam's categories: the default vocabulary of `categories=` and of a published event's `category`.
-const DEFAULT_CATEGORIES: &[&str] = &["data_sync", "provider", "ai", "import", "portfolio", "security"];
+const DEFAULT_CATEGORIES: &[&str] = &[
+    "data_sync",
+    "provider",
+    "ai",
+    "import",
+    "portfolio",
+    "security",
+];
 
 /// The category vocabulary, read once per isolate: herald-core's `Vocabulary` borrows `'static`
 /// lists, and `HERALD_CATEGORIES` cannot change while an isolate lives, so it is leaked exactly once.
@@ -50,7 +63,10 @@ fn categories(env: &Env) -> &'static [&'static str] {
     CATEGORIES.get_or_init(|| match list(env, "HERALD_CATEGORIES") {
         None => DEFAULT_CATEGORIES,
         Some(names) => {
-            let names: Vec<&'static str> = names.into_iter().map(|n| &*Box::leak(n.into_boxed_str())).collect();
+            let names: Vec<&'static str> = names
+                .into_iter()
+                .map(|n| &*Box::leak(n.into_boxed_str()))
+                .collect();
             Box::leak(names.into_boxed_slice())
         }
     })
@@ -61,22 +77,40 @@ impl Config {
         let log_defaults = LogLimits::default();
         let publish_defaults = PublishLimits::default();
         let log = LogLimits {
-            events_max: number(env, "HERALD_LOG_EVENTS_MAX", log_defaults.events_max as u64)? as usize,
+            events_max: number(env, "HERALD_LOG_EVENTS_MAX", log_defaults.events_max as u64)?
+                as usize,
             bytes_max: number(env, "HERALD_LOG_BYTES_MAX", log_defaults.bytes_max as u64)? as usize,
         };
         // A subscriber's queue must hold a whole replay of the log plus some live frames, or a resume
         // from the oldest id would overflow it at once; so its defaults derive from the log's limits.
         let outbox = OutboxLimits {
-            frames_max: number(env, "HERALD_QUEUE_FRAMES_MAX", (log.events_max + 256) as u64)? as usize,
-            bytes_max: number(env, "HERALD_QUEUE_BYTES_MAX", (log.bytes_max + 256 * 1024) as u64)? as usize,
+            frames_max: number(
+                env,
+                "HERALD_QUEUE_FRAMES_MAX",
+                (log.events_max + 256) as u64,
+            )? as usize,
+            bytes_max: number(
+                env,
+                "HERALD_QUEUE_BYTES_MAX",
+                (log.bytes_max + 256 * 1024) as u64,
+            )? as usize,
         };
         let publish = PublishLimits {
-            event_bytes_max: number(env, "HERALD_EVENT_BYTES_MAX", publish_defaults.event_bytes_max as u64)?
-                as usize,
-            batch_events_max: number(env, "HERALD_BATCH_EVENTS_MAX", publish_defaults.batch_events_max as u64)?
-                as usize,
-            batch_bytes_max: number(env, "HERALD_BATCH_BYTES_MAX", publish_defaults.batch_bytes_max as u64)?
-                as usize,
+            event_bytes_max: number(
+                env,
+                "HERALD_EVENT_BYTES_MAX",
+                publish_defaults.event_bytes_max as u64,
+            )? as usize,
+            batch_events_max: number(
+                env,
+                "HERALD_BATCH_EVENTS_MAX",
+                publish_defaults.batch_events_max as u64,
+            )? as usize,
+            batch_bytes_max: number(
+                env,
+                "HERALD_BATCH_BYTES_MAX",
+                publish_defaults.batch_bytes_max as u64,
+            )? as usize,
         };
         Ok(Config {
             heartbeat_ms: number(env, "HERALD_HEARTBEAT_MS", DEFAULT_HEARTBEAT_MS)?.max(100),
@@ -99,7 +133,9 @@ impl Config {
             .or_else(|| var(env, "HERALD_TOKEN_KEY"))
             .ok_or_else(|| ApiError::Internal("HERALD_TOKEN_KEY is not set".into()))?;
         if key.len() < 32 {
-            return Err(ApiError::Internal("HERALD_TOKEN_KEY must be at least 32 bytes".into()));
+            return Err(ApiError::Internal(
+                "HERALD_TOKEN_KEY must be at least 32 bytes".into(),
+            ));
         }
         Ok(key.into_bytes())
     }

@@ -30,7 +30,10 @@ pub(crate) fn preflight(origin: Option<String>) -> worker::Result<Response> {
     if let Some(origin) = origin {
         decorate(&headers, &origin)?;
         headers.set("access-control-allow-methods", "GET, POST, OPTIONS")?;
-        headers.set("access-control-allow-headers", "authorization, content-type, last-event-id")?;
+        headers.set(
+            "access-control-allow-headers",
+            "authorization, content-type, last-event-id",
+        )?;
         headers.set("access-control-max-age", "600")?;
     }
     Ok(Response::empty()?.with_status(204).with_headers(headers))
@@ -38,7 +41,9 @@ pub(crate) fn preflight(origin: Option<String>) -> worker::Result<Response> {
 
 /// Copies a response's headers and adds the CORS ones (a fetched response's headers are immutable).
 pub(crate) fn with_cors(response: Response, origin: Option<&str>) -> worker::Result<Response> {
-    let Some(origin) = origin else { return Ok(response) };
+    let Some(origin) = origin else {
+        return Ok(response);
+    };
     let headers = Headers::new();
     for (name, value) in response.headers().entries() {
         headers.append(&name, &value)?;

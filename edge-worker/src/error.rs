@@ -33,11 +33,17 @@ struct ErrorBody<'a> {
 
 impl ApiError {
     pub(crate) fn bad_request(code: &'static str, message: impl core::fmt::Display) -> Self {
-        ApiError::BadRequest { code, message: message.to_string() }
+        ApiError::BadRequest {
+            code,
+            message: message.to_string(),
+        }
     }
 
     pub(crate) fn conflict(code: &'static str, message: impl core::fmt::Display) -> Self {
-        ApiError::Conflict { code, message: message.to_string() }
+        ApiError::Conflict {
+            code,
+            message: message.to_string(),
+        }
     }
 
     pub(crate) fn status(&self) -> u16 {
@@ -77,8 +83,11 @@ impl ApiError {
 
     /// The HTTP response for this error.
     pub(crate) fn into_response(self) -> worker::Result<Response> {
-        let body = serde_json::to_string(&ErrorBody { error: self.code(), message: self.message() })
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let body = serde_json::to_string(&ErrorBody {
+            error: self.code(),
+            message: self.message(),
+        })
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
         headers.set("cache-control", "no-store")?;
@@ -88,7 +97,9 @@ impl ApiError {
         if let ApiError::Unauthorized(_) = &self {
             headers.set("www-authenticate", "Bearer realm=\"herald\"")?;
         }
-        Ok(Response::ok(body)?.with_status(self.status()).with_headers(headers))
+        Ok(Response::ok(body)?
+            .with_status(self.status())
+            .with_headers(headers))
     }
 }
 

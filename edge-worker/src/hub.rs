@@ -5,10 +5,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use herald_core::{
-    control, parse_publish, EventName, Filter, Frame, HeartbeatPolicy, LogEntry, NewEvent, Outbox,
-    PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate, Replay, ReplayLog,
+    open_frame, parse_publish, reset_frame, EventName, Filter, Frame, HeartbeatPolicy, LogEntry,
+    NewEvent, Outbox, PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate, Replay,
+    ReplayLog,
 };
 use serde::Serialize;
 use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, State, Url};
@@ -39,9 +39,22 @@ pub struct Hub {
     subscribers: Rc<RefCell<Subscribers>>,
 }
 
+impl core::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hub")
+            .field("subscribers", &self.subscribers.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl DurableObject for Hub {
     fn new(state: State, env: Env) -> Self {
-        Hub { state, env, loaded: RefCell::new(None), subscribers: Rc::default() }
+        Hub {
+            state,
+            env,
+            loaded: RefCell::new(None),
+            subscribers: Rc::default(),
+        }
     }
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
@@ -94,7 +107,9 @@ fn snapshot_object(update: &PlanUpdate) -> String {
 }
 
 fn query(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+    url.query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 impl Hub {
@@ -116,23 +131,37 @@ impl Hub {
                 for subscriber in subscribers.iter() {
                     subscriber.borrow_mut().close();
                 }
-                Ok(Response::from_json(&serde_json::json!({ "disconnected": subscribers.len() }))?)
+                Ok(Response::from_json(
+                    &serde_json::json!({ "disconnected": subscribers.len() }),
+                )?)
             }
             (Method::Post, "/plan/open") => {
                 let body = request.bytes().await?;
-                let plan_request = PlanRequest::from_json(&body).map_err(|e| ApiError::bad_request("invalid_plan", e))?;
-                self.plan_step(&config, |session, now| Ok(session.open(plan_request, now).into_update()))?;
+                let plan_request = PlanRequest::from_json(&body)
+                    .map_err(|e| ApiError::bad_request("invalid_plan", e))?;
+                self.plan_step(&config, |session, now| {
+                    Ok(session.open(plan_request, now).into_update())
+                })?;
                 Ok(Response::empty()?.with_status(204))
             }
             (Method::Post, "/plan/command") => {
                 let body = request.bytes().await?;
-                let command = PlanCommand::from_json(&body).map_err(|e| ApiError::bad_request("invalid_plan_command", e))?;
-                let ids = self.plan_step(&config, |session, now| session.apply(command, now).map_err(illegal))?;
-                let cancelling = self.with_loaded(|loaded| loaded.plan.as_ref().is_some_and(PlanSession::is_cancelling));
-                Ok(Response::from_json(&serde_json::json!({ "ids": ids, "cancelling": cancelling }))?)
+                let command = PlanCommand::from_json(&body)
+                    .map_err(|e| ApiError::bad_request("invalid_plan_command", e))?;
+                let ids = self.plan_step(&config, |session, now| {
+                    session.apply(command, now).map_err(illegal)
+                })?;
+                let cancelling = self.with_loaded(|loaded| {
+                    loaded.plan.as_ref().is_some_and(PlanSession::is_cancelling)
+                });
+                Ok(Response::from_json(
+                    &serde_json::json!({ "ids": ids, "cancelling": cancelling }),
+                )?)
             }
             (Method::Post, "/plan/cancel") => {
-                self.plan_step(&config, |session, now| session.apply(PlanCommand::Cancel, now).map_err(illegal))?;
+                self.plan_step(&config, |session, now| {
+                    session.apply(PlanCommand::Cancel, now).map_err(illegal)
+                })?;
                 Ok(Response::empty()?.with_status(204))
             }
             _ => Err(ApiError::NotFound),
@@ -147,11 +176,17 @@ impl Hub {
         let stored = store.load(config.log, now_ms())?;
         let plan = match stored.plan_json {
             Some(json) => Some(
-                serde_json::from_str(&json).map_err(|e| ApiError::Internal(format!("stored plan unreadable: {e}")))?,
+                serde_json::from_str(&json)
+                    .map_err(|e| ApiError::Internal(format!("stored plan unreadable: {e}")))?,
             ),
             None => None,
         };
-        *self.loaded.borrow_mut() = Some(Loaded { store, log: stored.log, complete: stored.complete, plan });
+        *self.loaded.borrow_mut() = Some(Loaded {
+            store,
+            log: stored.log,
+            complete: stored.complete,
+            plan,
+        });
         Ok(())
     }
 
@@ -180,26 +215,44 @@ impl Hub {
                 if !config.categories.contains(&category.as_str()) {
                     return Err(ApiError::bad_request(
                         "invalid_event",
-                        format!("unknown category {category:?} (known: {})", config.categories.join(", ")),
+                        format!(
+                            "unknown category {category:?} (known: {})",
+                            config.categories.join(", ")
+                        ),
                     ));
                 }
             }
         }
         let published = self.with_loaded(|loaded| {
             if loaded.complete {
-                return Err(Ok(ApiError::conflict("stream_complete", "the stream is complete; it takes no more events")));
+                return Err(Ok(ApiError::conflict(
+                    "stream_complete",
+                    "the stream is complete; it takes no more events",
+                )));
             }
             let mut entries = Vec::with_capacity(events.len());
             let mut ids = Vec::with_capacity(events.len());
             let mut completes = false;
             let first_seq = loaded.log.next_seq();
             for (offset, event) in events.into_iter().enumerate() {
-                let position = herald_core::Position { epoch: loaded.log.epoch(), seq: first_seq + offset as u64 };
+                let position = herald_core::Position {
+                    epoch: loaded.log.epoch(),
+                    seq: first_seq + offset as u64,
+                };
                 let id = position.to_event_id();
-                let frame = Frame::new().id(&id).event(&event.name).data(&event.data).to_bytes();
+                let frame = Frame::new()
+                    .id(&id)
+                    .event(&event.name)
+                    .data(&event.data)
+                    .to_bytes();
                 completes |= event.name.as_str() == COMPLETE_EVENT;
                 ids.push(id.as_str().to_owned());
-                entries.push(LogEntry { seq: position.seq, name: event.name, category: event.category, frame });
+                entries.push(LogEntry {
+                    seq: position.seq,
+                    name: event.name,
+                    category: event.category,
+                    frame,
+                });
             }
             let mut evicted_through = None;
             for entry in entries.iter().cloned() {
@@ -209,12 +262,15 @@ impl Hub {
             }
             // Subscribers hear of the batch only once storage has it. Should storage throw, the
             // in-memory log is ahead of the truth: `Err(Reload)` makes the Hub read storage again.
-            let stored = loaded.store.append(&entries, loaded.log.next_seq(), evicted_through).and_then(|()| {
-                if completes {
-                    loaded.store.set_complete()?;
-                }
-                Ok(())
-            });
+            let stored = loaded
+                .store
+                .append(&entries, loaded.log.next_seq(), evicted_through)
+                .and_then(|()| {
+                    if completes {
+                        loaded.store.set_complete()?;
+                    }
+                    Ok(())
+                });
             if let Err(error) = stored {
                 return Err(Err(ApiError::from(error)));
             }
@@ -223,7 +279,12 @@ impl Hub {
             for subscriber in subscribers.iter() {
                 let mut subscriber = subscriber.borrow_mut();
                 for entry in &entries {
-                    subscriber.offer(&entry.frame, entry.seq, entry.name.as_str(), entry.category.as_deref());
+                    subscriber.offer(
+                        &entry.frame,
+                        entry.seq,
+                        entry.name.as_str(),
+                        entry.category.as_deref(),
+                    );
                 }
                 if completes {
                     subscriber.close();
@@ -251,13 +312,18 @@ impl Hub {
         let (update, json) = self.with_loaded(|loaded| {
             let mut session = loaded.plan.clone().unwrap_or_default();
             let update = step(&mut session, now_ms())?;
-            let json = serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let json =
+                serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
             loaded.plan = Some(session);
             Ok::<_, ApiError>((update, json))
         })?;
         let events = update
             .into_iter()
-            .map(|(name, data)| NewEvent { name: EventName::from_static(name), data, category: None })
+            .map(|(name, data)| NewEvent {
+                name: EventName::from_static(name),
+                data,
+                category: None,
+            })
             .collect();
         let ids = self.publish(config, events)?;
         self.with_loaded(|loaded| loaded.store.set_meta(PLAN, &json))?;
@@ -265,9 +331,14 @@ impl Hub {
     }
 
     fn subscribe(&self, request: &Request, url: &Url, config: &Config) -> ApiResult<Response> {
-        let family = query(url, "family").and_then(|f| Family::parse(&f)).unwrap_or(Family::Generic);
-        let filter = Filter::from_query(&query(url, "filter").unwrap_or_default(), &family.vocabulary(config))
-            .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
+        let family = query(url, "family")
+            .and_then(|f| Family::parse(&f))
+            .unwrap_or(Family::Generic);
+        let filter = Filter::from_query(
+            &query(url, "filter").unwrap_or_default(),
+            &family.vocabulary(config),
+        )
+        .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
         let last_event_id = request
             .headers()
             .get("last-event-id")?
@@ -275,8 +346,9 @@ impl Hub {
             .or_else(|| query(url, "last_event_id"));
         let heartbeat = HeartbeatPolicy::new(family.heartbeat_profile(), config.heartbeat_ms);
         self.with_loaded(|loaded| {
-            let mut subscriber = Subscriber::new(filter, Outbox::new(loaded.log.epoch(), config.outbox));
-            subscriber.push_control(control::open_frame(config.retry_ms));
+            let mut subscriber =
+                Subscriber::new(filter, Outbox::new(loaded.log.epoch(), config.outbox));
+            subscriber.push_control(open_frame(config.retry_ms));
             let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
             let snapshot_json = snapshot.as_ref().map(snapshot_object);
             match &last_event_id {
@@ -285,7 +357,12 @@ impl Hub {
                         let mut any = false;
                         for entry in entries {
                             any = true;
-                            subscriber.offer(&entry.frame, entry.seq, entry.name.as_str(), entry.category.as_deref());
+                            subscriber.offer(
+                                &entry.frame,
+                                entry.seq,
+                                entry.name.as_str(),
+                                entry.category.as_deref(),
+                            );
                         }
                         if loaded.complete && !any {
                             // Nothing after the client's id and nothing more will come: 204 tells
@@ -294,15 +371,29 @@ impl Hub {
                         }
                     }
                     Replay::Gap { reason, oldest } => {
-                        subscriber.push_control(control::reset_frame(reason, oldest, snapshot_json.as_deref()));
+                        subscriber.push_control(reset_frame(
+                            reason,
+                            oldest,
+                            snapshot_json.as_deref(),
+                        ));
                         for entry in loaded.log.all() {
-                            subscriber.offer(&entry.frame, entry.seq, entry.name.as_str(), entry.category.as_deref());
+                            subscriber.offer(
+                                &entry.frame,
+                                entry.seq,
+                                entry.name.as_str(),
+                                entry.category.as_deref(),
+                            );
                         }
                     }
                 },
                 None if loaded.complete => {
                     for entry in loaded.log.all() {
-                        subscriber.offer(&entry.frame, entry.seq, entry.name.as_str(), entry.category.as_deref());
+                        subscriber.offer(
+                            &entry.frame,
+                            entry.seq,
+                            entry.name.as_str(),
+                            entry.category.as_deref(),
+                        );
                     }
                 }
                 None => {
@@ -310,7 +401,8 @@ impl Hub {
                     if let Some(snapshot) = &snapshot {
                         for (name, json) in snapshot.events() {
                             let name = EventName::from_static(name);
-                            subscriber.push_control(Frame::new().event(&name).data(json).to_bytes());
+                            subscriber
+                                .push_control(Frame::new().event(&name).data(json).to_bytes());
                         }
                     }
                 }

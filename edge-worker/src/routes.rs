@@ -2,8 +2,8 @@
 //! opens, and forward to the Hub named by (tenant, connection id).
 
 use herald_core::{
-    hub_name, mint, verify, Claims, ConnectionId, Filter, HeartbeatProfile, Scope, TenantId, TokenKind,
-    Vocabulary,
+    hub_name, mint, verify, Claims, ConnectionId, Filter, HeartbeatProfile, Scope, TenantId,
+    TokenKind, Vocabulary,
 };
 use serde::{Deserialize, Serialize};
 use worker::{Date, Env, Headers, Method, Request, RequestInit, Response, Url};
@@ -39,9 +39,14 @@ impl Family {
     }
 
     pub(crate) fn parse(text: &str) -> Option<Family> {
-        [Family::Generic, Family::SqlMesh, Family::Sluice, Family::RunnerJob]
-            .into_iter()
-            .find(|family| family.as_str() == text)
+        [
+            Family::Generic,
+            Family::SqlMesh,
+            Family::Sluice,
+            Family::RunnerJob,
+        ]
+        .into_iter()
+        .find(|family| family.as_str() == text)
     }
 
     /// The heartbeat this family's clients expect.
@@ -81,33 +86,73 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
     let (route, allow) = match segments.as_slice() {
         ["healthz"] => (Route::Health, "GET"),
         ["v1", "tickets"] => (Route::Ticket, "POST"),
-        ["v1", "streams", id] => {
-            (Route::Subscribe { connection: (*id).into(), family: Family::Generic }, "GET")
-        }
-        ["v1", "streams", id, "events"] => (Route::Publish { connection: (*id).into() }, "POST"),
-        ["v1", "streams", id, "stats"] => (Route::Stats { connection: (*id).into() }, "GET"),
-        ["v1", "streams", id, "disconnect"] => (Route::Disconnect { connection: (*id).into() }, "POST"),
+        ["v1", "streams", id] => (
+            Route::Subscribe {
+                connection: (*id).into(),
+                family: Family::Generic,
+            },
+            "GET",
+        ),
+        ["v1", "streams", id, "events"] => (
+            Route::Publish {
+                connection: (*id).into(),
+            },
+            "POST",
+        ),
+        ["v1", "streams", id, "stats"] => (
+            Route::Stats {
+                connection: (*id).into(),
+            },
+            "GET",
+        ),
+        ["v1", "streams", id, "disconnect"] => (
+            Route::Disconnect {
+                connection: (*id).into(),
+            },
+            "POST",
+        ),
         ["api", "events"] => (
-            Route::Subscribe { connection: SQLMESH_CONNECTION.into(), family: Family::SqlMesh },
+            Route::Subscribe {
+                connection: SQLMESH_CONNECTION.into(),
+                family: Family::SqlMesh,
+            },
             "GET",
         ),
         ["api", "events", "stream"] => {
             let connection = query_value(url, "connectionId").ok_or_else(|| {
-                ApiError::bad_request("missing_connection_id", "the connectionId query parameter is required")
+                ApiError::bad_request(
+                    "missing_connection_id",
+                    "the connectionId query parameter is required",
+                )
             });
             // The method check comes first: a POST without connectionId is a 405, not a 400.
             if *method != Method::Get {
                 return Err(ApiError::MethodNotAllowed { allow: "GET" });
             }
-            (Route::Subscribe { connection: connection?, family: Family::Sluice }, "GET")
+            (
+                Route::Subscribe {
+                    connection: connection?,
+                    family: Family::Sluice,
+                },
+                "GET",
+            )
         }
         ["api", "plan"] => (Route::PlanOpen, "POST"),
         ["api", "plan", "stages"] => (Route::PlanStage, "POST"),
         ["api", "plan", "cancel"] => (Route::PlanCancel, "POST"),
-        ["runner-jobs", id, "events", "stream"] => {
-            (Route::Subscribe { connection: (*id).into(), family: Family::RunnerJob }, "GET")
-        }
-        ["runner-jobs", id, "events"] => (Route::Publish { connection: (*id).into() }, "POST"),
+        ["runner-jobs", id, "events", "stream"] => (
+            Route::Subscribe {
+                connection: (*id).into(),
+                family: Family::RunnerJob,
+            },
+            "GET",
+        ),
+        ["runner-jobs", id, "events"] => (
+            Route::Publish {
+                connection: (*id).into(),
+            },
+            "POST",
+        ),
         _ => return Err(ApiError::NotFound),
     };
     let method_ok = match allow {
@@ -122,7 +167,9 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
 }
 
 fn query_value(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+    url.query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Entry point of the Worker: answers errors as JSON and adds CORS headers for allowed origins.
@@ -182,43 +229,106 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 .query_pairs_mut()
                 .append_pair("family", family.as_str())
                 .append_pair("filter", query);
-            if let Some(id) = query_value(&url, "lastEventId").or_else(|| query_value(&url, "last_event_id")) {
+            if let Some(id) =
+                query_value(&url, "lastEventId").or_else(|| query_value(&url, "last_event_id"))
+            {
                 target.query_pairs_mut().append_pair("last_event_id", &id);
             }
             let headers = Headers::new();
             if let Some(id) = request.headers().get("last-event-id")? {
                 headers.set("last-event-id", &id)?;
             }
-            forward(env, &tenant, &connection, Method::Get, target, headers, None).await
+            forward(
+                env,
+                &tenant,
+                &connection,
+                Method::Get,
+                target,
+                headers,
+                None,
+            )
+            .await
         }
         Route::Publish { connection } => {
             let connection = connection_id(&connection)?;
-            let tenant = permit(&bearer_claims(&request, &key, now_s)?, Scope::Publish, &connection)?;
+            let tenant = permit(
+                &bearer_claims(&request, &key, now_s)?,
+                Scope::Publish,
+                &connection,
+            )?;
             let body = request.bytes().await?;
             // Parse here too so that bad input is refused before it reaches the Hub.
             herald_core::parse_publish(&body, &config.publish).map_err(publish_error)?;
-            forward(env, &tenant, &connection, Method::Post, hub_url("publish")?, Headers::new(), Some(body)).await
+            forward(
+                env,
+                &tenant,
+                &connection,
+                Method::Post,
+                hub_url("publish")?,
+                Headers::new(),
+                Some(body),
+            )
+            .await
         }
         Route::Stats { connection } => {
             let connection = connection_id(&connection)?;
-            let tenant = permit(&bearer_claims(&request, &key, now_s)?, Scope::Subscribe, &connection)?;
-            forward(env, &tenant, &connection, Method::Get, hub_url("stats")?, Headers::new(), None).await
+            let tenant = permit(
+                &bearer_claims(&request, &key, now_s)?,
+                Scope::Subscribe,
+                &connection,
+            )?;
+            forward(
+                env,
+                &tenant,
+                &connection,
+                Method::Get,
+                hub_url("stats")?,
+                Headers::new(),
+                None,
+            )
+            .await
         }
         Route::Disconnect { connection } => {
             let connection = connection_id(&connection)?;
-            let tenant = permit(&bearer_claims(&request, &key, now_s)?, Scope::Publish, &connection)?;
-            forward(env, &tenant, &connection, Method::Post, hub_url("disconnect")?, Headers::new(), None).await
+            let tenant = permit(
+                &bearer_claims(&request, &key, now_s)?,
+                Scope::Publish,
+                &connection,
+            )?;
+            forward(
+                env,
+                &tenant,
+                &connection,
+                Method::Post,
+                hub_url("disconnect")?,
+                Headers::new(),
+                None,
+            )
+            .await
         }
         Route::PlanOpen | Route::PlanStage | Route::PlanCancel => {
             let connection = connection_id(SQLMESH_CONNECTION)?;
-            let tenant = permit(&bearer_claims(&request, &key, now_s)?, Scope::Publish, &connection)?;
+            let tenant = permit(
+                &bearer_claims(&request, &key, now_s)?,
+                Scope::Publish,
+                &connection,
+            )?;
             let op = match route {
                 Route::PlanOpen => "plan/open",
                 Route::PlanStage => "plan/command",
                 _ => "plan/cancel",
             };
             let body = request.bytes().await?;
-            forward(env, &tenant, &connection, Method::Post, hub_url(op)?, Headers::new(), Some(body)).await
+            forward(
+                env,
+                &tenant,
+                &connection,
+                Method::Post,
+                hub_url(op)?,
+                Headers::new(),
+                Some(body),
+            )
+            .await
         }
     }
 }
@@ -253,15 +363,22 @@ fn connection_id(text: &str) -> ApiResult<ConnectionId> {
 fn bearer_claims(request: &Request, key: &[u8], now_s: u64) -> ApiResult<Claims> {
     let header = request.headers().get("authorization")?;
     let Some(header) = header else {
-        return Err(ApiError::Unauthorized("missing Authorization: Bearer <token>".into()));
+        return Err(ApiError::Unauthorized(
+            "missing Authorization: Bearer <token>".into(),
+        ));
     };
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be Bearer <token>".into()))?;
-    let claims = verify(token.trim(), key, now_s).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be Bearer <token>".into())
+        })?;
+    let claims =
+        verify(token.trim(), key, now_s).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     if claims.kind != TokenKind::Access {
-        return Err(ApiError::Unauthorized("a ticket is not an access token: use it as ?ticket=".into()));
+        return Err(ApiError::Unauthorized(
+            "a ticket is not an access token: use it as ?ticket=".into(),
+        ));
     }
     Ok(claims)
 }
@@ -278,22 +395,29 @@ fn subscriber_claims(request: &Request, url: &Url, key: &[u8], now_s: u64) -> Ap
         ));
     }
     let Some(ticket) = query_value(url, "ticket") else {
-        return Err(ApiError::Unauthorized("missing Authorization: Bearer <token> or ?ticket=".into()));
+        return Err(ApiError::Unauthorized(
+            "missing Authorization: Bearer <token> or ?ticket=".into(),
+        ));
     };
     let claims = verify(&ticket, key, now_s).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     if claims.kind != TokenKind::Ticket {
-        return Err(ApiError::Unauthorized("?ticket= takes a ticket from POST /v1/tickets".into()));
+        return Err(ApiError::Unauthorized(
+            "?ticket= takes a ticket from POST /v1/tickets".into(),
+        ));
     }
     Ok(claims)
 }
 
 fn permit(claims: &Claims, scope: Scope, connection: &ConnectionId) -> ApiResult<TenantId> {
-    claims.permits(scope, connection).map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    claims
+        .permits(scope, connection)
+        .map_err(|e| ApiError::Forbidden(e.to_string()))?;
     Ok(claims.tenant.clone())
 }
 
 fn hub_url(op: &str) -> ApiResult<Url> {
-    Url::parse(&format!("https://hub.herald.internal/{op}")).map_err(|e| ApiError::Internal(e.to_string()))
+    Url::parse(&format!("https://hub.herald.internal/{op}"))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Sends an internal request to the Hub of (tenant, connection). The Hub's name is derived from both,

@@ -49,7 +49,10 @@ impl Store {
     }
 
     fn meta(&self, key: &str) -> worker::Result<Option<String>> {
-        let rows = self.sql.exec("SELECT value FROM herald_meta WHERE key = ?", vec![key.into()])?;
+        let rows = self.sql.exec(
+            "SELECT value FROM herald_meta WHERE key = ?",
+            vec![key.into()],
+        )?;
         for row in rows.raw() {
             if let Some(SqlStorageValue::String(value)) = row?.into_iter().next() {
                 return Ok(Some(value));
@@ -81,10 +84,21 @@ impl Store {
             None => 1,
         };
         let mut entries = Vec::new();
-        for row in self.sql.exec("SELECT seq, name, category, frame FROM herald_log ORDER BY seq", None)?.raw() {
+        for row in self
+            .sql
+            .exec(
+                "SELECT seq, name, category, frame FROM herald_log ORDER BY seq",
+                None,
+            )?
+            .raw()
+        {
             let mut values = row?.into_iter();
-            let (Some(SqlStorageValue::Integer(seq)), Some(SqlStorageValue::String(name)), Some(category), Some(frame)) =
-                (values.next(), values.next(), values.next(), values.next())
+            let (
+                Some(SqlStorageValue::Integer(seq)),
+                Some(SqlStorageValue::String(name)),
+                Some(category),
+                Some(frame),
+            ) = (values.next(), values.next(), values.next(), values.next())
             else {
                 return Err(internal("herald_log row has an unexpected shape"));
             };
@@ -98,12 +112,21 @@ impl Store {
                 _ => return Err(internal("herald_log frame is not a blob")),
             };
             let name = EventName::new(&name).map_err(internal)?;
-            entries.push(LogEntry { seq: seq as u64, name, category, frame });
+            entries.push(LogEntry {
+                seq: seq as u64,
+                name,
+                category,
+                frame,
+            });
         }
         // Limits may have shrunk since these rows were written: the log says what no longer fits.
-        let (log, evicted) = ReplayLog::restore(epoch, next_seq, limits, entries).map_err(internal)?;
+        let (log, evicted) =
+            ReplayLog::restore(epoch, next_seq, limits, entries).map_err(internal)?;
         if let Some(through) = evicted.through_seq {
-            self.sql.exec("DELETE FROM herald_log WHERE seq <= ?", vec![SqlStorageValue::Integer(through as i64)])?;
+            self.sql.exec(
+                "DELETE FROM herald_log WHERE seq <= ?",
+                vec![SqlStorageValue::Integer(through as i64)],
+            )?;
         }
         Ok(Loaded {
             log,
@@ -113,7 +136,12 @@ impl Store {
     }
 
     /// Appends a batch of entries and trims the rows the in-memory log evicted.
-    pub(crate) fn append(&self, entries: &[LogEntry], next_seq: u64, evicted_through: Option<u64>) -> worker::Result<()> {
+    pub(crate) fn append(
+        &self,
+        entries: &[LogEntry],
+        next_seq: u64,
+        evicted_through: Option<u64>,
+    ) -> worker::Result<()> {
         for entry in entries {
             self.sql.exec(
                 "INSERT INTO herald_log (seq, name, category, frame) VALUES (?, ?, ?, ?)",
@@ -127,7 +155,10 @@ impl Store {
         }
         self.set_meta(NEXT_SEQ, &next_seq.to_string())?;
         if let Some(through) = evicted_through {
-            self.sql.exec("DELETE FROM herald_log WHERE seq <= ?", vec![SqlStorageValue::Integer(through as i64)])?;
+            self.sql.exec(
+                "DELETE FROM herald_log WHERE seq <= ?",
+                vec![SqlStorageValue::Integer(through as i64)],
+            )?;
         }
         Ok(())
     }

@@ -27,7 +27,11 @@ pub(crate) struct Subscriber {
 
 impl Subscriber {
     pub(crate) fn new(filter: Filter, outbox: Outbox) -> Subscriber {
-        Subscriber { filter, outbox, waker: None }
+        Subscriber {
+            filter,
+            outbox,
+            waker: None,
+        }
     }
 
     fn wake(&mut self) {
@@ -45,13 +49,15 @@ impl Subscriber {
         if self.outbox.last_seq().is_some_and(|last| seq <= last) {
             return;
         }
-        self.outbox.push(frame.clone(), Some(seq));
+        // An overflow needs nothing from us: the outbox has queued its `lagging` frame and accepts
+        // no more, so the stream drains it and ends; the client resumes from the id it names.
+        let _ = self.outbox.push(frame.clone(), Some(seq));
         self.wake();
     }
 
     /// Queues a frame that is not in the log (open frame, snapshot, reset): it never moves a cursor.
     pub(crate) fn push_control(&mut self, frame: Bytes) {
-        self.outbox.push(frame, None);
+        let _ = self.outbox.push(frame, None);
         self.wake();
     }
 
@@ -59,10 +65,6 @@ impl Subscriber {
     pub(crate) fn close(&mut self) {
         self.outbox.close_after_drain();
         self.wake();
-    }
-
-    pub(crate) fn is_closing(&self) -> bool {
-        self.outbox.is_closing()
     }
 }
 
@@ -156,9 +158,9 @@ impl Stream for SubscriberStream {
                     return Poll::Ready(Some(Ok(frame.to_vec())));
                 }
                 HeartbeatDue::Later { at_ms } => {
-                    let timer = this
-                        .timer
-                        .get_or_insert_with(|| Delay::from(Duration::from_millis(at_ms.saturating_sub(now).max(1))));
+                    let timer = this.timer.get_or_insert_with(|| {
+                        Delay::from(Duration::from_millis(at_ms.saturating_sub(now).max(1)))
+                    });
                     match timer.poll_unpin(cx) {
                         Poll::Ready(()) => this.timer = None,
                         Poll::Pending => return Poll::Pending,

@@ -18,12 +18,18 @@ pub const TEST_KEY: &str = "e2e-test-key-0123456789abcdef0123456789abcdef";
 
 /// The repository root (the e2e crate lives in `tests/e2e`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// Seconds since the Unix epoch.
 pub fn now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
 
 /// A unique name for a connection id, so tests sharing one instance never share a hub by accident.
@@ -35,7 +41,11 @@ pub fn unique(prefix: &str) -> String {
 
 fn free_port() -> u16 {
     // Bind to port 0 for a port the OS considers free, then release it for wrangler.
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A running `wrangler dev`. Dropping it kills the whole process group.
@@ -54,11 +64,20 @@ impl Wrangler {
     pub fn start(vars: &[(&str, &str)]) -> Wrangler {
         let persist = repo_root().join(".e2e").join(unique("state"));
         std::fs::create_dir_all(&persist).expect("persist dir");
-        let mut vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         if !vars.iter().any(|(k, _)| k == "HERALD_TOKEN_KEY") {
             vars.push(("HERALD_TOKEN_KEY".into(), TEST_KEY.into()));
         }
-        let mut wrangler = Wrangler { child: None, base: String::new(), port: 0, persist, vars };
+        let mut wrangler = Wrangler {
+            child: None,
+            base: String::new(),
+            port: 0,
+            persist,
+            vars,
+        };
         wrangler.spawn(free_port());
         wrangler
     }
@@ -70,7 +89,15 @@ impl Wrangler {
         let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
         command
             .current_dir(&root)
-            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", "0"])
+            .args([
+                "dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--inspector-port",
+                "0",
+            ])
             .arg("--persist-to")
             .arg(&self.persist)
             .env("CI", "true")
@@ -78,27 +105,47 @@ impl Wrangler {
             .env("HERALD_SKIP_BUILD", "1")
             .env("WRANGLER_LOG_PATH", &logs)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(self.persist.join("wrangler.out")).expect("log file")))
-            .stderr(Stdio::from(std::fs::File::create(self.persist.join("wrangler.err")).expect("log file")))
+            .stdout(Stdio::from(
+                std::fs::File::create(self.persist.join("wrangler.out")).expect("log file"),
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(self.persist.join("wrangler.err")).expect("log file"),
+            ))
             .process_group(0);
         for (key, value) in &self.vars {
             command.arg("--var").arg(format!("{key}:{value}"));
         }
-        let child = command.spawn().expect("start wrangler dev (run scripts/setup.sh first)");
+        let child = command
+            .spawn()
+            .expect("start wrangler dev (run scripts/setup.sh first)");
         self.child = Some(child);
         self.port = port;
         self.base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Ok(response) = ureq::get(&format!("{}/healthz", self.base)).timeout(Duration::from_secs(2)).call() {
+            if let Ok(response) = ureq::get(&format!("{}/healthz", self.base))
+                .timeout(Duration::from_secs(2))
+                .call()
+            {
                 if response.status() == 200 {
                     return;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("wrangler dev exited with {status}; see {}", self.persist.display());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "wrangler dev exited with {status}; see {}",
+                    self.persist.display()
+                );
             }
-            assert!(Instant::now() < deadline, "wrangler dev not ready in 90 s; see {}", self.persist.display());
+            assert!(
+                Instant::now() < deadline,
+                "wrangler dev not ready in 90 s; see {}",
+                self.persist.display()
+            );
             thread::sleep(Duration::from_millis(250));
         }
     }
@@ -107,12 +154,16 @@ impl Wrangler {
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
-            // SAFETY-free: `kill` via the command line keeps this crate free of libc.
-            let _ = Command::new("kill").args(["-9", &format!("-{pid}")]).status();
+            // The whole group: wrangler, its node child, esbuild and workerd. `kill` the command keeps
+            // this crate free of libc; `--` makes the negative pid a process group, not an option.
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{pid}")])
+                .status();
             let _ = child.wait();
             // Wait until the port is released.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
                 thread::sleep(Duration::from_millis(100));
             }
         }
@@ -141,8 +192,15 @@ impl Drop for Wrangler {
 pub fn token(tenant: &str, scopes: &[Scope], streams: Option<&[&str]>, ttl_s: u64) -> String {
     let claims = Claims {
         tenant: TenantId::new(tenant).expect("tenant"),
-        scopes: Scopes { publish: scopes.contains(&Scope::Publish), subscribe: scopes.contains(&Scope::Subscribe) },
-        streams: streams.map(|ids| ids.iter().map(|id| ConnectionId::new(id).expect("connection id")).collect()),
+        scopes: Scopes {
+            publish: scopes.contains(&Scope::Publish),
+            subscribe: scopes.contains(&Scope::Subscribe),
+        },
+        streams: streams.map(|ids| {
+            ids.iter()
+                .map(|id| ConnectionId::new(id).expect("connection id"))
+                .collect()
+        }),
         exp_s: now_s() + ttl_s,
         iat_s: None,
         kind: TokenKind::Access,
@@ -174,7 +232,10 @@ impl Answer {
 
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -188,10 +249,18 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
     let headers = response
         .headers_names()
         .into_iter()
-        .filter_map(|name| response.header(&name).map(|v| (name.to_ascii_lowercase(), v.to_string())))
+        .filter_map(|name| {
+            response
+                .header(&name)
+                .map(|v| (name.to_ascii_lowercase(), v.to_string()))
+        })
         .collect();
     let body = response.into_string().unwrap_or_default();
-    Answer { status, body, headers }
+    Answer {
+        status,
+        body,
+        headers,
+    }
 }
 
 /// Sends a request with an optional bearer token and body.
@@ -201,16 +270,28 @@ pub fn request(method: &str, url: &str, bearer: Option<&str>, body: Option<&str>
         req = req.set("authorization", &format!("Bearer {token}"));
     }
     answer(match body {
-        Some(body) => req.set("content-type", "application/json").send_string(body),
+        Some(body) => req
+            .set("content-type", "application/json")
+            .send_string(body),
         None => req.call(),
     })
 }
 
 /// Publishes and returns the ids the hub assigned (panics unless 200).
 pub fn publish(base: &str, connection: &str, token: &str, body: &str) -> Vec<String> {
-    let answer = request("POST", &format!("{base}/v1/streams/{connection}/events"), Some(token), Some(body));
+    let answer = request(
+        "POST",
+        &format!("{base}/v1/streams/{connection}/events"),
+        Some(token),
+        Some(body),
+    );
     assert_eq!(answer.status, 200, "publish failed: {}", answer.body);
-    answer.json()["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").to_string()).collect()
+    answer.json()["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().expect("id").to_string())
+        .collect()
 }
 
 /// One dispatched SSE message, as herald-core's parser produced it.
@@ -239,10 +320,16 @@ pub struct Subscription {
 impl Subscription {
     /// Opens `GET path` with optional bearer token and extra headers, over a raw socket so that the
     /// test controls reading (and can stop reading, or drop the connection abruptly).
-    pub fn open(base: &str, path: &str, bearer: Option<&str>, extra: &[(&str, &str)]) -> Subscription {
+    pub fn open(
+        base: &str,
+        path: &str,
+        bearer: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Subscription {
         let address = base.trim_start_matches("http://");
         let mut stream = TcpStream::connect(address).expect("connect");
-        let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
+        let mut head =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
         if let Some(token) = bearer {
             head.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
@@ -268,7 +355,11 @@ impl Subscription {
                 let mut failed = false;
                 parser.feed(&buf[..n], |m| {
                     failed |= tx
-                        .send(Msg { event: m.event_type.to_string(), data: m.data.to_string(), id: m.last_event_id.to_string() })
+                        .send(Msg {
+                            event: m.event_type.to_string(),
+                            data: m.data.to_string(),
+                            id: m.last_event_id.to_string(),
+                        })
                         .is_err();
                 });
                 if failed {
@@ -276,12 +367,21 @@ impl Subscription {
                 }
             }
         });
-        Subscription { status, headers, messages, raw, stream: Some(stream) }
+        Subscription {
+            status,
+            headers,
+            messages,
+            raw,
+            stream: Some(stream),
+        }
     }
 
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The next message within `timeout`, or `None` if none came (or the stream ended).
@@ -317,7 +417,9 @@ impl Subscription {
     pub fn ends_within(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
             match self.messages.recv_timeout(left) {
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Disconnected) => return true,
@@ -364,8 +466,18 @@ fn read_head(mut stream: TcpStream) -> (u16, Vec<(String, String)>, Box<dyn Read
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body: Box<dyn Read + Send> = if chunked { Box::new(Dechunk { inner: stream, left: 0, done: false }) } else { Box::new(stream) };
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body: Box<dyn Read + Send> = if chunked {
+        Box::new(Dechunk {
+            inner: stream,
+            left: 0,
+            done: false,
+        })
+    } else {
+        Box::new(stream)
+    };
     (status, headers, body)
 }
 
