@@ -196,7 +196,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
         return Ok(Response::from_json(&serde_json::json!({ "ok": true }))?);
     }
     let key = Config::token_key(env)?;
-    let now_s = (Date::now().as_millis() / 1000) as u64;
+    let now_s = Date::now().as_millis() / 1000;
     match route {
         Route::Health => unreachable!("answered above"),
         Route::Ticket => {
