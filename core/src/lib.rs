@@ -7,6 +7,14 @@
 //!   frame can never inject a field; [`KEEP_ALIVE`] is the idle-stream comment.
 //! - Parsing: [`Parser`] is a push parser that follows the WHATWG "interpreting an event stream"
 //!   algorithm to the letter and hands out each [`Message`], whatever the chunking of its input.
+//! - Ids and replay: [`Position`] is an event id `<epoch>-<seq>`; [`ReplayLog`] is the bounded log
+//!   (by count and bytes) that answers "everything after id X" with frames or a [`Replay::Gap`].
+//! - Fan-out: [`Outbox`] is a subscriber's bounded queue; [`Filter`] selects events by `types=` and
+//!   `categories=`; [`HeartbeatPolicy`] says when a heartbeat is due and what it looks like;
+//!   [`open_frame`], [`reset_frame`] and [`lagging_frame`] are the control frames (never with an id).
+//! - SQLMesh plans: [`PlanSession`] is the stage-tracker state machine behind `/api/plan`.
+//! - Access: [`verify`] and [`mint`] handle HS256 tokens and tickets ([`Claims`]); [`ConnectionId`]
+//!   and [`TenantId`] name a hub ([`hub_name`]); [`parse_publish`] validates publish bodies.
 //!
 //! # Encode
 //!
@@ -40,20 +48,28 @@
 //!
 //! # Replay
 //!
-//! (Example to come with the replay log.)
+//! ```
+//! use herald_core::{EventName, Frame, LogEntry, LogLimits, Replay, ReplayLog};
+//!
+//! let mut log = ReplayLog::new(1_700_000_000_000, LogLimits::default());
+//! let name = EventName::new("step.output").unwrap();
+//! for chunk in ["compiling", "testing"] {
+//!     let position = log.next_position();
+//!     let frame = Frame::new().id(&position.to_event_id()).event(&name).data(chunk).to_bytes();
+//!     let _ = log.push(LogEntry { seq: position.seq, name: name.clone(), category: None, frame });
+//! }
+//! // A client that resumes with `Last-Event-ID: 1700000000000-1` gets the second event only.
+//! let Replay::Frames(entries) = log.after("1700000000000-1") else { panic!("no gap here") };
+//! assert_eq!(entries.map(|e| e.seq).collect::<Vec<_>>(), [2]);
+//! // An id from another epoch (the log was lost) is a gap, never a silent empty answer.
+//! assert!(matches!(log.after("1600000000000-1"), Replay::Gap { .. }));
+//! ```
 
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 extern crate alloc;
-
-pub use plan::{
-    ApplyTracker, BodyError, CancelTracker, ChangeCategory, Opened, OverviewTracker, PlanCommand,
-    PlanDate, PlanDates, PlanError, PlanOptions, PlanRequest, PlanSession, PlanState, PlanUpdate,
-    Stage, StageMeta, StageState, Status, Tracker, TrackerBase, PLAN_APPLY, PLAN_CANCEL,
-    PLAN_OVERVIEW,
-};
 
 mod auth;
 mod control;
@@ -80,4 +96,10 @@ pub use log::{
 };
 pub use outbox::{Outbox, OutboxLimits, Pushed};
 pub use parse::{Message, Parser};
+pub use plan::{
+    ApplyTracker, BodyError, CancelTracker, ChangeCategory, Opened, OverviewTracker, PlanCommand,
+    PlanDate, PlanDates, PlanError, PlanOptions, PlanRequest, PlanSession, PlanState, PlanUpdate,
+    Stage, StageMeta, StageState, Status, Tracker, TrackerBase, PLAN_APPLY, PLAN_CANCEL,
+    PLAN_OVERVIEW,
+};
 pub use publish::{parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits};

@@ -77,6 +77,7 @@ enum Route {
     Stats { connection: String },
     Disconnect { connection: String },
     PlanOpen,
+    PlanApply,
     PlanStage,
     PlanCancel,
 }
@@ -139,6 +140,7 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
         }
         ["api", "plan"] => (Route::PlanOpen, "POST"),
         ["api", "plan", "stages"] => (Route::PlanStage, "POST"),
+        ["api", "commands", "apply"] => (Route::PlanApply, "POST"),
         ["api", "plan", "cancel"] => (Route::PlanCancel, "POST"),
         ["runner-jobs", id, "events", "stream"] => (
             Route::Subscribe {
@@ -306,7 +308,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             )
             .await
         }
-        Route::PlanOpen | Route::PlanStage | Route::PlanCancel => {
+        Route::PlanOpen | Route::PlanApply | Route::PlanStage | Route::PlanCancel => {
             let connection = connection_id(SQLMESH_CONNECTION)?;
             let tenant = permit(
                 &bearer_claims(&request, &key, now_s)?,
@@ -315,6 +317,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             )?;
             let op = match route {
                 Route::PlanOpen => "plan/open",
+                Route::PlanApply => "plan/apply",
                 Route::PlanStage => "plan/command",
                 _ => "plan/cancel",
             };
