@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald_core::{mint, Claims, ConnectionId, Parser, Scope, Scopes, TenantId, TokenKind};
 
+pub mod faults;
+
 /// The HMAC key every test instance is started with.
 pub const TEST_KEY: &str = "e2e-test-key-0123456789abcdef0123456789abcdef";
 

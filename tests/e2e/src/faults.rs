@@ -1,0 +1,246 @@
+//! Helpers for the fault tests: a subscription that nobody reads until the test says so (a slow
+//! consumer, or one of a thousand sockets to drop), stats, and id arithmetic.
+//!
+//! The shared [`crate::Subscription`] reads its socket on a thread from the start, so it can never
+//! stand for a client that stops reading; [`Quiet`] reads nothing until [`Quiet::read_to_end`].
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use herald_core::Parser;
+
+use crate::{request, Msg};
+
+/// An id `<epoch>-<seq>` split into its numbers (panics on anything else: ids are the hub's own).
+pub fn split_id(id: &str) -> (u64, u64) {
+    let (epoch, seq) = id
+        .split_once('-')
+        .unwrap_or_else(|| panic!("not an event id: {id:?}"));
+    (
+        epoch
+            .parse()
+            .unwrap_or_else(|_| panic!("bad epoch in {id:?}")),
+        seq.parse().unwrap_or_else(|_| panic!("bad seq in {id:?}")),
+    )
+}
+
+/// `GET /v1/streams/{connection}/stats` as JSON (panics unless 200).
+pub fn stats(base: &str, connection: &str, token: &str) -> serde_json::Value {
+    let answer = request(
+        "GET",
+        &format!("{base}/v1/streams/{connection}/stats"),
+        Some(token),
+        None,
+    );
+    assert_eq!(answer.status, 200, "stats failed: {}", answer.body);
+    answer.json()
+}
+
+/// The `subscribers` figure of a stream's stats.
+pub fn subscribers(base: &str, connection: &str, token: &str) -> u64 {
+    stats(base, connection, token)["subscribers"]
+        .as_u64()
+        .expect("subscribers is a number")
+}
+
+/// Polls the stats until `subscribers` equals `want`; returns how long that took, or `None` (with the
+/// last count seen) if it did not happen within `timeout`.
+pub fn wait_subscribers(
+    base: &str,
+    connection: &str,
+    token: &str,
+    want: u64,
+    timeout: Duration,
+) -> Result<Duration, u64> {
+    let start = Instant::now();
+    loop {
+        let seen = subscribers(base, connection, token);
+        if seen == want {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return Err(seen);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A body of `{"events":[...]}` whose events are named `name` and carry `{"n":<n>,"pad":"<pad>"}`
+/// for each `n` in `numbers`; `pad_bytes` of padding makes events as large as a test needs.
+pub fn numbered_batch(name: &str, numbers: std::ops::Range<u64>, pad_bytes: usize) -> String {
+    let pad = "x".repeat(pad_bytes);
+    let events: Vec<String> = numbers
+        .map(|n| format!(r#"{{"event":"{name}","data":{{"n":{n},"pad":"{pad}"}}}}"#))
+        .collect();
+    format!(r#"{{"events":[{}]}}"#, events.join(","))
+}
+
+/// The `n` a [`numbered_batch`] event carries.
+pub fn number_of(msg: &Msg) -> u64 {
+    let value: serde_json::Value = serde_json::from_str(&msg.data)
+        .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", msg.data));
+    value["n"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no n in {}", msg.data))
+}
+
+/// What a [`Quiet`] subscription read once it was finally read.
+#[derive(Debug)]
+pub struct Drained {
+    /// HTTP status.
+    pub status: u16,
+    /// Every dispatched message, in order.
+    pub messages: Vec<Msg>,
+    /// Body bytes (after de-chunking).
+    pub body_bytes: usize,
+    /// Whether the server ended the body (final chunk or EOF) rather than the read timing out.
+    pub ended: bool,
+}
+
+/// A subscription whose socket the test does not read until it chooses to.
+#[derive(Debug)]
+pub struct Quiet {
+    stream: TcpStream,
+}
+
+impl Quiet {
+    /// Sends `GET path` and returns without reading a byte of the answer.
+    pub fn open(base: &str, path: &str, bearer: Option<&str>, extra: &[(&str, &str)]) -> Quiet {
+        let address = base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("connect");
+        let mut head =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
+        if let Some(token) = bearer {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        for (name, value) in extra {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).expect("send request");
+        Quiet { stream }
+    }
+
+    /// Reads only the status line and headers (the body stays unread in the socket), returning the status.
+    pub fn read_status(&mut self, timeout: Duration) -> u16 {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("read timeout");
+        let head = read_head(&mut self.stream);
+        status_of(&head)
+    }
+
+    /// Closes the socket with its unread body still queued, so the kernel answers with an RST
+    /// rather than an orderly FIN: the way a crashed or killed client goes away.
+    pub fn reset(self) {
+        drop(self.stream);
+    }
+
+    /// Reads the response from the start until the server ends it, or until nothing arrives for
+    /// `idle`; parses it with herald-core's parser.
+    pub fn read_to_end(mut self, idle: Duration) -> Drained {
+        self.stream
+            .set_read_timeout(Some(idle))
+            .expect("read timeout");
+        let head = read_head(&mut self.stream);
+        let status = status_of(&head);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let mut parser = Parser::new();
+        let mut messages = Vec::new();
+        let mut body_bytes = 0;
+        let mut feed = |bytes: &[u8], messages: &mut Vec<Msg>| {
+            parser.feed(bytes, |m| {
+                messages.push(Msg {
+                    event: m.event_type.to_string(),
+                    data: m.data.to_string(),
+                    id: m.last_event_id.to_string(),
+                });
+            });
+        };
+        let mut pending: Vec<u8> = Vec::new();
+        let mut chunk_left = 0usize;
+        // After a chunk's data comes a CRLF before the next size line.
+        let mut after_data = false;
+        let mut buf = vec![0u8; 64 * 1024];
+        let ended = loop {
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => n,
+                // A reset after the last byte also ends the body; a timeout does not.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            };
+            if !chunked {
+                body_bytes += n;
+                feed(&buf[..n], &mut messages);
+                continue;
+            }
+            // De-chunk: `pending` holds bytes not yet consumed as a size line, data or CRLF.
+            pending.extend_from_slice(&buf[..n]);
+            let mut at = 0;
+            let mut last_chunk = false;
+            loop {
+                if chunk_left > 0 {
+                    let take = chunk_left.min(pending.len() - at);
+                    if take == 0 {
+                        break;
+                    }
+                    body_bytes += take;
+                    feed(&pending[at..at + take], &mut messages);
+                    at += take;
+                    chunk_left -= take;
+                    after_data = chunk_left == 0;
+                    continue;
+                }
+                let Some(end) = pending[at..].windows(2).position(|w| w == b"\r\n") else {
+                    break;
+                };
+                let line = String::from_utf8_lossy(&pending[at..at + end]).to_string();
+                at += end + 2;
+                if after_data {
+                    after_data = false;
+                    continue;
+                }
+                let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                    .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+                if size == 0 {
+                    last_chunk = true;
+                    break;
+                }
+                chunk_left = size;
+            }
+            pending.drain(..at);
+            if last_chunk {
+                break true;
+            }
+        };
+        Drained {
+            status,
+            messages,
+            body_bytes,
+            ended,
+        }
+    }
+}
+
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).to_string()
+}
+
+fn status_of(head: &str) -> u16 {
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,549 @@
+//! Faults against the real runtime: a `wrangler dev` crash and restart, a subscriber that stops
+//! reading, a thousand clients that vanish, a bad batch mid-stream, two tenants on one connection
+//! id. The invariant throughout: nothing lost, nothing duplicated, nothing leaked.
+//!
+//! Figures (times, byte counts) are printed to stderr; run with `-- --nocapture` to see them.
+
+use std::time::{Duration, Instant};
+
+use herald_core::Scope;
+use herald_e2e::faults::{
+    number_of, numbered_batch, split_id, stats, subscribers, wait_subscribers, Quiet,
+};
+use herald_e2e::{full_token, publish, request, token, unique, Msg, Subscription, Wrangler};
+
+/// Generous: the machine is small and shared.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn subscribe(
+    wrangler: &Wrangler,
+    stream: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> Subscription {
+    let sub = Subscription::open(
+        &wrangler.base,
+        &format!("/v1/streams/{stream}"),
+        Some(token),
+        extra,
+    );
+    assert_eq!(sub.status, 200, "subscribe to {stream}");
+    sub
+}
+
+/// Every message until the stream ends (the reader thread sees EOF or a reset).
+fn drain_until_end(sub: &Subscription) -> Vec<Msg> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while let Some(msg) = sub.next(Duration::from_secs(5)) {
+        got.push(msg);
+        assert!(Instant::now() < deadline, "stream did not end: {got:?}");
+    }
+    got
+}
+
+/// Asserts that `msgs` are exactly the events with seq `first..=last` of `epoch`, each carrying
+/// `n == seq` (the publishers below number events by their expected seq).
+fn assert_contiguous(msgs: &[Msg], epoch: u64, first: u64, last: u64, who: &str) {
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|m| {
+            let (e, seq) = split_id(&m.id);
+            assert_eq!(e, epoch, "{who}: epoch changed in {m:?}");
+            assert_eq!(
+                number_of(m),
+                seq,
+                "{who}: event {m:?} is not the one published as seq {seq}"
+            );
+            seq
+        })
+        .collect();
+    let want: Vec<u64> = (first..=last).collect();
+    assert_eq!(seqs, want, "{who}: not exactly seqs {first}..={last}");
+}
+
+/// Fault 1: Three subscribers on two streams; `wrangler dev` is killed right after a burst of publishes
+/// (so some events may not have reached every client) and started again on the same storage. Each
+/// client resumes from the last id it got and ends up with every event exactly once, in order.
+#[test]
+fn restart_mid_stream_loses_and_duplicates_nothing() {
+    let mut wrangler = Wrangler::start(&[]);
+    let token = full_token("acme");
+    let streams = [unique("restart-a"), unique("restart-b")];
+    // Two subscribers share stream a, one reads stream b.
+    let placement = [0usize, 0, 1];
+    let subs: Vec<Subscription> = placement
+        .iter()
+        .map(|&s| subscribe(&wrangler, &streams[s], &token, &[]))
+        .collect();
+
+    const CALM: u64 = 20; // published and seen before the burst
+    const BURST: u64 = 20; // published just before the kill
+    const OFFLINE: u64 = 15; // published while the clients are away
+    const LIVE: u64 = 15; // published after they are back
+    let total = CALM + BURST + OFFLINE + LIVE;
+    let mut epochs = Vec::new();
+    for stream in &streams {
+        let ids = publish(
+            &wrangler.base,
+            stream,
+            &token,
+            &numbered_batch("tick", 1..CALM + 1, 16),
+        );
+        let (epoch, first) = split_id(&ids[0]);
+        assert_eq!(first, 1);
+        epochs.push(epoch);
+    }
+    for (sub, &s) in subs.iter().zip(&placement) {
+        assert_contiguous(
+            &sub.take(CALM as usize, WAIT),
+            epochs[s],
+            1,
+            CALM,
+            "calm phase",
+        );
+    }
+    // The burst: one event a request, alternating streams, and the kill right after the last ack.
+    for n in CALM + 1..=CALM + BURST {
+        for (s, stream) in streams.iter().enumerate() {
+            let ids = publish(
+                &wrangler.base,
+                stream,
+                &token,
+                &numbered_batch("tick", n..n + 1, 16),
+            );
+            assert_eq!(split_id(&ids[0]), (epochs[s], n), "acked id");
+        }
+    }
+    let killed = Instant::now();
+    wrangler.kill();
+    let mut last_ids = Vec::new();
+    let mut seen: Vec<Vec<Msg>> = Vec::new();
+    for (i, (sub, &s)) in subs.iter().zip(&placement).enumerate() {
+        let got = drain_until_end(sub);
+        let last = got.last().map(|m| split_id(&m.id).1).unwrap_or(CALM);
+        assert_contiguous(
+            &got,
+            epochs[s],
+            CALM + 1,
+            last,
+            &format!("subscriber {i} before the kill"),
+        );
+        eprintln!(
+            "subscriber {i}: had seq {last} of {} when wrangler died",
+            CALM + BURST
+        );
+        last_ids.push(format!("{}-{last}", epochs[s]));
+        seen.push(got);
+    }
+    wrangler.restart();
+    eprintln!("restart took {:?}", killed.elapsed());
+    for (s, stream) in streams.iter().enumerate() {
+        let st = stats(&wrangler.base, stream, &token);
+        assert_eq!(
+            st["last_id"],
+            format!("{}-{}", epochs[s], CALM + BURST).as_str(),
+            "storage kept every acked event and the epoch"
+        );
+        assert_eq!(st["subscribers"], 0, "the old connections are gone");
+        let first = CALM + BURST + 1;
+        let ids = publish(
+            &wrangler.base,
+            stream,
+            &token,
+            &numbered_batch("tick", first..first + OFFLINE, 16),
+        );
+        assert_eq!(
+            split_id(&ids[0]),
+            (epochs[s], first),
+            "numbering continues after the restart"
+        );
+    }
+    let resumed: Vec<Subscription> = placement
+        .iter()
+        .zip(&last_ids)
+        .map(|(&s, last)| subscribe(&wrangler, &streams[s], &token, &[("Last-Event-ID", last)]))
+        .collect();
+    for (s, stream) in streams.iter().enumerate() {
+        let first = CALM + BURST + OFFLINE + 1;
+        let ids = publish(
+            &wrangler.base,
+            stream,
+            &token,
+            &numbered_batch("tick", first..first + LIVE, 16),
+        );
+        assert_eq!(split_id(&ids[0]), (epochs[s], first));
+    }
+    for (i, ((sub, &s), before)) in resumed.iter().zip(&placement).zip(&seen).enumerate() {
+        let last_before = before.last().map(|m| split_id(&m.id).1).unwrap_or(CALM);
+        let rest = sub.take((total - last_before) as usize, WAIT);
+        assert_contiguous(
+            &rest,
+            epochs[s],
+            last_before + 1,
+            total,
+            &format!("subscriber {i} after resume"),
+        );
+        // Nothing more: a duplicate would arrive right behind the last event.
+        assert_eq!(
+            sub.next_event(Duration::from_secs(1)),
+            None,
+            "subscriber {i}: an extra event"
+        );
+    }
+}
+
+/// Fault 2: One subscriber stops reading while three read normally. The three get everything; the hub
+/// stays responsive with a bounded subscriber list; the slow one, once it reads, finds a gap-free
+/// prefix and a final `lagging` naming where to resume, and resuming from there gets the rest.
+#[test]
+fn slow_consumer_is_cut_with_lagging_and_resumes_without_gap() {
+    // A small queue and large events make the slow subscriber overflow after a few MiB (most of
+    // which the TCP buffers absorb); the log is large enough to hold everything for the resume.
+    let wrangler = Wrangler::start(&[
+        ("HERALD_QUEUE_FRAMES_MAX", "64"),
+        ("HERALD_QUEUE_BYTES_MAX", "262144"),
+        ("HERALD_LOG_EVENTS_MAX", "10000"),
+        ("HERALD_LOG_BYTES_MAX", "67108864"),
+    ]);
+    let token = full_token("acme");
+    let stream = unique("slow");
+    let slow = Quiet::open(
+        &wrangler.base,
+        &format!("/v1/streams/{stream}"),
+        Some(&token),
+        &[],
+    );
+    let readers: Vec<Subscription> = (0..3)
+        .map(|_| subscribe(&wrangler, &stream, &token, &[]))
+        .collect();
+    wait_subscribers(&wrangler.base, &stream, &token, 4, WAIT).expect("four subscribers");
+
+    const PAD: usize = 8000;
+    const BATCH: u64 = 8; // 64 KiB a request: well inside the 256 KiB queue of a reader that keeps up
+    const TOTAL: u64 = 1024; // about 8 MiB
+    let mut epoch = 0;
+    let mut max_seen = 0;
+    let started = Instant::now();
+    for first in (1..=TOTAL).step_by(BATCH as usize) {
+        let ids = publish(
+            &wrangler.base,
+            &stream,
+            &token,
+            &numbered_batch("chunk", first..first + BATCH, PAD),
+        );
+        epoch = split_id(&ids[0]).0;
+        assert_eq!(split_id(&ids[0]).1, first);
+        let count = subscribers(&wrangler.base, &stream, &token);
+        assert!(count <= 4, "subscriber list grew to {count}");
+        max_seen = max_seen.max(count);
+    }
+    eprintln!(
+        "published {TOTAL} events of {PAD} B in {:?}",
+        started.elapsed()
+    );
+    for (i, reader) in readers.iter().enumerate() {
+        let got = reader.take(TOTAL as usize, WAIT);
+        assert_contiguous(&got, epoch, 1, TOTAL, &format!("reader {i}"));
+    }
+
+    let drained = slow.read_to_end(Duration::from_secs(10));
+    assert_eq!(drained.status, 200);
+    assert!(drained.ended, "the slow subscriber's stream was not closed");
+    let (last, events) = drained
+        .messages
+        .split_last()
+        .expect("the slow subscriber got nothing");
+    assert_eq!(
+        last.event, "lagging",
+        "the stream must end with lagging, got {last:?}"
+    );
+    let resume: serde_json::Value = serde_json::from_str(&last.data).expect("lagging data is JSON");
+    let resume = resume["resume"]
+        .as_str()
+        .expect("lagging names resume")
+        .to_string();
+    let got = events.len() as u64;
+    assert_contiguous(events, epoch, 1, got, "slow subscriber's prefix");
+    assert_eq!(
+        resume,
+        format!("{epoch}-{got}"),
+        "resume names the last event delivered"
+    );
+    assert!(got < TOTAL, "the slow subscriber was never behind");
+    eprintln!(
+        "slow subscriber: {got} events ({} body bytes) delivered before lagging; resume {resume}",
+        drained.body_bytes
+    );
+    wait_subscribers(&wrangler.base, &stream, &token, 3, WAIT)
+        .expect("the slow subscriber is removed");
+
+    // Resume like EventSource: reconnect with the last id. The queue is smaller than the remaining
+    // log, so a replay may itself end in `lagging`; each hop must continue exactly where it stopped.
+    let mut cursor = resume;
+    let mut rest = Vec::new();
+    let mut hops = 0;
+    while rest.len() < (TOTAL - got) as usize {
+        hops += 1;
+        assert!(hops <= TOTAL, "resume makes no progress");
+        let sub = subscribe(&wrangler, &stream, &token, &[("Last-Event-ID", &cursor)]);
+        loop {
+            let msg = sub
+                .next_event(WAIT)
+                .unwrap_or_else(|| panic!("resume from {cursor} stalled"));
+            assert_ne!(
+                msg.event, "reset",
+                "resume from {cursor} found a gap: {msg:?}"
+            );
+            if msg.event == "lagging" {
+                let data: serde_json::Value = serde_json::from_str(&msg.data).expect("JSON");
+                let named = data["resume"].as_str().expect("resume").to_string();
+                assert_eq!(
+                    named,
+                    rest.last().map_or(cursor.clone(), |m: &Msg| m.id.clone())
+                );
+                cursor = named;
+                break;
+            }
+            rest.push(msg);
+            if rest.len() == (TOTAL - got) as usize {
+                break;
+            }
+        }
+    }
+    assert_contiguous(&rest, epoch, got + 1, TOTAL, "resumed rest");
+    eprintln!(
+        "resume delivered the remaining {} events in {hops} connection(s)",
+        rest.len()
+    );
+}
+
+/// Fault 3: A thousand subscribers vanish without a goodbye; the hubs notice at their next write (a
+/// heartbeat) and the subscriber count returns to zero.
+#[test]
+fn thousand_abrupt_disconnects_are_all_removed() {
+    let wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "500")]);
+    let token = full_token("acme");
+    let streams: Vec<String> = (0..4).map(|i| unique(&format!("crowd{i}"))).collect();
+    const CLIENTS: usize = 1000;
+    let opened = Instant::now();
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for i in 0..CLIENTS {
+        let stream = &streams[i % streams.len()];
+        let mut client = Quiet::open(
+            &wrangler.base,
+            &format!("/v1/streams/{stream}"),
+            Some(&token),
+            &[],
+        );
+        assert_eq!(client.read_status(WAIT), 200, "client {i}");
+        clients.push(client);
+    }
+    eprintln!("opened {CLIENTS} subscriptions in {:?}", opened.elapsed());
+    let total: u64 = streams
+        .iter()
+        .map(|s| subscribers(&wrangler.base, s, &token))
+        .sum();
+    assert_eq!(total, CLIENTS as u64, "stats count every open subscription");
+
+    let dropped = Instant::now();
+    for client in clients {
+        client.reset();
+    }
+    let mut slowest = Duration::ZERO;
+    for stream in &streams {
+        match wait_subscribers(&wrangler.base, stream, &token, 0, Duration::from_secs(120)) {
+            Ok(_) => slowest = dropped.elapsed().max(slowest),
+            Err(left) => panic!("{stream} still counts {left} subscribers 120 s after the drop"),
+        }
+    }
+    eprintln!("{CLIENTS} abrupt disconnects: subscriber count 0 after {slowest:?}");
+
+    // The hubs still serve.
+    let sub = subscribe(&wrangler, &streams[0], &token, &[]);
+    let ids = publish(
+        &wrangler.base,
+        &streams[0],
+        &token,
+        r#"{"event":"after","data":1}"#,
+    );
+    assert_eq!(sub.take(1, WAIT)[0].id, ids[0]);
+}
+
+/// Fault 4: A batch with one bad event among good ones is refused whole: nothing stored, nothing sent.
+#[test]
+fn bad_batch_mid_stream_stores_and_sends_nothing() {
+    let wrangler = Wrangler::start(&[("HERALD_EVENT_BYTES_MAX", "1024")]);
+    let token = full_token("acme");
+    let stream = unique("batch");
+    let sub = subscribe(&wrangler, &stream, &token, &[]);
+    let ids = publish(
+        &wrangler.base,
+        &stream,
+        &token,
+        &numbered_batch("good", 1..4, 0),
+    );
+    let epoch = split_id(&ids[0]).0;
+    assert_contiguous(&sub.take(3, WAIT), epoch, 1, 3, "before the bad batches");
+
+    let good = |n: u64| format!(r#"{{"event":"good","data":{{"n":{n}}}}}"#);
+    let big = "y".repeat(2000);
+    let bad_batches = [
+        (
+            "name with a line break",
+            format!(
+                r#"[{},{{"event":"bad\nname","data":1}},{}]"#,
+                good(90),
+                good(91)
+            ),
+            400,
+        ),
+        (
+            "unknown category",
+            format!(
+                r#"{{"events":[{},{},{{"event":"x","category":"nope","data":1}}]}}"#,
+                good(90),
+                good(91)
+            ),
+            400,
+        ),
+        (
+            "oversized data",
+            format!(
+                r#"{{"events":[{},{{"event":"big","data":"{big}"}},{}]}}"#,
+                good(90),
+                good(91)
+            ),
+            413,
+        ),
+    ];
+    for (next, (what, body, status)) in (4..).zip(&bad_batches) {
+        let before = stats(&wrangler.base, &stream, &token);
+        let answer = request(
+            "POST",
+            &wrangler.url(&format!("/v1/streams/{stream}/events")),
+            Some(&token),
+            Some(body),
+        );
+        assert_eq!(answer.status, *status, "{what}: {}", answer.body);
+        let code = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            code,
+            if *status == 413 {
+                "too_large"
+            } else {
+                "invalid_event"
+            },
+            "{what}"
+        );
+        let after = stats(&wrangler.base, &stream, &token);
+        for key in ["last_id", "log_events", "log_bytes"] {
+            assert_eq!(before[key], after[key], "{what}: {key} changed");
+        }
+        // The next good event must be the very next thing the subscriber sees, with the next seq.
+        let ids = publish(
+            &wrangler.base,
+            &stream,
+            &token,
+            &numbered_batch("good", next..next + 1, 0),
+        );
+        assert_eq!(
+            split_id(&ids[0]),
+            (epoch, next),
+            "{what}: a seq was used up"
+        );
+        let msg = sub.next_event(WAIT).expect("the good event");
+        assert_eq!(
+            msg.id, ids[0],
+            "{what}: the subscriber saw something else first: {msg:?}"
+        );
+        assert_eq!(number_of(&msg), next);
+    }
+}
+
+/// Fault 5: Two tenants on the same connection id get two separate hubs; a token limited to some streams
+/// is refused the others.
+#[test]
+fn tenants_sharing_a_connection_id_are_isolated() {
+    let wrangler = Wrangler::start(&[]);
+    let (token_a, token_b) = (full_token("tenant-a"), full_token("tenant-b"));
+    let shared = unique("shared");
+    let sub_a = subscribe(&wrangler, &shared, &token_a, &[]);
+    let sub_b = subscribe(&wrangler, &shared, &token_b, &[]);
+    let event =
+        |tenant: &str, n: u64| format!(r#"{{"event":"t","data":{{"tenant":"{tenant}","n":{n}}}}}"#);
+    for n in 1..=3 {
+        publish(&wrangler.base, &shared, &token_a, &event("a", n));
+        if n <= 2 {
+            publish(&wrangler.base, &shared, &token_b, &event("b", n));
+        }
+    }
+    // A marker from each tenant last: whatever arrives before it is all that tenant's subscriber got.
+    let marker_a = publish(&wrangler.base, &shared, &token_a, &event("a", 99));
+    let marker_b = publish(&wrangler.base, &shared, &token_b, &event("b", 99));
+    for (sub, tenant, marker, count) in [(&sub_a, "a", &marker_a, 4), (&sub_b, "b", &marker_b, 3)] {
+        let got = sub.take(count, WAIT);
+        for msg in &got {
+            let data: serde_json::Value = serde_json::from_str(&msg.data).expect("JSON");
+            assert_eq!(
+                data["tenant"], tenant,
+                "tenant {tenant}'s subscriber got {msg:?}"
+            );
+        }
+        assert_eq!(got.last().map(|m| &m.id), Some(&marker[0]));
+        assert_eq!(
+            sub.next_event(Duration::from_secs(1)),
+            None,
+            "tenant {tenant}: an extra event"
+        );
+    }
+    let (stats_a, stats_b) = (
+        stats(&wrangler.base, &shared, &token_a),
+        stats(&wrangler.base, &shared, &token_b),
+    );
+    assert_eq!(
+        (
+            stats_a["log_events"].as_u64(),
+            stats_b["log_events"].as_u64()
+        ),
+        (Some(4), Some(3))
+    );
+    assert_eq!(stats_a["last_id"], marker_a[0].as_str());
+    assert_eq!(stats_b["last_id"], marker_b[0].as_str());
+    assert_eq!(split_id(&marker_a[0]).1, 4);
+    assert_eq!(split_id(&marker_b[0]).1, 3);
+
+    // A token for tenant A limited to the shared id: its own hub only, and nothing outside the list.
+    let b_only = unique("b-only");
+    publish(&wrangler.base, &b_only, &token_b, &event("b", 1));
+    let limited = token(
+        "tenant-a",
+        &[Scope::Publish, Scope::Subscribe],
+        Some(&[shared.as_str()]),
+        3600,
+    );
+    assert_eq!(
+        stats(&wrangler.base, &shared, &limited)["last_id"],
+        marker_a[0].as_str(),
+        "the limited token reads tenant A's hub"
+    );
+    let refused = [
+        ("GET", format!("/v1/streams/{b_only}"), None),
+        ("GET", format!("/v1/streams/{b_only}/stats"), None),
+        (
+            "POST",
+            format!("/v1/streams/{b_only}/events"),
+            Some(event("a", 1)),
+        ),
+    ];
+    for (method, path, body) in &refused {
+        let answer = request(method, &wrangler.url(path), Some(&limited), body.as_deref());
+        assert_eq!(answer.status, 403, "{method} {path}: {}", answer.body);
+        assert_eq!(answer.json()["error"], "forbidden");
+    }
+    // Tenant B's stream is untouched by the refused publish.
+    assert_eq!(stats(&wrangler.base, &b_only, &token_b)["log_events"], 1);
+}
