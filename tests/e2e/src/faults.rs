@@ -244,3 +244,30 @@ fn status_of(head: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// Publishes like [`crate::publish`], but a transport failure (the server died mid-request) is
+/// `None` instead of a panic: the caller cannot know whether that event was stored.
+pub fn try_publish(base: &str, connection: &str, token: &str, body: &str) -> Option<Vec<String>> {
+    let response = ureq::post(&format!("{base}/v1/streams/{connection}/events"))
+        .timeout(Duration::from_secs(30))
+        .set("authorization", &format!("Bearer {token}"))
+        .set("content-type", "application/json")
+        .send_string(body);
+    match response {
+        Ok(response) => {
+            let value: serde_json::Value = response.into_json().ok()?;
+            Some(
+                value["ids"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+            )
+        }
+        Err(ureq::Error::Status(status, response)) => panic!(
+            "publish refused with {status}: {}",
+            response.into_string().unwrap_or_default()
+        ),
+        Err(ureq::Error::Transport(_)) => None,
+    }
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use herald_core::Scope;
 use herald_e2e::faults::{
-    number_of, numbered_batch, split_id, stats, subscribers, wait_subscribers, Quiet,
+    number_of, numbered_batch, split_id, stats, subscribers, try_publish, wait_subscribers, Quiet,
 };
 use herald_e2e::{full_token, publish, request, token, unique, Msg, Subscription, Wrangler};
 
@@ -62,9 +62,11 @@ fn assert_contiguous(msgs: &[Msg], epoch: u64, first: u64, last: u64, who: &str)
     assert_eq!(seqs, want, "{who}: not exactly seqs {first}..={last}");
 }
 
-/// Fault 1: Three subscribers on two streams; `wrangler dev` is killed right after a burst of publishes
-/// (so some events may not have reached every client) and started again on the same storage. Each
-/// client resumes from the last id it got and ends up with every event exactly once, in order.
+/// Fault 1: three subscribers on two streams; `wrangler dev` is killed (the whole process group,
+/// SIGKILL) while a publisher is still publishing, and started again on the same storage. Every
+/// acknowledged event survives with its epoch; each client resumes from the last id it got and ends
+/// up with every stored event exactly once, in order, whether it arrived live, by replay after the
+/// restart, or live again.
 #[test]
 fn restart_mid_stream_loses_and_duplicates_nothing() {
     let mut wrangler = Wrangler::start(&[]);
@@ -77,11 +79,9 @@ fn restart_mid_stream_loses_and_duplicates_nothing() {
         .map(|&s| subscribe(&wrangler, &streams[s], &token, &[]))
         .collect();
 
-    const CALM: u64 = 20; // published and seen before the burst
-    const BURST: u64 = 20; // published just before the kill
-    const OFFLINE: u64 = 15; // published while the clients are away
+    const CALM: u64 = 20; // published and seen before the publisher starts
+    const OFFLINE: u64 = 15; // published after the restart, before the clients are back
     const LIVE: u64 = 15; // published after they are back
-    let total = CALM + BURST + OFFLINE + LIVE;
     let mut epochs = Vec::new();
     for stream in &streams {
         let ids = publish(
@@ -103,25 +103,46 @@ fn restart_mid_stream_loses_and_duplicates_nothing() {
             "calm phase",
         );
     }
-    // The burst: one event a request, alternating streams, and the kill right after the last ack.
-    for n in CALM + 1..=CALM + BURST {
-        for (s, stream) in streams.iter().enumerate() {
-            let ids = publish(
-                &wrangler.base,
-                stream,
-                &token,
-                &numbered_batch("tick", n..n + 1, 16),
-            );
-            assert_eq!(split_id(&ids[0]), (epochs[s], n), "acked id");
-        }
+
+    // The publisher: one event a request, alternating streams, numbered by the seq it should get,
+    // until a request fails because the server is gone. It returns the last acknowledged number of
+    // each stream.
+    let publisher = {
+        let (base, token, streams) = (wrangler.base.clone(), token.clone(), streams.clone());
+        std::thread::spawn(move || {
+            let mut acked = [CALM; 2];
+            for n in CALM + 1.. {
+                for (s, stream) in streams.iter().enumerate() {
+                    match try_publish(&base, stream, &token, &numbered_batch("tick", n..n + 1, 16))
+                    {
+                        Some(ids) => {
+                            assert_eq!(split_id(&ids[0]).1, n, "acked seq");
+                            acked[s] = n;
+                        }
+                        None => return acked,
+                    }
+                }
+            }
+            unreachable!("the loop ends when the server dies")
+        })
+    };
+    // Kill while the publisher runs, once it is well under way.
+    let deadline = Instant::now() + WAIT;
+    let progress = |wrangler: &Wrangler| {
+        let st = stats(&wrangler.base, &streams[1], &token);
+        split_id(st["last_id"].as_str().expect("last_id")).1
+    };
+    while progress(&wrangler) < CALM + 20 {
+        assert!(Instant::now() < deadline, "the publisher makes no progress");
+        std::thread::sleep(Duration::from_millis(20));
     }
     let killed = Instant::now();
     wrangler.kill();
-    let mut last_ids = Vec::new();
-    let mut seen: Vec<Vec<Msg>> = Vec::new();
+    let acked = publisher.join().expect("publisher");
+    let mut cursors = Vec::new();
     for (i, (sub, &s)) in subs.iter().zip(&placement).enumerate() {
         let got = drain_until_end(sub);
-        let last = got.last().map(|m| split_id(&m.id).1).unwrap_or(CALM);
+        let last = got.last().map_or(CALM, |m| split_id(&m.id).1);
         assert_contiguous(
             &got,
             epochs[s],
@@ -129,24 +150,25 @@ fn restart_mid_stream_loses_and_duplicates_nothing() {
             last,
             &format!("subscriber {i} before the kill"),
         );
-        eprintln!(
-            "subscriber {i}: had seq {last} of {} when wrangler died",
-            CALM + BURST
-        );
-        last_ids.push(format!("{}-{last}", epochs[s]));
-        seen.push(got);
+        eprintln!("subscriber {i}: had seq {last} (publisher's last ack on its stream: {}) when wrangler died", acked[s]);
+        cursors.push(last);
     }
     wrangler.restart();
-    eprintln!("restart took {:?}", killed.elapsed());
+    eprintln!("kill and restart took {:?}", killed.elapsed());
+
+    // What storage kept: every acknowledged event, and perhaps the one whose answer the kill cut off.
+    let mut totals = Vec::new();
     for (s, stream) in streams.iter().enumerate() {
         let st = stats(&wrangler.base, stream, &token);
-        assert_eq!(
-            st["last_id"],
-            format!("{}-{}", epochs[s], CALM + BURST).as_str(),
-            "storage kept every acked event and the epoch"
-        );
         assert_eq!(st["subscribers"], 0, "the old connections are gone");
-        let first = CALM + BURST + 1;
+        let (epoch, stored) = split_id(st["last_id"].as_str().expect("last_id"));
+        assert_eq!(epoch, epochs[s], "the epoch changed: storage was not kept");
+        assert!(
+            stored == acked[s] || stored == acked[s] + 1,
+            "stream {s}: {stored} stored, {} acknowledged",
+            acked[s]
+        );
+        let first = stored + 1;
         let ids = publish(
             &wrangler.base,
             stream,
@@ -158,14 +180,23 @@ fn restart_mid_stream_loses_and_duplicates_nothing() {
             (epochs[s], first),
             "numbering continues after the restart"
         );
+        totals.push(stored + OFFLINE + LIVE);
     }
     let resumed: Vec<Subscription> = placement
         .iter()
-        .zip(&last_ids)
-        .map(|(&s, last)| subscribe(&wrangler, &streams[s], &token, &[("Last-Event-ID", last)]))
+        .zip(&cursors)
+        .map(|(&s, last)| {
+            let last_id = format!("{}-{last}", epochs[s]);
+            subscribe(
+                &wrangler,
+                &streams[s],
+                &token,
+                &[("Last-Event-ID", &last_id)],
+            )
+        })
         .collect();
     for (s, stream) in streams.iter().enumerate() {
-        let first = CALM + BURST + OFFLINE + 1;
+        let first = totals[s] - LIVE + 1;
         let ids = publish(
             &wrangler.base,
             stream,
@@ -174,13 +205,13 @@ fn restart_mid_stream_loses_and_duplicates_nothing() {
         );
         assert_eq!(split_id(&ids[0]), (epochs[s], first));
     }
-    for (i, ((sub, &s), before)) in resumed.iter().zip(&placement).zip(&seen).enumerate() {
-        let last_before = before.last().map(|m| split_id(&m.id).1).unwrap_or(CALM);
-        let rest = sub.take((total - last_before) as usize, WAIT);
+    for (i, ((sub, &s), &last)) in resumed.iter().zip(&placement).zip(&cursors).enumerate() {
+        let total = totals[s];
+        let rest = sub.take((total - last) as usize, WAIT);
         assert_contiguous(
             &rest,
             epochs[s],
-            last_before + 1,
+            last + 1,
             total,
             &format!("subscriber {i} after resume"),
         );
