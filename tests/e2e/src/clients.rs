@@ -1,0 +1,208 @@
+//! Helpers for driving clients Herald did not write: Node scripts in `tests/clients/` (Chromium through
+//! playwright-core, npm `eventsource`) that print one JSON line, `curl -N` read as it streams, and the
+//! request log `wrangler dev` writes, which shows what those clients actually sent.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{repo_root, Wrangler};
+
+/// A loopback port that is free right now (for a page server the test must name before it starts).
+pub fn free_port() -> u16 {
+    crate::free_port()
+}
+
+/// Reads everything from `source` on a thread; the receiver yields chunks as they arrive.
+fn pump(mut source: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match source.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn drain(rx: &Receiver<Vec<u8>>) -> String {
+    let mut all = Vec::new();
+    while let Ok(chunk) = rx.try_recv() {
+        all.extend(chunk);
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// Kills a child's whole process group (Chromium starts several processes of its own).
+fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
+/// Runs `node tests/clients/<script> <input JSON>` and returns the JSON of its last stdout line.
+/// Panics with the script's stderr if it fails, prints no JSON, or outlives `timeout`.
+pub fn run_node(script: &str, input: &serde_json::Value, timeout: Duration) -> serde_json::Value {
+    use std::os::unix::process::CommandExt;
+    let path = repo_root().join("tests/clients").join(script);
+    let mut child = Command::new("node")
+        .arg(&path)
+        .arg(input.to_string())
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("start node");
+    let stdout = pump(child.stdout.take().expect("stdout"));
+    let stderr = pump(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait node") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            kill_group(&mut child);
+            panic!(
+                "{script} still running after {timeout:?}; stderr:\n{}\nstdout:\n{}",
+                drain(&stderr),
+                drain(&stdout)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    // The pumps end when the pipes close, shortly after exit.
+    thread::sleep(Duration::from_millis(100));
+    let out = drain(&stdout);
+    let err = drain(&stderr);
+    assert!(
+        status.success(),
+        "{script} failed ({status}); stderr:\n{err}\nstdout:\n{out}"
+    );
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("{script} printed nothing; stderr:\n{err}"));
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {line}\nstderr:\n{err}"))
+}
+
+/// One request as `wrangler dev` logged it (`[wrangler:info] GET /path 200 OK (5ms)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    /// HTTP method.
+    pub method: String,
+    /// Path as logged (wrangler leaves out the query, so tickets never show here).
+    pub path: String,
+    /// Status the worker answered.
+    pub status: u16,
+}
+
+/// Every request this instance has logged so far, in order: the server's own count of what clients
+/// sent (reconnects, preflights), independent of what the clients report.
+pub fn request_log(wrangler: &Wrangler) -> Vec<Logged> {
+    let text = std::fs::read_to_string(wrangler.persist.join("wrangler.out")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.split("[wrangler:info] ").nth(1)?;
+            let mut words = rest.split_whitespace();
+            let method = words.next()?.to_string();
+            let path = words.next()?.to_string();
+            let status = words.next()?.parse().ok()?;
+            path.starts_with('/').then_some(Logged {
+                method,
+                path,
+                status,
+            })
+        })
+        .collect()
+}
+
+/// A `curl -N -s` child whose stdout is read as it arrives, to prove a stream is live, not buffered.
+#[derive(Debug)]
+pub struct Curl {
+    child: Child,
+    out: Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl Curl {
+    /// Starts `curl -N -s` with a bearer token on `url`.
+    pub fn stream(url: &str, bearer: &str) -> Curl {
+        let mut child = Command::new("curl")
+            .args(["-N", "-s", "-H"])
+            .arg(format!("Authorization: Bearer {bearer}"))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start curl");
+        let out = pump(child.stdout.take().expect("stdout"));
+        Curl {
+            child,
+            out,
+            seen: String::new(),
+        }
+    }
+
+    /// Everything curl has printed so far.
+    pub fn text(&mut self) -> &str {
+        self.seen.push_str(&drain(&self.out));
+        &self.seen
+    }
+
+    /// Waits until curl's output satisfies `done`; returns the output, or `None` after `timeout`.
+    pub fn wait_for(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self.text()) {
+                return Some(self.seen.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.out.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // Output is over; one last look at what arrived.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return done(&self.seen).then(|| self.seen.clone())
+                }
+            }
+        }
+    }
+
+    /// Waits for curl to exit on its own; its exit code, or `None` if it still runs after `timeout`.
+    pub fn exit_within(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait curl") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Curl {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
