@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald_core::{mint, Claims, ConnectionId, Parser, Scope, Scopes, TenantId, TokenKind};
 
+pub mod clients;
 pub mod faults;
 
 /// The HMAC key every test instance is started with.
