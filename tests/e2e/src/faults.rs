@@ -271,3 +271,20 @@ pub fn try_publish(base: &str, connection: &str, token: &str, body: &str) -> Opt
         Err(ureq::Error::Transport(_)) => None,
     }
 }
+
+/// Like [`crate::Subscription::take`], but a shortfall panics with a summary (count and last id)
+/// instead of every message: the fault tests carry kilobytes of padding per event.
+pub fn take_events(sub: &crate::Subscription, n: usize, timeout: Duration) -> Vec<Msg> {
+    let mut got: Vec<Msg> = Vec::with_capacity(n);
+    while got.len() < n {
+        match sub.next_event(timeout) {
+            Some(msg) => got.push(msg),
+            None => panic!(
+                "expected {n} events, got {}; the last was {:?}",
+                got.len(),
+                got.last().map(|m| (&m.event, &m.id))
+            ),
+        }
+    }
+    got
+}
