@@ -135,12 +135,19 @@ impl Hub {
                     &serde_json::json!({ "disconnected": subscribers.len() }),
                 )?)
             }
-            (Method::Post, "/plan/open") => {
+            (Method::Post, path @ ("/plan/open" | "/plan/apply")) => {
                 let body = request.bytes().await?;
                 let plan_request = PlanRequest::from_json(&body)
                     .map_err(|e| ApiError::bad_request("invalid_plan", e))?;
+                // SQLMesh: `/api/plan` previews (overview only); `/api/commands/apply` also applies.
+                let apply = path == "/plan/apply";
                 self.plan_step(&config, |session, now| {
-                    Ok(session.open(plan_request, now).into_update())
+                    let opened = if apply {
+                        session.open_apply(plan_request, now)
+                    } else {
+                        session.open(plan_request, now)
+                    };
+                    Ok(opened.into_update())
                 })?;
                 Ok(Response::empty()?.with_status(204))
             }
@@ -400,9 +407,9 @@ impl Hub {
                     // A fresh SQLMesh client gets the current trackers, as SQLMesh's /api/meta re-sync does.
                     if let Some(snapshot) = &snapshot {
                         for (name, json) in snapshot.events() {
-                            let name = EventName::from_static(name);
-                            subscriber
-                                .push_control(Frame::new().event(&name).data(json).to_bytes());
+                            let event = EventName::from_static(name);
+                            let frame = Frame::new().event(&event).data(json).to_bytes();
+                            subscriber.offer_unlogged(frame, name);
                         }
                     }
                 }

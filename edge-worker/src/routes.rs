@@ -353,6 +353,8 @@ struct TicketResponse<'a> {
 pub(crate) fn publish_error(error: herald_core::PublishError) -> ApiError {
     if error.is_too_large() {
         ApiError::TooLarge(error.to_string())
+    } else if matches!(error, herald_core::PublishError::Malformed { .. }) {
+        ApiError::bad_request("malformed_json", error)
     } else {
         ApiError::bad_request("invalid_event", error)
     }

@@ -55,7 +55,15 @@ impl Subscriber {
         self.wake();
     }
 
-    /// Queues a frame that is not in the log (open frame, snapshot, reset): it never moves a cursor.
+    /// Offers a named frame that is not in the log (a tracker snapshot): filtered like any event, but
+    /// with no sequence number, so it never moves a cursor.
+    pub(crate) fn offer_unlogged(&mut self, frame: Bytes, name: &str) {
+        if self.filter.matches(name, None) {
+            self.push_control(frame);
+        }
+    }
+
+    /// Queues a frame that is not in the log (open frame, reset): it never moves a cursor.
     pub(crate) fn push_control(&mut self, frame: Bytes) {
         let _ = self.outbox.push(frame, None);
         self.wake();
