@@ -6,8 +6,9 @@
 //! - a batch array: `[<event object>, ...]`.
 //!
 //! In an event object, `event` is required and must be a valid event name. `data` is the text of the SSE `data:`
-//! field: a JSON string is taken verbatim as text, any other JSON value is re-serialised compactly (whitespace
-//! dropped, numbers in their shortest form), and a missing `data` is the empty string. `category` is optional
+//! field: a JSON string is taken verbatim as text, any other JSON value is sent exactly as the publisher wrote it
+//! minus the whitespace between tokens (key order and number spelling are kept, so consumers see the publisher's
+//! bytes), and a missing `data` is the empty string. `category` is optional
 //! (`null` means absent) and is 1..=64 bytes of `[a-z0-9_]`. Any other key, or a key given twice, is an error, so
 //! a typo never silently drops a field.
 //!
@@ -15,12 +16,14 @@
 //! single event object is index 0). Limits ([`PublishLimits`]) bound the body, the event count and each event's
 //! data; exceeding one of them is HTTP 413, any other error is 400 ([`PublishError::is_too_large`]).
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::auth::{check_identifier, IdentifierError};
@@ -322,9 +325,16 @@ impl Batch<'_> {
         let mut fields = EventFields::default();
         let mut key = first_key;
         while let Some(name) = key {
+            if name == "data" {
+                if fields.data.is_some() {
+                    return Err(self.fail(PublishError::DuplicateField { index, field: "data" }));
+                }
+                fields.data = Some(map.next_value::<Box<RawValue>>()?);
+                key = map.next_key::<String>()?;
+                continue;
+            }
             let (slot, field) = match name.as_str() {
                 "event" => (&mut fields.event, "event"),
-                "data" => (&mut fields.data, "data"),
                 "category" => (&mut fields.category, "category"),
                 _ => {
                     let field = truncate(name, UNKNOWN_FIELD_BYTES_MAX);
@@ -351,7 +361,7 @@ impl Batch<'_> {
 #[derive(Default)]
 struct EventFields {
     event: Option<Value>,
-    data: Option<Value>,
+    data: Option<Box<RawValue>>,
     category: Option<Value>,
 }
 
@@ -371,8 +381,14 @@ impl EventFields {
         };
         let data = match self.data {
             None => String::new(),
-            Some(Value::String(text)) => text,
-            Some(value) => value.to_string(),
+            Some(raw) if raw.get().starts_with('"') => {
+                serde_json::from_str(raw.get()).map_err(|_| PublishError::WrongType {
+                    index,
+                    field: "data",
+                    expected: "valid JSON",
+                })?
+            }
+            Some(raw) => compact_json(raw.get()),
         };
         if data.len() > limits.event_bytes_max {
             return Err(PublishError::EventTooLarge {
@@ -404,6 +420,31 @@ impl EventFields {
             category,
         })
     }
+}
+
+/// Removes the whitespace JSON allows between tokens from already-validated JSON, keeping everything else
+/// (key order, number spelling, escapes) exactly as sent.
+fn compact_json(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Cuts `text` to at most `bytes_max` bytes on a character boundary.
