@@ -1,0 +1,150 @@
+//! The printed table and the target verdicts.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    Encode,
+    Parse,
+}
+
+/// What a row is compared as: Herald's headline case, another way of using Herald (shown, not judged), a peer
+/// crate, or a floor no real implementation can beat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Herald,
+    HeraldVariant,
+    Peer,
+    Floor,
+}
+
+pub(crate) struct Case<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) group: Group,
+    pub(crate) role: Role,
+    pub(crate) best: Duration,
+    /// Wire bytes the case produced (encoders) or consumed (parsers).
+    pub(crate) bytes: u64,
+}
+
+pub(crate) struct Setup {
+    pub(crate) events: u64,
+    pub(crate) stream_bytes: u64,
+    pub(crate) chunk_bytes: usize,
+    pub(crate) rounds: usize,
+    pub(crate) notes: Vec<String>,
+}
+
+impl Case<'_> {
+    fn events_per_s(&self, events: u64) -> f64 {
+        events as f64 / self.best.as_secs_f64()
+    }
+}
+
+fn millions(x: f64) -> String {
+    format!("{:.2} M", x / 1e6)
+}
+
+pub(crate) fn print(setup: &Setup, cases: &[Case<'_>]) {
+    let opt_level = env!("HERALD_BENCH_OPT_LEVEL");
+    println!();
+    println!(
+        "Herald engine benchmark: {} events, {:.1} MB reference stream ({:.0} B/frame); parsers fed {} KiB chunks; best of {} runs",
+        setup.events,
+        setup.stream_bytes as f64 / 1e6,
+        setup.stream_bytes as f64 / setup.events as f64,
+        setup.chunk_bytes / 1024,
+        setup.rounds,
+    );
+    println!("build: opt-level {opt_level}");
+    if opt_level != "3" {
+        println!(
+            "WARNING: opt-level {opt_level}: this workspace's release profile is tuned for Wasm size; for speed numbers run \
+             `cargo run --profile bench -p herald-bench` (scripts/bench-core.sh)"
+        );
+    }
+    for group in [Group::Encode, Group::Parse] {
+        let rows: Vec<&Case<'_>> = cases.iter().filter(|c| c.group == group).collect();
+        let Some(herald) = rows.iter().find(|c| c.role == Role::Herald) else {
+            continue;
+        };
+        let herald_rate = herald.events_per_s(setup.events);
+        println!();
+        println!(
+            "{:<48} {:>11} {:>9} {:>10}  herald vs this",
+            if group == Group::Encode {
+                "ENCODE"
+            } else {
+                "PARSE"
+            },
+            "events/s",
+            "MB/s",
+            "best",
+        );
+        for case in &rows {
+            let rate = case.events_per_s(setup.events);
+            let ratio = herald_rate / rate;
+            let versus = match case.role {
+                Role::Herald => "-".to_string(),
+                Role::Floor => format!("{:.0}% of floor", 100.0 * ratio),
+                Role::Peer => format!("{ratio:.2}x"),
+                Role::HeraldVariant => format!("{ratio:.2}x (same crate, other API)"),
+            };
+            println!(
+                "{:<48} {:>11} {:>9.0} {:>8.1}ms  {versus}",
+                case.name,
+                millions(rate),
+                case.bytes as f64 / 1e6 / case.best.as_secs_f64(),
+                case.best.as_secs_f64() * 1e3,
+            );
+        }
+    }
+
+    println!();
+    println!("TARGETS");
+    let best_of = |group, role| {
+        cases
+            .iter()
+            .filter(|c| c.group == group && c.role == role)
+            .min_by_key(|c| c.best)
+            .expect("every group has a herald, a peer and a floor row")
+    };
+    let verdict = |met: bool| if met { "MET" } else { "NOT MET" };
+    let enc = best_of(Group::Encode, Role::Herald);
+    let enc_peer = best_of(Group::Encode, Role::Peer);
+    let enc_floor = best_of(Group::Encode, Role::Floor);
+    let speedup = enc_peer.best.as_secs_f64() / enc.best.as_secs_f64();
+    println!(
+        "  encoder >= 3x the fastest peer encoder ({}): {speedup:.2}x  {}",
+        enc_peer.name.split_whitespace().next().unwrap_or(""),
+        verdict(speedup >= 3.0)
+    );
+    let share = enc_floor.best.as_secs_f64() / enc.best.as_secs_f64();
+    println!(
+        "  encoder >= 50% of memcpy: {:.0}%  {}",
+        100.0 * share,
+        verdict(share >= 0.5)
+    );
+    let par = best_of(Group::Parse, Role::Herald);
+    let par_peer = best_of(Group::Parse, Role::Peer);
+    let speedup = par_peer.best.as_secs_f64() / par.best.as_secs_f64();
+    println!(
+        "  parser >= 2x the fastest peer parser ({}): {speedup:.2}x  {}",
+        par_peer.name.split_whitespace().next().unwrap_or(""),
+        verdict(speedup >= 2.0)
+    );
+    let par_floor = best_of(Group::Parse, Role::Floor);
+    println!(
+        "  (parser reaches {:.0}% of the memchr line scan)",
+        100.0 * par_floor.best.as_secs_f64() / par.best.as_secs_f64()
+    );
+
+    println!();
+    println!(
+        "VERIFIED (untimed, output parsed back by eventsource-stream and compared with the corpus)"
+    );
+    for note in &setup.notes {
+        println!("  {note}");
+    }
+    println!("  every timed run: frame and byte counts (encoders), event count and data+id+event bytes (parsers) checked");
+}
