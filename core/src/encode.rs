@@ -1,1 +1,484 @@
-//! (to be written)
+//! The `text/event-stream` encoder: validated ids and event names, and the [`Frame`] builder.
+//!
+//! Field injection cannot happen by construction: [`EventId`] and [`EventName`] refuse CR, LF and NUL,
+//! and free text (data and comments) is split on every line break (CR, LF or CRLF) into one field line
+//! per line. What a WHATWG parser gets back is therefore exactly the text given, with its line breaks
+//! normalised to LF.
+//!
+//! Output conventions: lines end with LF only, no BOM is ever written, a field with a value is written as
+//! `name: value` (one space, so a value that itself starts with a space survives the parser's removal of
+//! one leading space), and a field with an empty value is written as `name:` alone.
+
+use alloc::borrow::Cow;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+use core::str::FromStr;
+
+use memchr::memchr2;
+
+/// A comment-only frame: `:` then a blank line.
+///
+/// Write it on an idle stream so that proxies do not cut the connection (the spec's authoring notes
+/// suggest one roughly every 15 seconds). It dispatches nothing and moves no client's last event id.
+pub const KEEP_ALIVE: &[u8] = b":\n\n";
+
+/// Longest [`EventId`] and [`EventName`] in bytes.
+///
+/// 128 bytes is the Fetch limit for a CORS-safelisted `Last-Event-ID` header: a longer id would make a
+/// cross-origin reconnect send a preflight.
+const BYTES_MAX: usize = 128;
+
+/// Why a string is not a valid [`EventId`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdError {
+    /// The id is the empty string (an empty `id:` would reset the client's last event id).
+    Empty,
+    /// The id is longer than 128 bytes.
+    TooLong,
+    /// The id contains a byte outside the CORS-safe printable ASCII range.
+    ForbiddenByte(u8),
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("event id is empty"),
+            Self::TooLong => write!(f, "event id is longer than {BYTES_MAX} bytes"),
+            Self::ForbiddenByte(byte) => write!(f, "event id contains forbidden byte 0x{byte:02x}"),
+        }
+    }
+}
+
+impl core::error::Error for IdError {}
+
+/// Why a string is not a valid [`EventName`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NameError {
+    /// The name is the empty string (an empty `event:` dispatches as `message`).
+    Empty,
+    /// The name is longer than 128 bytes.
+    TooLong,
+    /// The name contains CR, LF or NUL.
+    ForbiddenByte(u8),
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("event name is empty"),
+            Self::TooLong => write!(f, "event name is longer than {BYTES_MAX} bytes"),
+            Self::ForbiddenByte(byte) => {
+                write!(f, "event name contains forbidden byte 0x{byte:02x}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for NameError {}
+
+/// Whether `byte` may appear in an [`EventId`].
+///
+/// Printable ASCII (0x21..=0x7E) minus the Fetch "CORS-unsafe request-header bytes", so that the id,
+/// sent back as `Last-Event-ID`, never triggers a CORS preflight. Space is refused too: the parser strips
+/// one leading space from a value, and ids are compared byte for byte.
+const fn is_id_byte(byte: u8) -> bool {
+    matches!(byte, 0x21..=0x7E)
+        && !matches!(
+            byte,
+            b'"' | b'('
+                | b')'
+                | b':'
+                | b'<'
+                | b'>'
+                | b'?'
+                | b'@'
+                | b'['
+                | b'\\'
+                | b']'
+                | b'{'
+                | b'}'
+        )
+}
+
+/// An event id that is safe to write after `id:` and to receive back as `Last-Event-ID`.
+///
+/// 1 to 128 bytes of printable ASCII without the CORS-unsafe bytes `" ( ) : < > ? @ [ \ ] { }`; so never
+/// CR, LF, NUL or space.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId(Box<str>);
+
+impl EventId {
+    /// Validates `id`.
+    pub fn new(id: &str) -> Result<EventId, IdError> {
+        if id.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if id.len() > BYTES_MAX {
+            return Err(IdError::TooLong);
+        }
+        match id.bytes().find(|&byte| !is_id_byte(byte)) {
+            Some(byte) => Err(IdError::ForbiddenByte(byte)),
+            None => Ok(EventId(id.into())),
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for EventId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for EventId {
+    type Err = IdError;
+
+    fn from_str(id: &str) -> Result<Self, Self::Err> {
+        EventId::new(id)
+    }
+}
+
+/// `const` so that [`EventName::from_static`] can check names at compile time.
+const fn check_name(name: &str) -> Result<(), NameError> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if bytes.len() > BYTES_MAX {
+        return Err(NameError::TooLong);
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if matches!(bytes[i], b'\r' | b'\n' | 0) {
+            return Err(NameError::ForbiddenByte(bytes[i]));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// An event type that is safe to write after `event:`.
+///
+/// 1 to 128 bytes of UTF-8 without CR, LF or NUL. Prefer names other than `message`, `open` and `error`:
+/// a browser delivers those to its connection-level handlers too.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventName(Cow<'static, str>);
+
+impl EventName {
+    /// Validates `name`.
+    pub fn new(name: &str) -> Result<EventName, NameError> {
+        match check_name(name) {
+            Ok(()) => Ok(EventName(Cow::Owned(name.into()))),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A name known when the program is written, without allocating.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not valid (at compile time when used in a `const`).
+    pub const fn from_static(name: &'static str) -> EventName {
+        match check_name(name) {
+            Ok(()) => EventName(Cow::Borrowed(name)),
+            Err(_) => panic!(
+                "invalid event name: empty, longer than 128 bytes, or contains CR, LF or NUL"
+            ),
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for EventName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for EventName {
+    type Err = NameError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        EventName::new(name)
+    }
+}
+
+/// One event (or comment, or field update) ready to be written to an event stream.
+///
+/// Built by value and borrowed: nothing is copied until [`Frame::encode_into`]. The output lists, in
+/// order: comment lines, `id:`, `event:`, `retry:`, `data:` lines, then the blank line that ends the
+/// event. Only a frame with [`Frame::data`] makes a client fire an event; without it a frame can still
+/// move the client's last event id (`id:`) or reconnection time (`retry:`).
+///
+/// ```
+/// use herald_core::{EventId, EventName, Frame};
+///
+/// let id = EventId::new("7-42").unwrap();
+/// let name = EventName::from_static("job");
+/// let frame = Frame::new().id(&id).event(&name).data("{\"state\":\"done\"}");
+/// assert_eq!(&frame.to_bytes()[..], b"id: 7-42\nevent: job\ndata: {\"state\":\"done\"}\n\n");
+/// ```
+#[must_use]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Frame<'a> {
+    comment: Option<&'a str>,
+    id: Option<&'a EventId>,
+    event: Option<&'a EventName>,
+    retry_ms: Option<u64>,
+    data: Option<&'a str>,
+}
+
+impl<'a> Frame<'a> {
+    /// A frame with no fields: it encodes as a lone blank line until fields are added.
+    pub const fn new() -> Frame<'a> {
+        Frame {
+            comment: None,
+            id: None,
+            event: None,
+            retry_ms: None,
+            data: None,
+        }
+    }
+
+    /// Sets the `id:` field, which becomes the client's last event id once the frame is received.
+    pub const fn id(mut self, id: &'a EventId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the `event:` field (without it the client sees type `message`).
+    pub const fn event(mut self, event: &'a EventName) -> Self {
+        self.event = Some(event);
+        self
+    }
+
+    /// Sets the `retry:` field: the client's reconnection time in milliseconds.
+    pub const fn retry_ms(mut self, retry_ms: u64) -> Self {
+        self.retry_ms = Some(retry_ms);
+        self
+    }
+
+    /// Sets the event data. Any text is allowed: each line becomes one `data:` line, and empty data
+    /// still makes the client fire an event (with empty data).
+    pub const fn data(mut self, data: &'a str) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// Sets a comment (ignored by clients; useful to flush bytes through proxies). Each line of the
+    /// text becomes one `:` line.
+    pub const fn comment(mut self, comment: &'a str) -> Self {
+        self.comment = Some(comment);
+        self
+    }
+
+    /// Appends the encoded frame to `out`, reserving its exact length once.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // One scan of the data tells both the exact length and whether the single-line fast path applies.
+        let data_break = self
+            .data
+            .and_then(|data| memchr2(b'\r', b'\n', data.as_bytes()));
+        out.reserve(self.len_with(data_break));
+        if let Some(comment) = self.comment {
+            for line in split_lines(comment.as_bytes()) {
+                field(out, COMMENT, line);
+            }
+        }
+        if let Some(id) = self.id {
+            field(out, ID, id.as_str().as_bytes());
+        }
+        if let Some(event) = self.event {
+            field(out, EVENT, event.as_str().as_bytes());
+        }
+        if let Some(retry_ms) = self.retry_ms {
+            let mut digits = Digits::new();
+            field(out, RETRY, digits.format(retry_ms));
+        }
+        if let Some(data) = self.data {
+            match data_break {
+                None => field(out, DATA, data.as_bytes()),
+                Some(_) => {
+                    for line in split_lines(data.as_bytes()) {
+                        field(out, DATA, line);
+                    }
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+
+    /// The exact number of bytes [`Frame::encode_into`] appends.
+    pub fn encoded_len(&self) -> usize {
+        self.len_with(
+            self.data
+                .and_then(|data| memchr2(b'\r', b'\n', data.as_bytes())),
+        )
+    }
+
+    /// The encoded frame as one reference-counted buffer, to clone into every subscriber's queue.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        bytes::Bytes::from(out)
+    }
+
+    /// The encoded length, given the first line break in the data (if any) already found.
+    fn len_with(&self, data_break: Option<usize>) -> usize {
+        let mut len = 1; // the blank line
+        if let Some(comment) = self.comment {
+            len += split_lines(comment.as_bytes())
+                .map(|line| field_len(COMMENT, line))
+                .sum::<usize>();
+        }
+        if let Some(id) = self.id {
+            len += field_len(ID, id.as_str().as_bytes());
+        }
+        if let Some(event) = self.event {
+            len += field_len(EVENT, event.as_str().as_bytes());
+        }
+        if let Some(retry_ms) = self.retry_ms {
+            len += field_len(RETRY, Digits::new().format(retry_ms));
+        }
+        if let Some(data) = self.data {
+            len += match data_break {
+                None => field_len(DATA, data.as_bytes()),
+                Some(_) => split_lines(data.as_bytes())
+                    .map(|line| field_len(DATA, line))
+                    .sum(),
+            };
+        }
+        len
+    }
+}
+
+// Field prefixes, each with the separating space; the bare form (for empty values) drops the space.
+const COMMENT: &[u8] = b": ";
+const ID: &[u8] = b"id: ";
+const EVENT: &[u8] = b"event: ";
+const RETRY: &[u8] = b"retry: ";
+const DATA: &[u8] = b"data: ";
+
+/// The one field writer: `name: value\n`, or `name:\n` when the value is empty.
+///
+/// `value` never holds CR or LF: callers pass validated ids and names, digits, or one line of
+/// [`split_lines`].
+#[inline]
+fn field(out: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
+    if value.is_empty() {
+        out.extend_from_slice(&prefix[..prefix.len() - 1]);
+    } else {
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(value);
+    }
+    out.push(b'\n');
+}
+
+/// What [`field`] writes, in bytes.
+#[inline]
+fn field_len(prefix: &[u8], value: &[u8]) -> usize {
+    if value.is_empty() {
+        prefix.len()
+    } else {
+        prefix.len() + value.len() + 1
+    }
+}
+
+/// The lines of `text` split on CR, LF and CRLF, as a WHATWG parser would split them: at least one
+/// (possibly empty) line, and a trailing line break yields a final empty line.
+fn split_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(text);
+    core::iter::from_fn(move || {
+        let text = rest?;
+        match memchr2(b'\r', b'\n', text) {
+            None => {
+                rest = None;
+                Some(text)
+            }
+            Some(at) => {
+                let after = if text[at] == b'\r' && text.get(at + 1) == Some(&b'\n') {
+                    at + 2
+                } else {
+                    at + 1
+                };
+                rest = Some(&text[after..]);
+                Some(&text[..at])
+            }
+        }
+    })
+}
+
+/// Decimal digits of a `u64` without allocating.
+struct Digits([u8; 20]);
+
+impl Digits {
+    fn new() -> Self {
+        Digits([0; 20])
+    }
+
+    fn format(&mut self, mut value: u64) -> &[u8] {
+        let mut at = self.0.len();
+        loop {
+            at -= 1;
+            self.0[at] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                return &self.0[at..];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn digits_cover_the_range() {
+        assert_eq!(Digits::new().format(0), b"0");
+        assert_eq!(Digits::new().format(1000), b"1000");
+        assert_eq!(Digits::new().format(u64::MAX), b"18446744073709551615");
+    }
+
+    #[test]
+    fn split_lines_matches_the_parser_view() {
+        fn lines(text: &str) -> Vec<&[u8]> {
+            split_lines(text.as_bytes()).collect()
+        }
+        assert_eq!(lines(""), vec![&b""[..]]);
+        assert_eq!(lines("a"), vec![&b"a"[..]]);
+        assert_eq!(lines("a\r\nb\rc\nd"), vec![&b"a"[..], b"b", b"c", b"d"]);
+        assert_eq!(lines("\r\r\n\n"), vec![&b""[..], b"", b"", b""]);
+        assert_eq!(lines("a\n"), vec![&b"a"[..], b""]);
+    }
+
+    #[test]
+    fn id_bytes_are_exactly_the_cors_safe_printable_ones() {
+        let unsafe_bytes = b"\"():<>?@[\\]{}";
+        for byte in 0..=255u8 {
+            let expected = (0x21..=0x7E).contains(&byte) && !unsafe_bytes.contains(&byte);
+            assert_eq!(is_id_byte(byte), expected, "byte 0x{byte:02x}");
+        }
+    }
+}
