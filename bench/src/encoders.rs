@@ -239,3 +239,20 @@ pub(crate) fn memcpy(stream: &[u8], frame_ends: &[usize], sink: &mut Sink) {
         start = end;
     }
 }
+
+/// Floor: append the same fields from the same memory the Herald case reads (the `EventId`s, the name table,
+/// the corpus data), with the fixed prefixes and no checks. What an encoder of this input cannot beat; the gap
+/// between it and `memcpy` is the cost of gathering three separate strings per event instead of one run.
+pub(crate) fn gather(inputs: &Inputs, sink: &mut Sink) {
+    for (event, id) in inputs.raw.iter().zip(&inputs.herald_ids) {
+        let out = &mut sink.buf;
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_str().as_bytes());
+        out.extend_from_slice(b"\nevent: ");
+        out.extend_from_slice(inputs.herald_names[event.name].as_str().as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(event.data.as_bytes());
+        out.extend_from_slice(b"\n\n");
+        sink.wrote_frame();
+    }
+}

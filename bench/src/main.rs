@@ -1,6 +1,11 @@
 //! Herald's engine benchmark: herald-core's SSE encoder and parser against peer crates and the memcpy/memchr
 //! floors, on one deterministic corpus, in one run. `cargo run --profile bench -p herald-bench` (see
-//! `scripts/bench-core.sh`); `HERALD_BENCH_EVENTS` and `HERALD_BENCH_ROUNDS` shrink it for a quick look.
+//! `scripts/bench-core.sh`; plain `--release` works too but builds at this workspace's size-tuned opt-level "z").
+//!
+//! Knobs (environment): `HERALD_BENCH_EVENTS` (default 1,000,000) and `HERALD_BENCH_ROUNDS` (default 5, best
+//! of). With 1,000,000 events the inputs stream from DRAM; `HERALD_BENCH_EVENTS=2000 HERALD_BENCH_ROUNDS=3000`
+//! measures the cache-hot regime instead. `HERALD_BENCH_ONLY=<text>` runs only the cases whose name contains
+//! the text (for `perf record`), skipping the slow parse-back check of encoder output.
 
 mod corpus;
 mod encoders;
@@ -45,6 +50,10 @@ fn main() {
     let stream_bytes = reference.stream.len() as u64;
     let field_bytes = corpus::field_bytes(raw);
 
+    // For profiling one case: only the cases whose name contains this text run, and the (slow) parse-back
+    // check of encoder output is skipped.
+    let only = std::env::var("HERALD_BENCH_ONLY").ok();
+
     eprintln!("verifying every encoder's output ...");
     let mut notes = Vec::new();
     let mut verify = |name: &str, run: &dyn Fn(&mut Sink)| {
@@ -52,6 +61,9 @@ fn main() {
         run(&mut sink);
         let out = sink.finish();
         assert_eq!(out.frames, frames, "{name}: frame count");
+        if only.is_some() {
+            return out.bytes;
+        }
         let verdict = verify::encoder_output(name, sink.buf, raw, &reference.stream);
         notes.push(format!(
             "{name}: {} bytes, all {frames} events parse back identical{}",
@@ -76,6 +88,7 @@ fn main() {
     });
     let sse_stream_bytes = verify("sse-stream", &|s| encoders::sse_stream(&inputs, s));
     let axum_bytes = verify("axum", &|s| encoders::axum(&inputs, s));
+    let gather_bytes = verify("gather floor", &|s| encoders::gather(&inputs, s));
     let memcpy_bytes = verify("memcpy floor", &|s| {
         encoders::memcpy(&reference.stream, &reference.frame_ends, s)
     });
@@ -86,7 +99,7 @@ fn main() {
     let encode_case = |name, role, expect_bytes, run| -> (&str, Role, u64, EncodeRun<'_>) {
         (name, role, expect_bytes, run)
     };
-    let mut encode_cases = [
+    let mut encode_cases = vec![
         encode_case(
             "herald  Frame::encode_into, reused Vec",
             Role::Herald,
@@ -118,6 +131,12 @@ fn main() {
             Box::new(|s: &mut Sink| encoders::memcpy(&reference.stream, &reference.frame_ends, s)),
         ),
         encode_case(
+            "floor   gather: same fields, no checks",
+            Role::FloorInfo,
+            gather_bytes,
+            Box::new(|s: &mut Sink| encoders::gather(&inputs, s)),
+        ),
+        encode_case(
             "herald  Frame::to_bytes (Bytes per frame)",
             Role::HeraldVariant,
             herald_to_bytes_bytes,
@@ -133,7 +152,7 @@ fn main() {
 
     type ParseRun<'a> = Box<dyn Fn() -> (u64, u64) + 'a>;
     let chunks = &chunks;
-    let parse_cases: [(&str, Role, (u64, u64), ParseRun<'_>); 5] = [
+    let mut parse_cases: Vec<(&str, Role, (u64, u64), ParseRun<'_>)> = vec![
         (
             "herald  Parser::feed",
             Role::Herald,
@@ -165,6 +184,11 @@ fn main() {
             Box::new(|| (parsers::memchr_lines(chunks), 0)),
         ),
     ];
+
+    if let Some(only) = &only {
+        encode_cases.retain(|case| case.0.contains(only.as_str()));
+        parse_cases.retain(|case| case.0.contains(only.as_str()));
+    }
 
     let mut encode_best = vec![Duration::MAX; encode_cases.len()];
     let mut parse_best = vec![Duration::MAX; parse_cases.len()];
