@@ -56,6 +56,7 @@ fn data_vectors() {
         ("\n", b"data:\ndata:\n\n", "\n"),
         ("\r\n", b"data:\ndata:\n\n", "\n"),
         ("a\0b", b"data: a\0b\n\n", "a\0b"),
+        ("a\tb\x0bc\x0c", b"data: a\tb\x0bc\x0c\n\n", "a\tb\x0bc\x0c"),
         (
             ":not a comment",
             b"data: :not a comment\n\n",
@@ -83,6 +84,31 @@ fn data_vectors() {
             [("message".to_owned(), parsed.to_owned(), String::new())],
             "data {data:?}"
         );
+    }
+}
+
+#[test]
+fn long_data_is_split_wherever_its_line_breaks_are() {
+    for len in [1023, 1024, 1025, 5000] {
+        for at in [0, len / 2, len - 1] {
+            let mut data = "x".repeat(len);
+            let out = encode(Frame::new().data(&data));
+            assert_eq!(out.len(), "data: \n\n".len() + len);
+            data.replace_range(at..=at, "\n");
+            let out = encode(Frame::new().data(&data));
+            assert_eq!(
+                out.len(),
+                "data: \ndata: \n\n".len() + len
+                    - 1
+                    - usize::from(at == 0)
+                    - usize::from(at == len - 1)
+            );
+            assert_eq!(
+                parse(&out),
+                [("message".to_owned(), data.clone(), String::new())],
+                "len {len}, break at {at}"
+            );
+        }
     }
 }
 
