@@ -43,6 +43,15 @@ impl Case<'_> {
     }
 }
 
+/// Milliseconds, or microseconds for the short runs of a cache-hot corpus.
+fn duration(d: Duration) -> String {
+    if d < Duration::from_millis(10) {
+        format!("{:.1}us", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.1}ms", d.as_secs_f64() * 1e3)
+    }
+}
+
 fn millions(x: f64) -> String {
     format!("{:.2} M", x / 1e6)
 }
@@ -97,11 +106,11 @@ pub(crate) fn print(setup: &Setup, cases: &[Case<'_>]) {
                 Role::HeraldVariant => format!("{ratio:.2}x (same crate, other API)"),
             };
             println!(
-                "{:<48} {:>11} {:>9.0} {:>8.1}ms  {versus}",
+                "{:<48} {:>11} {:>9.0} {:>10}  {versus}",
                 case.name,
                 millions(rate),
                 case.bytes as f64 / 1e6 / case.best.as_secs_f64(),
-                case.best.as_secs_f64() * 1e3,
+                duration(case.best),
             );
         }
     }
