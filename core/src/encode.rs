@@ -367,12 +367,24 @@ impl<'a> Frame<'a> {
     // their branches disappear (the multi-line path stays out of line).
     #[inline(always)]
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.encode_with(out, self.is_multi_line());
+    }
+
+    /// Whether the frame needs the line-splitting path (a comment, or data holding a line break).
+    #[inline]
+    fn is_multi_line(&self) -> bool {
+        self.comment.is_some()
+            || self
+                .data
+                .is_some_and(|data| has_line_break(data.as_bytes()))
+    }
+
+    /// [`Frame::encode_into`] once the data has been scanned, so that [`Frame::to_bytes`] scans it once.
+    #[inline(always)]
+    fn encode_with(&self, out: &mut Vec<u8>, multi_line: bool) {
         // The common frame has no comment and one line of data: then every field is one write and the
         // length is a sum; anything else takes the line-splitting path.
-        let data_break = self
-            .data
-            .is_some_and(|data| has_line_break(data.as_bytes()));
-        if self.comment.is_some() || data_break {
+        if multi_line {
             self.encode_lines_into(out);
             return;
         }
@@ -387,10 +399,11 @@ impl<'a> Frame<'a> {
 
     /// The exact number of bytes [`Frame::encode_into`] appends.
     pub fn encoded_len(&self) -> usize {
-        let data_break = self
-            .data
-            .is_some_and(|data| has_line_break(data.as_bytes()));
-        if self.comment.is_some() || data_break {
+        self.len_with(self.is_multi_line())
+    }
+
+    fn len_with(&self, multi_line: bool) -> usize {
+        if multi_line {
             self.len_lines()
         } else {
             self.len_single_lines()
@@ -399,8 +412,9 @@ impl<'a> Frame<'a> {
 
     /// The encoded frame as one reference-counted buffer, to clone into every subscriber's queue.
     pub fn to_bytes(&self) -> bytes::Bytes {
-        let mut out = Vec::with_capacity(self.encoded_len());
-        self.encode_into(&mut out);
+        let multi_line = self.is_multi_line();
+        let mut out = Vec::with_capacity(self.len_with(multi_line));
+        self.encode_with(&mut out, multi_line);
         bytes::Bytes::from(out)
     }
 
@@ -514,18 +528,10 @@ fn field_len(prefix: &[u8], value: &[u8]) -> usize {
 
 /// Whether `text` holds a CR or LF.
 ///
-/// Event data is typically a few hundred bytes of JSON with no control character at all. For such text
-/// the smallest byte, a reduction the compiler vectorises with no branch per byte, settles the question
-/// faster than `memchr2`'s setup; only text holding a byte at or below CR (or long text, where an early
-/// exit pays) is searched exactly.
+/// `memchr2` brings its own vectorised search, so it stays fast in the size-optimised (`opt-level = "z"`)
+/// build the worker ships, where a plain byte loop would not be vectorised.
 #[inline]
 fn has_line_break(text: &[u8]) -> bool {
-    const PREFILTER_BYTES_MAX: usize = 1024;
-    if text.len() <= PREFILTER_BYTES_MAX
-        && text.iter().fold(u8::MAX, |min, &byte| min.min(byte)) > b'\r'
-    {
-        return false;
-    }
     memchr2(b'\r', b'\n', text).is_some()
 }
 
