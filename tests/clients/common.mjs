@@ -57,7 +57,7 @@ export function disconnect(cfg) {
  * `after` more (half while the client is reconnecting, half once it is back), waits for all, then completes
  * the stream and watches the client stop.
  */
-export async function resumeScenario(cfg, client, { before = 20, after = 20, quietMs = 3000 } = {}) {
+async function resumeSteps(cfg, client, { before = 20, after = 20, quietMs = 3000 } = {}) {
   await waitFor('the first open', async () => (await client.state()).opens >= 1);
   const published = [];
   // Two names, so that a client dispatching on the wrong name, or only to onmessage, loses events.
@@ -66,12 +66,13 @@ export async function resumeScenario(cfg, client, { before = 20, after = 20, qui
     const data = { n, stage: `s${n}` };
     published.push({ type: nameOf(n), id: await publish(cfg, nameOf(n), data), data: JSON.stringify(data) });
   }
+  const opensAtCut = (await client.state()).opens;
   const cut = await disconnect(cfg);
   // The first half lands while the client is away (it must come from the replay), the second half after
   // it is back (live): both sides of the replay/live seam.
   const half = before + Math.floor(after / 2);
   for (let n = before + 1; n <= before + after; n++) {
-    if (n === half + 1) await waitFor('the reconnect', async () => (await client.state()).opens >= 2);
+    if (n === half + 1) await waitFor('the reconnect', async () => (await client.state()).opens > opensAtCut);
     const data = { n, stage: `s${n}` };
     published.push({ type: nameOf(n), id: await publish(cfg, nameOf(n), data), data: JSON.stringify(data) });
   }
@@ -99,4 +100,24 @@ export async function resumeScenario(cfg, client, { before = 20, after = 20, qui
     final: { received: await client.received(), state: await client.state() },
     requests: await client.requests(),
   };
+}
+
+/** `resumeScenario`, but a failure says what the client had seen, so a timeout is diagnosable. */
+export async function resumeScenario(cfg, client, options) {
+  try {
+    return await resumeSteps(cfg, client, options);
+  } catch (error) {
+    throw await withClientState(error, client);
+  }
+}
+
+/** Adds the client's state, what it received and the requests it made to an error's message. */
+export async function withClientState(error, client) {
+  const seen = {
+    state: await client.state().catch(String),
+    received: (await client.received().catch(() => [])).map((e) => `${e.type} ${e.id}`),
+    requests: await client.requests().catch(String),
+  };
+  error.message += `\nclient: ${JSON.stringify(seen)}`;
+  return error;
 }

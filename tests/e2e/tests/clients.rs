@@ -176,14 +176,17 @@ fn chromium_eventsource_on_another_origin_resumes_after_a_cut_and_stops_at_compl
         "{}",
         result["client"]
     );
-    // The ticket: for this stream, expiring after the default 300 s.
-    assert_eq!(result["ticket"]["connectionId"], stream.as_str());
-    let expires_at = result["ticket"]["expiresAt"].as_u64().expect("expiresAt");
+    // One ticket, for this stream, expiring after the default 300 s; the page never had to re-mint.
+    let tickets = result["tickets"].as_array().expect("tickets");
+    assert_eq!(tickets.len(), 1, "{}", result["tickets"]);
+    assert_eq!(tickets[0]["connectionId"], stream.as_str());
+    let expires_at = tickets[0]["expiresAt"].as_u64().expect("expiresAt");
     let ttl_s = expires_at.saturating_sub(now_s());
     assert!(
         (240..=300).contains(&ttl_s),
         "ticket expires in {ttl_s} s, want about 300"
     );
+    assert_eq!(result["final"]["state"]["recoveries"], 0);
     // The browser's requests, as the server saw them: a preflight and the ticket POST.
     let tickets: Vec<(String, u16)> = request_log(&wrangler)
         .into_iter()
@@ -201,6 +204,92 @@ fn chromium_eventsource_on_another_origin_resumes_after_a_cut_and_stops_at_compl
         result["requests"]
     );
     assert_resumes_and_stops(&wrangler, &token, &stream, &result);
+}
+
+#[test]
+fn chromium_page_renews_an_expired_ticket_and_resumes_with_last_event_id_query() {
+    let page_port = free_port();
+    let page_origin = format!("http://localhost:{page_port}");
+    let wrangler = Wrangler::start(&[
+        ("HERALD_CORS_ORIGINS", &page_origin),
+        ("HERALD_RETRY_MS", "500"),
+        ("HERALD_TICKET_TTL_S", "2"),
+    ]);
+    let token = full_token("acme");
+    let stream = unique("expiry");
+    let result = run_node(
+        "browser_eventsource.mjs",
+        &json!({"herald": wrangler.base, "token": token, "stream": stream,
+                "pagePort": page_port, "mode": "expiry"}),
+        SCRIPT_TIMEOUT,
+    );
+    assert_eq!(result["pageErrors"], json!([]));
+    assert_eq!(result["disconnected"], 1);
+    let published = events(&result["published"]);
+    assert_eq!(published.len(), 15);
+    let epoch = published[0].1.rsplit_once('-').expect("id").0;
+    for (n, (_, id, data)) in published.iter().enumerate() {
+        let n = n + 1;
+        assert_eq!(*id, format!("{epoch}-{n}"));
+        assert_eq!(*data, format!(r#"{{"n":{n},"stage":"s{n}"}}"#));
+    }
+    // Five before the expiry, five while the page was renewing its ticket, five live afterwards:
+    // each exactly once, in order, across two EventSource objects.
+    assert_eq!(events(&result["received"]), published);
+    let state = &result["state"];
+    assert_eq!(state["readyState"], 1, "{state}");
+    assert_eq!(state["opens"], 2, "{state}");
+    assert_eq!(
+        state["errors"],
+        json!([0, 2]),
+        "the cut (reconnecting), then the 401 fails the connection (no retry): {state}"
+    );
+    assert_eq!(state["recoveries"], 1, "{state}");
+    assert_eq!(state["unnamed"], 0);
+    assert_eq!(
+        result["tickets"].as_array().map(Vec::len),
+        Some(2),
+        "a second ticket: {}",
+        result["tickets"]
+    );
+
+    // The browser's reconnect used the expired ticket and Last-Event-ID: 401. The page's new
+    // EventSource carries no header (a fresh object has no id) but ?lastEventId= with the same id.
+    let requests = result["requests"].as_array().expect("requests");
+    let seen: Vec<(Value, Value, Value)> = requests
+        .iter()
+        .map(|r| {
+            (
+                r["lastEventId"].clone(),
+                r["lastEventIdQuery"].clone(),
+                r["status"].clone(),
+            )
+        })
+        .collect();
+    let fifth = json!(published[4].1);
+    assert_eq!(
+        seen,
+        [
+            (Value::Null, Value::Null, json!(200)),
+            (fifth.clone(), Value::Null, json!(401)),
+            (Value::Null, fifth, json!(200)),
+        ],
+        "{}",
+        result["requests"]
+    );
+    let log: Vec<(String, u16)> = request_log(&wrangler)
+        .into_iter()
+        .filter(|r| r.path == format!("/v1/streams/{stream}"))
+        .map(|r| (r.method, r.status))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("GET".into(), 200),
+            ("GET".into(), 401),
+            ("GET".into(), 200)
+        ]
+    );
 }
 
 #[test]
