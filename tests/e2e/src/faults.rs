@@ -131,6 +131,23 @@ impl Quiet {
         status_of(&head)
     }
 
+    /// Whether the server has closed this connection: reads (without blocking) whatever is buffered
+    /// and reports an end of stream or a reset. For diagnosis: it consumes the buffered bytes.
+    pub fn closed_by_server(&mut self) -> bool {
+        self.stream.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        self.stream.set_nonblocking(false).expect("blocking");
+        closed
+    }
+
     /// Closes the socket with its unread body still queued, so the kernel answers with an RST
     /// rather than an orderly FIN: the way a crashed or killed client goes away.
     pub fn reset(self) {

@@ -267,7 +267,7 @@ fn slow_consumer_is_cut_with_lagging_and_resumes_without_gap() {
     const BATCH: u64 = 8; // 64 KiB a request: well inside the 256 KiB queue of a reader that keeps up
     const TOTAL: u64 = 4096; // about 32 MiB
     let mut epoch = 0;
-    let mut max_seen = 0;
+    let mut slowest_stats = Duration::ZERO;
     let started = Instant::now();
     for first in (1..=TOTAL).step_by(BATCH as usize) {
         let ids = publish(
@@ -278,12 +278,14 @@ fn slow_consumer_is_cut_with_lagging_and_resumes_without_gap() {
         );
         epoch = split_id(&ids[0]).0;
         assert_eq!(split_id(&ids[0]).1, first);
+        // The hub keeps answering, and its list holds the readers and at most the slow one.
+        let asked = Instant::now();
         let count = subscribers(&wrangler.base, &stream, &token);
-        assert!(count <= 4, "subscriber list grew to {count}");
-        max_seen = max_seen.max(count);
+        slowest_stats = slowest_stats.max(asked.elapsed());
+        assert!((3..=4).contains(&count), "subscriber count {count}");
     }
     eprintln!(
-        "published {TOTAL} events of {PAD} B in {:?}",
+        "published {TOTAL} events of {PAD} B in {:?}; slowest stats answer {slowest_stats:?}",
         started.elapsed()
     );
     for (i, reader) in readers.iter().enumerate() {
@@ -373,14 +375,17 @@ fn slow_consumer_is_cut_with_lagging_and_resumes_without_gap() {
 
 /// Fault 3: A thousand subscribers vanish without a goodbye; the hubs notice at their next write (a
 /// heartbeat) and the subscriber count returns to zero.
+///
+/// The heartbeat is 2 s rather than 500 ms: a thousand streams at 500 ms are 2,000 writes a second
+/// through workerd, which on a loaded two-core machine starved new subscribes for over 30 s.
 #[test]
 fn thousand_abrupt_disconnects_are_all_removed() {
-    let wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "500")]);
+    let wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "2000")]);
     let token = full_token("acme");
     let streams: Vec<String> = (0..4).map(|i| unique(&format!("crowd{i}"))).collect();
     const CLIENTS: usize = 1000;
     let opened = Instant::now();
-    let mut clients = Vec::with_capacity(CLIENTS);
+    let mut clients: Vec<Quiet> = Vec::with_capacity(CLIENTS);
     for i in 0..CLIENTS {
         let stream = &streams[i % streams.len()];
         let mut client = Quiet::open(
@@ -389,15 +394,34 @@ fn thousand_abrupt_disconnects_are_all_removed() {
             Some(&token),
             &[],
         );
-        assert_eq!(client.read_status(WAIT), 200, "client {i}");
+        let asked = Instant::now();
+        let status = client.read_status(Duration::from_secs(120));
+        assert_eq!(
+            status,
+            200,
+            "client {i} after {:?} (opening took {:?} so far)",
+            asked.elapsed(),
+            opened.elapsed()
+        );
         clients.push(client);
     }
     eprintln!("opened {CLIENTS} subscriptions in {:?}", opened.elapsed());
-    let total: u64 = streams
+    let counts: Vec<u64> = streams
         .iter()
         .map(|s| subscribers(&wrangler.base, s, &token))
-        .sum();
-    assert_eq!(total, CLIENTS as u64, "stats count every open subscription");
+        .collect();
+    if counts.iter().sum::<u64>() != CLIENTS as u64 {
+        let closed: Vec<usize> = clients
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, c)| c.closed_by_server().then_some(i))
+            .collect();
+        panic!(
+            "stats count {counts:?} subscribers for {CLIENTS} open subscriptions; \
+             the server closed {} of them: {closed:?}",
+            closed.len()
+        );
+    }
 
     let dropped = Instant::now();
     for client in clients {
