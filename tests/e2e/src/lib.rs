@@ -51,6 +51,32 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The repository's wrangler.toml without its `[build]` section and with an absolute `main`: the tests
+/// run the worker that `scripts/build-worker.sh` built, and an edit to the sources during a run must
+/// not make every running instance rebuild and reload (wrangler watches `[build] watch_dir`).
+fn test_config(root: &Path) -> String {
+    let text = std::fs::read_to_string(root.join("wrangler.toml")).expect("wrangler.toml");
+    let shim = root.join("edge-worker/build/worker/shim.mjs");
+    let mut config = String::new();
+    let mut in_build = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_build = trimmed == "[build]";
+        }
+        if in_build {
+            continue;
+        }
+        if trimmed.starts_with("main = ") {
+            config.push_str(&format!("main = {:?}\n", shim.display().to_string()));
+        } else {
+            config.push_str(line);
+            config.push('\n');
+        }
+    }
+    config
+}
+
 /// A running `wrangler dev`. Dropping it kills the whole process group.
 #[derive(Debug)]
 pub struct Wrangler {
@@ -89,11 +115,15 @@ impl Wrangler {
         use std::os::unix::process::CommandExt;
         let root = repo_root();
         let logs = self.persist.join("logs");
+        let config = self.persist.join("wrangler.toml");
+        std::fs::write(&config, test_config(&root)).expect("write test wrangler.toml");
         let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
         command
             .current_dir(&root)
+            .arg("dev")
+            .arg("--config")
+            .arg(&config)
             .args([
-                "dev",
                 "--ip",
                 "127.0.0.1",
                 "--port",
@@ -185,9 +215,24 @@ impl Wrangler {
     }
 }
 
+impl Wrangler {
+    /// Everything wrangler and the worker printed so far (stdout and stderr).
+    pub fn logs(&self) -> String {
+        ["wrangler.out", "wrangler.err"]
+            .iter()
+            .filter_map(|name| std::fs::read_to_string(self.persist.join(name)).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 impl Drop for Wrangler {
     fn drop(&mut self) {
         self.kill();
+        // Keep the state and logs of a failed test for inspection; clean up after a passing one.
+        if !thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.persist);
+        }
     }
 }
 

@@ -344,12 +344,12 @@ fn curl_sees_runner_job_steps_live_and_exits_at_complete() {
     let mut transcript = open;
 
     // Bodies as a CI runner sends them (the first is the README's). JSON data comes back compact on one
-    // line (serde_json's map: keys sorted); text data with a line break becomes two data: lines.
+    // line with the publisher's key order; text data with a line break becomes two data: lines.
     let steps = [
         (
             r#"{"event":"step.started","data":{"stepId":"s1","name":"Running tests","phase":"validation"}}"#,
             "step.started",
-            vec![r#"{"name":"Running tests","phase":"validation","stepId":"s1"}"#],
+            vec![r#"{"stepId":"s1","name":"Running tests","phase":"validation"}"#],
         ),
         (
             r#"{"event":"step.output","data":"running 12 tests\ntest result: ok. 12 passed"}"#,
@@ -359,7 +359,7 @@ fn curl_sees_runner_job_steps_live_and_exits_at_complete() {
         (
             r#"{"event":"step.completed","data":{"stepId":"s1","status":"success", "durationMs": 1532}}"#,
             "step.completed",
-            vec![r#"{"durationMs":1532,"status":"success","stepId":"s1"}"#],
+            vec![r#"{"stepId":"s1","status":"success","durationMs":1532}"#],
         ),
     ];
     for (body, name, data_lines) in steps {
