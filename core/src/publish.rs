@@ -17,7 +17,7 @@
 //! data; exceeding one of them is HTTP 413, any other error is 400 ([`PublishError::is_too_large`]).
 
 use alloc::boxed::Box;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -327,7 +327,10 @@ impl Batch<'_> {
         while let Some(name) = key {
             if name == "data" {
                 if fields.data.is_some() {
-                    return Err(self.fail(PublishError::DuplicateField { index, field: "data" }));
+                    return Err(self.fail(PublishError::DuplicateField {
+                        index,
+                        field: "data",
+                    }));
                 }
                 fields.data = Some(map.next_value::<Box<RawValue>>()?);
                 key = map.next_key::<String>()?;
