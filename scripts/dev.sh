@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up what is missing, builds the worker and runs Herald locally under `wrangler dev`
+# Sets up what is missing, then builds and runs Herald locally under `wrangler dev`
 # (workerd with local Durable Object storage in .wrangler/state). PORT=8787 by default.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +15,6 @@ if [[ ! -f .dev.vars ]]; then
 fi
 
 cargo build -q --release -p herald-cli
-bash scripts/build-worker.sh
 token=$(target/release/herald-token --dev-vars .dev.vars --tenant local --scope publish,subscribe --ttl-s 86400)
 
 cat <<TXT
@@ -33,6 +32,7 @@ Herald is starting on http://127.0.0.1:$port (tenant "local"; token valid 24 h).
        http://127.0.0.1:$port/v1/streams/demo/events
 
 TXT
-export CI=true WRANGLER_SEND_METRICS=false HERALD_SKIP_BUILD=1
+# wrangler runs scripts/build-worker.sh (wrangler.toml [build]) now and again whenever a source changes.
+export CI=true WRANGLER_SEND_METRICS=false
 export WRANGLER_LOG_PATH="$root/.wrangler/logs"
 exec npx wrangler dev --ip 127.0.0.1 --port "$port" --persist-to .wrangler/state
