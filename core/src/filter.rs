@@ -236,6 +236,14 @@ impl Vocabulary {
         }
     }
 
+    /// Whether `category` belongs to this vocabulary: a publisher may only tag events with categories a
+    /// subscriber could select. Any category belongs to a vocabulary without a category list.
+    #[must_use]
+    pub fn knows_category(&self, category: &str) -> bool {
+        self.categories
+            .is_none_or(|known| known.contains(&category))
+    }
+
     /// A custom vocabulary (`None`: any syntactically valid value).
     #[must_use]
     pub const fn custom(

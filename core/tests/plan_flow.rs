@@ -350,3 +350,18 @@ fn a_tampered_session_is_refused_on_restore() {
         "the untouched form still restores"
     );
 }
+
+#[test]
+fn a_snapshot_is_one_json_object_keyed_by_event_name() {
+    let mut session = PlanSession::new();
+    let request = PlanRequest::from_json(br#"{"environment":"dev"}"#).unwrap();
+    let _ = session.open(request, 1_000);
+    let object: serde_json::Value =
+        serde_json::from_str(&session.snapshot().to_json_object()).unwrap();
+    assert_eq!(object["plan-overview"]["environment"], "dev");
+    assert!(object
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|k| k.starts_with("plan-")));
+}

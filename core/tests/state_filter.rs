@@ -312,3 +312,12 @@ fn error_messages_name_value_and_parameter() {
         "parameter types has more than 64 values"
     );
 }
+
+#[test]
+fn vocabularies_know_their_categories() {
+    assert!(Vocabulary::dashtam().knows_category("ai"));
+    assert!(!Vocabulary::dashtam().knows_category("weather"));
+    assert!(!Vocabulary::sluice().knows_category("ai"));
+    assert!(Vocabulary::open().knows_category("anything"));
+    assert!(Vocabulary::custom(None, Some(&["billing"])).knows_category("billing"));
+}

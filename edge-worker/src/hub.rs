@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use herald_core::{
     open_frame, parse_publish, reset_frame, EventName, Filter, Frame, HeartbeatPolicy, LogEntry,
-    NewEvent, Outbox, PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate, Replay,
-    ReplayLog,
+    NewEvent, Outbox, PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate, Position,
+    Replay, ReplayLog,
 };
 use serde::Serialize;
 use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, State, Url};
@@ -93,17 +93,30 @@ fn illegal(error: PlanError) -> ApiError {
     ApiError::conflict("illegal_transition", error)
 }
 
-/// The plan trackers as one JSON object keyed by event name, for a `reset` event's `snapshot`.
-fn snapshot_object(update: &PlanUpdate) -> String {
-    let mut object = String::from("{");
-    for (index, (name, json)) in update.events().iter().enumerate() {
-        if index > 0 {
-            object.push(',');
-        }
-        object.push_str(&format!("\"{name}\":{json}"));
-    }
-    object.push('}');
-    object
+/// Gives each event the next id of `log` and encodes its frame once; subscribers share these bytes.
+fn encode_batch(log: &ReplayLog, events: Vec<NewEvent>) -> Vec<LogEntry> {
+    let first = log.next_position();
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(offset, event)| {
+            let position = Position {
+                epoch: first.epoch,
+                seq: first.seq + offset as u64,
+            };
+            let frame = Frame::new()
+                .id(&position.to_event_id())
+                .event(&event.name)
+                .data(&event.data)
+                .to_bytes();
+            LogEntry {
+                seq: position.seq,
+                name: event.name,
+                category: event.category,
+                frame,
+            }
+        })
+        .collect()
 }
 
 fn query(url: &Url, name: &str) -> Option<String> {
@@ -217,96 +230,76 @@ impl Hub {
     /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before the
     /// first write, so a batch is all or nothing.
     fn publish(&self, config: &Config, events: Vec<NewEvent>) -> ApiResult<Vec<String>> {
-        for event in &events {
-            if let Some(category) = &event.category {
-                if !config.categories.contains(&category.as_str()) {
-                    return Err(ApiError::bad_request(
-                        "invalid_event",
-                        format!(
-                            "unknown category {category:?} (known: {})",
-                            config.categories.join(", ")
-                        ),
-                    ));
-                }
-            }
+        let vocabulary = Family::Generic.vocabulary(config);
+        if let Some(category) = events
+            .iter()
+            .filter_map(|e| e.category.as_deref())
+            .find(|c| !vocabulary.knows_category(c))
+        {
+            let known = config.categories.join(", ");
+            return Err(ApiError::bad_request(
+                "invalid_event",
+                format!("unknown category {category:?} (known: {known})"),
+            ));
         }
-        let published = self.with_loaded(|loaded| {
-            if loaded.complete {
-                return Err(Ok(ApiError::conflict(
-                    "stream_complete",
-                    "the stream is complete; it takes no more events",
-                )));
-            }
-            let mut entries = Vec::with_capacity(events.len());
-            let mut ids = Vec::with_capacity(events.len());
-            let mut completes = false;
-            let first_seq = loaded.log.next_seq();
-            for (offset, event) in events.into_iter().enumerate() {
-                let position = herald_core::Position {
-                    epoch: loaded.log.epoch(),
-                    seq: first_seq + offset as u64,
-                };
-                let id = position.to_event_id();
-                let frame = Frame::new()
-                    .id(&id)
-                    .event(&event.name)
-                    .data(&event.data)
-                    .to_bytes();
-                completes |= event.name.as_str() == COMPLETE_EVENT;
-                ids.push(id.as_str().to_owned());
-                entries.push(LogEntry {
-                    seq: position.seq,
-                    name: event.name,
-                    category: event.category,
-                    frame,
-                });
-            }
-            let mut evicted_through = None;
-            for entry in entries.iter().cloned() {
-                if let Some(through) = loaded.log.push(entry).through_seq {
-                    evicted_through = Some(through);
-                }
-            }
-            // Subscribers hear of the batch only once storage has it. Should storage throw, the
-            // in-memory log is ahead of the truth: `Err(Reload)` makes the Hub read storage again.
-            let stored = loaded
-                .store
-                .append(&entries, loaded.log.next_seq(), evicted_through)
-                .and_then(|()| {
-                    if completes {
-                        loaded.store.set_complete()?;
-                    }
-                    Ok(())
-                });
-            if let Err(error) = stored {
-                return Err(Err(ApiError::from(error)));
-            }
-            loaded.complete |= completes;
-            let subscribers = self.subscribers.borrow();
-            for subscriber in subscribers.iter() {
-                let mut subscriber = subscriber.borrow_mut();
-                for entry in &entries {
-                    subscriber.offer(
-                        &entry.frame,
-                        entry.seq,
-                        entry.name.as_str(),
-                        entry.category.as_deref(),
-                    );
-                }
+        let mut guard = self.loaded.borrow_mut();
+        let loaded = guard.as_mut().expect("ensure_loaded runs first");
+        if loaded.complete {
+            return Err(ApiError::conflict(
+                "stream_complete",
+                "the stream is complete; it takes no more events",
+            ));
+        }
+        let completes = events
+            .iter()
+            .any(|event| event.name.as_str() == COMPLETE_EVENT);
+        let entries = encode_batch(&loaded.log, events);
+        let mut evicted_through = None;
+        for entry in entries.iter().cloned() {
+            evicted_through = loaded.log.push(entry).through_seq.or(evicted_through);
+        }
+        // Subscribers hear of the batch only once storage has it. Should storage throw, the in-memory
+        // log is ahead of the truth, so the Hub forgets it and reads storage again on the next request.
+        let stored = loaded
+            .store
+            .append(&entries, loaded.log.next_seq(), evicted_through)
+            .and_then(|()| {
                 if completes {
-                    subscriber.close();
+                    loaded.store.set_complete()
+                } else {
+                    Ok(())
                 }
+            });
+        if let Err(error) = stored {
+            *guard = None;
+            return Err(error.into());
+        }
+        loaded.complete |= completes;
+        for subscriber in self.subscribers.borrow().iter() {
+            let mut subscriber = subscriber.borrow_mut();
+            for entry in &entries {
+                subscriber.offer(
+                    &entry.frame,
+                    entry.seq,
+                    entry.name.as_str(),
+                    entry.category.as_deref(),
+                );
             }
-            Ok(ids)
-        });
-        match published {
-            Ok(ids) => Ok(ids),
-            Err(Ok(refused)) => Err(refused),
-            Err(Err(failed)) => {
-                *self.loaded.borrow_mut() = None;
-                Err(failed)
+            if completes {
+                subscriber.close();
             }
         }
+        let epoch = loaded.log.epoch();
+        Ok(entries
+            .iter()
+            .map(|entry| {
+                Position {
+                    epoch,
+                    seq: entry.seq,
+                }
+                .to_string()
+            })
+            .collect())
     }
 
     /// Runs one plan transition and publishes the trackers it changed, persisting the session in
@@ -357,7 +350,7 @@ impl Hub {
                 Subscriber::new(filter, Outbox::new(loaded.log.epoch(), config.outbox));
             subscriber.push_control(open_frame(config.retry_ms));
             let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
-            let snapshot_json = snapshot.as_ref().map(snapshot_object);
+            let snapshot_json = snapshot.as_ref().map(PlanUpdate::to_json_object);
             match &last_event_id {
                 Some(id) => match loaded.log.after(id) {
                     Replay::Frames(entries) => {

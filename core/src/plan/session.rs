@@ -43,6 +43,24 @@ impl PlanUpdate {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
+
+    /// The trackers as one JSON object keyed by event name, e.g. `{"plan-overview":{…},"plan-apply":{…}}`:
+    /// the `snapshot` a `reset` event carries.
+    pub fn to_json_object(&self) -> String {
+        let mut object = String::from("{");
+        for (index, (name, json)) in self.events.iter().enumerate() {
+            if index > 0 {
+                object.push(',');
+            }
+            // Event names are fixed ASCII constants, so they need no JSON escaping.
+            object.push('"');
+            object.push_str(name);
+            object.push_str("\":");
+            object.push_str(json);
+        }
+        object.push('}');
+        object
+    }
 }
 
 impl IntoIterator for PlanUpdate {
