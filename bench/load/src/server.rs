@@ -1,0 +1,237 @@
+//! Runs a worker under `wrangler dev` the way tests/e2e does: a fresh persist directory, a free
+//! loopback port, vars on the command line, its own process group (killed whole with
+//! `kill -9 -- -PGID`, since wrangler leaves workerd behind otherwise).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `wrangler dev`; dropping it kills the process group.
+#[derive(Debug)]
+pub(crate) struct Server {
+    child: Option<Child>,
+    pub(crate) port: u16,
+    pub(crate) dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// Listening IPv4 TCP sockets as (inode, port), from /proc/net/tcp.
+fn listening_sockets() -> Vec<(String, u16)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address(1) is HEX_IP:HEX_PORT, st(3) 0A is LISTEN, inode(9).
+            if fields.get(3) != Some(&"0A") {
+                return None;
+            }
+            let port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+            Some((fields.get(9)?.to_string(), port))
+        })
+        .collect()
+}
+
+/// One blocking GET; the start of the answer (head and body), or `None` if nothing answered.
+fn probe_body(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    let _ = stream.take(4096).read_to_end(&mut answer);
+    Some(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// One blocking GET; the status, or `None` if nothing answered.
+fn probe(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).ok()?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl Server {
+    /// Starts `wrangler dev -c <config>` and waits until `probe_path` answers with any status.
+    pub(crate) fn start(
+        root: &Path,
+        name: &str,
+        config: &str,
+        vars: &[(&str, &str)],
+        probe_path: &str,
+    ) -> Server {
+        use std::os::unix::process::CommandExt;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let dir = root
+            .join(".e2e")
+            .join(format!("load-{name}-{}-{stamp}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("persist dir");
+        let port = free_port();
+        let log = |file: &str| Stdio::from(std::fs::File::create(dir.join(file)).expect("log"));
+        let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
+        command
+            .current_dir(root)
+            .args(["dev", "-c", config, "--ip", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(["--inspector-port", "0", "--persist-to"])
+            .arg(dir.join("state"))
+            .env("CI", "true")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("HERALD_SKIP_BUILD", "1")
+            .env("WRANGLER_LOG_PATH", dir.join("logs"))
+            .stdin(Stdio::null())
+            .stdout(log("wrangler.out"))
+            .stderr(log("wrangler.err"))
+            .process_group(0);
+        for (key, value) in vars {
+            command.arg("--var").arg(format!("{key}:{value}"));
+        }
+        let child = command.spawn().expect("start wrangler dev");
+        let mut server = Server {
+            child: Some(child),
+            port,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while probe(port, probe_path).is_none() {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "wrangler dev ({name}) exited with {status}; see {}",
+                    server.dir.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wrangler dev ({name}) not ready in 120 s; see {}",
+                server.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        server
+    }
+
+    /// The user worker's own socket: `wrangler dev` puts a dev proxy (a proxy worker plus its Node
+    /// process) in front of the workerd that runs the worker; production has no such hop. This is
+    /// the socket of the workerd started with `--socket-addr=entry=127.0.0.1:0` whose answer to
+    /// `probe_path` contains `expect`.
+    pub(crate) fn direct_port(&self, probe_path: &str, expect: &str) -> Option<u16> {
+        let pgid = self.child.as_ref().map(Child::id)?;
+        let listening = listening_sockets();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let dir = entry.path();
+            let in_group = std::fs::read_to_string(dir.join("stat"))
+                .ok()
+                .and_then(|stat| parse_stat(&stat))
+                .is_some_and(|(group, _)| group == pgid);
+            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if !in_group || !cmdline.contains("--socket-addr=entry=127.0.0.1:0") {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let Ok(link) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let link = link.to_string_lossy();
+                let Some(inode) = link
+                    .strip_prefix("socket:[")
+                    .and_then(|rest| rest.strip_suffix(']'))
+                else {
+                    continue;
+                };
+                if let Some(port) = listening.iter().find(|(i, _)| i == inode).map(|(_, p)| *p) {
+                    if probe_body(port, probe_path).is_some_and(|body| body.contains(expect)) {
+                        return Some(port);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// CPU seconds used so far by every process of the server's group (wrangler, workerd, ...).
+    pub(crate) fn cpu_s(&self) -> f64 {
+        let Some(pgid) = self.child.as_ref().map(Child::id) else {
+            return 0.0;
+        };
+        let mut ticks = 0u64;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0.0;
+        };
+        for entry in entries.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            if let Some((group, used)) = parse_stat(&stat) {
+                if group == pgid {
+                    ticks += used;
+                }
+            }
+        }
+        ticks as f64 / clock_ticks_per_s()
+    }
+
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The process group and utime+stime ticks from a `/proc/<pid>/stat` line.
+fn parse_stat(stat: &str) -> Option<(u32, u64)> {
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12).
+    let group = fields.get(2)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((group, utime + stime))
+}
+
+fn clock_ticks_per_s() -> f64 {
+    // USER_HZ is 100 on every Linux this runs on; reading it needs libc, not worth a dependency.
+    100.0
+}
+
+/// CPU seconds used so far by this process (the load generator).
+pub(crate) fn own_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| parse_stat(&stat))
+        .map(|(_, ticks)| ticks as f64 / clock_ticks_per_s())
+        .unwrap_or(0.0)
+}

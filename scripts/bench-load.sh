@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The load benchmark (not part of scripts/test.sh): builds Herald's worker and the baseline worker
+# (bench/baseline-worker) the same way, builds the load generator (bench/load) with full
+# optimisation, then runs it: it starts each worker under wrangler dev on a free loopback port, holds
+# 100 / 1,000 / 5,000 SSE streams, publishes at set rates and flat out, drops and resumes every stream
+# once, and prints a table with the targets. Takes about 8 minutes; `--quick` about 3.
+# Usage: scripts/bench-load.sh [--quick] [--measure-s S] [--hubs H] [--only herald|baseline]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# 5,000 streams are 5,000 sockets on each side of loopback, plus workerd's own.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (( $(ulimit -n) < 16384 )); then
+  echo "warning: ulimit -n is $(ulimit -n); 5,000 streams need more than 10,000 descriptors" >&2
+fi
+echo "== building Herald's worker" >&2
+bash scripts/build-worker.sh >&2
+echo "== building the baseline worker" >&2
+bash bench/load/build-bench-worker.sh bench/baseline-worker >&2
+echo "== building the load generator" >&2
+# Its own target directory and full speed: the workspace's release profile optimises for size.
+CARGO_TARGET_DIR="$root/target/bench-load" CARGO_PROFILE_RELEASE_OPT_LEVEL=3 \
+  CARGO_PROFILE_RELEASE_STRIP=false cargo build -q --release -p herald-load >&2
+exec "$root/target/bench-load/release/herald-load" "$@"
