@@ -201,6 +201,16 @@ pub struct Vocabulary {
 }
 
 impl Vocabulary {
+    /// Dashtam's event categories (`SSEEventCategory`).
+    pub const DASHTAM_CATEGORIES: &'static [&'static str] = &[
+        "data_sync",
+        "provider",
+        "ai",
+        "import",
+        "portfolio",
+        "security",
+    ];
+
     /// Any syntactically valid type and category.
     #[must_use]
     pub const fn open() -> Self {
@@ -225,14 +235,7 @@ impl Vocabulary {
     pub const fn dashtam() -> Self {
         Vocabulary {
             types: None,
-            categories: Some(&[
-                "data_sync",
-                "provider",
-                "ai",
-                "import",
-                "portfolio",
-                "security",
-            ]),
+            categories: Some(Self::DASHTAM_CATEGORIES),
         }
     }
 

@@ -2,7 +2,7 @@
 //! Every limit has a documented default; a value that does not parse is a deployment error, reported
 //! as a 500 naming the variable rather than silently replaced.
 
-use herald_core::{LogLimits, OutboxLimits, PublishLimits, DEFAULT_HEARTBEAT_MS};
+use herald_core::{LogLimits, OutboxLimits, PublishLimits, Vocabulary, DEFAULT_HEARTBEAT_MS};
 use worker::Env;
 
 use crate::error::{ApiError, ApiResult};
@@ -46,22 +46,12 @@ fn list(env: &Env, name: &str) -> Option<Vec<String>> {
     })
 }
 
-/// Dashtam's categories: the default vocabulary of `categories=` and of a published event's `category`.
-const DEFAULT_CATEGORIES: &[&str] = &[
-    "data_sync",
-    "provider",
-    "ai",
-    "import",
-    "portfolio",
-    "security",
-];
-
 /// The category vocabulary, read once per isolate: herald-core's `Vocabulary` borrows `'static`
 /// lists, and `HERALD_CATEGORIES` cannot change while an isolate lives, so it is leaked exactly once.
 fn categories(env: &Env) -> &'static [&'static str] {
     static CATEGORIES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
     CATEGORIES.get_or_init(|| match list(env, "HERALD_CATEGORIES") {
-        None => DEFAULT_CATEGORIES,
+        None => Vocabulary::DASHTAM_CATEGORIES,
         Some(names) => {
             let names: Vec<&'static str> = names
                 .into_iter()

@@ -278,12 +278,7 @@ impl Hub {
         for subscriber in self.subscribers.borrow().iter() {
             let mut subscriber = subscriber.borrow_mut();
             for entry in &entries {
-                subscriber.offer(
-                    &entry.frame,
-                    entry.seq,
-                    entry.name.as_str(),
-                    entry.category.as_deref(),
-                );
+                subscriber.offer(entry);
             }
             if completes {
                 subscriber.close();
@@ -357,12 +352,7 @@ impl Hub {
                         let mut any = false;
                         for entry in entries {
                             any = true;
-                            subscriber.offer(
-                                &entry.frame,
-                                entry.seq,
-                                entry.name.as_str(),
-                                entry.category.as_deref(),
-                            );
+                            subscriber.offer(entry);
                         }
                         if loaded.complete && !any {
                             // Nothing after the client's id and nothing more will come: 204 tells
@@ -377,23 +367,13 @@ impl Hub {
                             snapshot_json.as_deref(),
                         ));
                         for entry in loaded.log.all() {
-                            subscriber.offer(
-                                &entry.frame,
-                                entry.seq,
-                                entry.name.as_str(),
-                                entry.category.as_deref(),
-                            );
+                            subscriber.offer(entry);
                         }
                     }
                 },
                 None if loaded.complete => {
                     for entry in loaded.log.all() {
-                        subscriber.offer(
-                            &entry.frame,
-                            entry.seq,
-                            entry.name.as_str(),
-                            entry.category.as_deref(),
-                        );
+                        subscriber.offer(entry);
                     }
                 }
                 None => {

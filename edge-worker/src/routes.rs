@@ -158,7 +158,7 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
         _ => return Err(ApiError::NotFound),
     };
     let method_ok = match allow {
-        "GET" => *method == Method::Get || *method == Method::Head,
+        "GET" => *method == Method::Get,
         _ => *method == Method::Post,
     };
     if method_ok {
@@ -251,89 +251,99 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             )
             .await
         }
+        // The rest take a Bearer token and go to one hub operation each.
         Route::Publish { connection } => {
-            let connection = connection_id(&connection)?;
-            let tenant = permit(
-                &bearer_claims(&request, &key, now_s)?,
-                Scope::Publish,
-                &connection,
-            )?;
-            let body = request.bytes().await?;
-            // Parse here too so that bad input is refused before it reaches the Hub.
-            herald_core::parse_publish(&body, &config.publish).map_err(publish_error)?;
-            forward(
+            forward_bearer(
+                request,
                 env,
-                &tenant,
+                &key,
+                now_s,
                 &connection,
-                Method::Post,
-                hub_url("publish")?,
-                Headers::new(),
-                Some(body),
+                Scope::Publish,
+                "publish",
             )
             .await
         }
         Route::Stats { connection } => {
-            let connection = connection_id(&connection)?;
-            let tenant = permit(
-                &bearer_claims(&request, &key, now_s)?,
-                Scope::Subscribe,
-                &connection,
-            )?;
-            forward(
+            forward_bearer(
+                request,
                 env,
-                &tenant,
+                &key,
+                now_s,
                 &connection,
-                Method::Get,
-                hub_url("stats")?,
-                Headers::new(),
-                None,
+                Scope::Subscribe,
+                "stats",
             )
             .await
         }
         Route::Disconnect { connection } => {
-            let connection = connection_id(&connection)?;
-            let tenant = permit(
-                &bearer_claims(&request, &key, now_s)?,
-                Scope::Publish,
-                &connection,
-            )?;
-            forward(
+            forward_bearer(
+                request,
                 env,
-                &tenant,
+                &key,
+                now_s,
                 &connection,
-                Method::Post,
-                hub_url("disconnect")?,
-                Headers::new(),
-                None,
+                Scope::Publish,
+                "disconnect",
             )
             .await
         }
-        Route::PlanOpen | Route::PlanApply | Route::PlanStage | Route::PlanCancel => {
-            let connection = connection_id(SQLMESH_CONNECTION)?;
-            let tenant = permit(
-                &bearer_claims(&request, &key, now_s)?,
-                Scope::Publish,
-                &connection,
-            )?;
-            let op = match route {
-                Route::PlanOpen => "plan/open",
-                Route::PlanApply => "plan/apply",
-                Route::PlanStage => "plan/command",
-                _ => "plan/cancel",
-            };
-            let body = request.bytes().await?;
-            forward(
-                env,
-                &tenant,
-                &connection,
-                Method::Post,
-                hub_url(op)?,
-                Headers::new(),
-                Some(body),
-            )
-            .await
-        }
+        Route::PlanOpen => plan(request, env, &key, now_s, "plan/open").await,
+        Route::PlanApply => plan(request, env, &key, now_s, "plan/apply").await,
+        Route::PlanStage => plan(request, env, &key, now_s, "plan/command").await,
+        Route::PlanCancel => plan(request, env, &key, now_s, "plan/cancel").await,
     }
+}
+
+/// The SQLMesh plan routes act on the tenant's SQLMesh hub and need the publish scope.
+async fn plan(
+    request: Request,
+    env: &Env,
+    key: &[u8],
+    now_s: u64,
+    op: &str,
+) -> ApiResult<Response> {
+    forward_bearer(
+        request,
+        env,
+        key,
+        now_s,
+        SQLMESH_CONNECTION,
+        Scope::Publish,
+        op,
+    )
+    .await
+}
+
+/// Authenticates a Bearer token for `scope` on `connection` and forwards the request (its method and
+/// body; the Hub validates the body) to that hub's `op`.
+async fn forward_bearer(
+    mut request: Request,
+    env: &Env,
+    key: &[u8],
+    now_s: u64,
+    connection: &str,
+    scope: Scope,
+    op: &str,
+) -> ApiResult<Response> {
+    let connection = connection_id(connection)?;
+    let tenant = permit(&bearer_claims(&request, key, now_s)?, scope, &connection)?;
+    let method = request.method();
+    let body = if method == Method::Post {
+        Some(request.bytes().await?)
+    } else {
+        None
+    };
+    forward(
+        env,
+        &tenant,
+        &connection,
+        method,
+        hub_url(op)?,
+        Headers::new(),
+        body,
+    )
+    .await
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream};
-use herald_core::{Filter, HeartbeatDue, HeartbeatPolicy, Outbox};
+use herald_core::{Filter, HeartbeatDue, HeartbeatPolicy, LogEntry, Outbox};
 use worker::{Date, Delay};
 
 pub(crate) fn now_ms() -> u64 {
@@ -42,16 +42,19 @@ impl Subscriber {
 
     /// Offers one logged event. Frames at or before the last one queued were already sent by the
     /// replay, so they are dropped: no duplicate across the replay/live seam.
-    pub(crate) fn offer(&mut self, frame: &Bytes, seq: u64, name: &str, category: Option<&str>) {
-        if !self.filter.matches(name, category) {
+    pub(crate) fn offer(&mut self, entry: &LogEntry) {
+        if !self
+            .filter
+            .matches(entry.name.as_str(), entry.category.as_deref())
+        {
             return;
         }
-        if self.outbox.last_seq().is_some_and(|last| seq <= last) {
+        if self.outbox.last_seq().is_some_and(|last| entry.seq <= last) {
             return;
         }
         // An overflow needs nothing from us: the outbox has queued its `lagging` frame and accepts
         // no more, so the stream drains it and ends; the client resumes from the id it names.
-        let _ = self.outbox.push(frame.clone(), Some(seq));
+        let _ = self.outbox.push(entry.frame.clone(), Some(entry.seq));
         self.wake();
     }
 

@@ -107,11 +107,20 @@ impl Wrangler {
             persist,
             vars,
         };
-        wrangler.spawn(free_port());
-        wrangler
+        // Another process may take the free port between our probe and wrangler's bind: try anew.
+        for attempt in 1..=3 {
+            match wrangler.spawn(free_port()) {
+                Ok(()) => return wrangler,
+                Err(why) if attempt < 3 => {
+                    eprintln!("wrangler dev did not start ({why}); retrying")
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+        unreachable!("the last attempt panics")
     }
 
-    fn spawn(&mut self, port: u16) {
+    fn spawn(&mut self, port: u16) -> Result<(), String> {
         use std::os::unix::process::CommandExt;
         let root = repo_root();
         let logs = self.persist.join("logs");
@@ -161,7 +170,7 @@ impl Wrangler {
                 .call()
             {
                 if response.status() == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             if let Some(status) = self
@@ -169,16 +178,19 @@ impl Wrangler {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
+                self.kill();
+                return Err(format!(
                     "wrangler dev exited with {status}; see {}",
                     self.persist.display()
-                );
+                ));
             }
-            assert!(
-                Instant::now() < deadline,
-                "wrangler dev not ready in 90 s; see {}",
-                self.persist.display()
-            );
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(format!(
+                    "wrangler dev not ready in 90 s; see {}",
+                    self.persist.display()
+                ));
+            }
             thread::sleep(Duration::from_millis(250));
         }
     }
@@ -206,7 +218,8 @@ impl Wrangler {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.port;
-        self.spawn(port);
+        self.spawn(port)
+            .unwrap_or_else(|why| panic!("restart on port {port}: {why}"));
     }
 
     /// A URL on this instance.
