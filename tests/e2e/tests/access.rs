@@ -78,8 +78,14 @@ fn tickets_are_narrow_reusable_until_expiry_and_never_access_tokens() {
     assert_eq!(expired.status, 401);
     // Neither the access token nor the ticket ever reaches a log.
     let logs = wrangler.logs();
-    assert!(logs.contains("/v1/tickets"), "the request log is being read");
-    assert!(!logs.contains(&ticket) && !logs.contains(&full), "a credential was logged");
+    assert!(
+        logs.contains("/v1/tickets"),
+        "the request log is being read"
+    );
+    assert!(
+        !logs.contains(&ticket) && !logs.contains(&full),
+        "a credential was logged"
+    );
 }
 
 #[test]
