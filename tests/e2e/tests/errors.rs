@@ -45,7 +45,7 @@ fn every_bad_request_is_a_json_4xx_and_changes_nothing() {
     assert_error(&post(r#"[]"#), 400, "invalid_event");
     let big = format!(r#"{{"event":"big","data":"{}"}}"#, "x".repeat(1001));
     assert_error(&post(&big), 413, "too_large");
-    let many = format!("[{}]", vec![r#"{"event":"e"}"#; 6].join(","));
+    let many = format!("[{}]", [r#"{"event":"e"}"#; 6].join(","));
     assert_error(&post(&many), 413, "too_large");
     // A batch with one bad event among good ones is refused whole.
     assert_error(
