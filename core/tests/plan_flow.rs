@@ -356,8 +356,7 @@ fn a_snapshot_is_one_json_object_keyed_by_event_name() {
     let mut session = PlanSession::new();
     let request = PlanRequest::from_json(br#"{"environment":"dev"}"#).unwrap();
     let _ = session.open(request, 1_000);
-    let object: Value =
-        serde_json::from_str(&session.snapshot().to_json_object()).unwrap();
+    let object: Value = serde_json::from_str(&session.snapshot().to_json_object()).unwrap();
     assert_eq!(object["plan-overview"]["environment"], "dev");
     assert!(object
         .as_object()
