@@ -7,6 +7,8 @@
 //! - `GET /r/{hub}` opens a stream the way workers-rs streams usually are (and Herald's are): a Rust
 //!   `Stream` behind `Response::from_stream`, polled by the runtime through wasm-bindgen. Comparing
 //!   the two separates the cost of that bridge from the cost of Herald's own work.
+//! - `POST /c/{hub}` ends every open stream of the hub (the load generator calls it after a phase,
+//!   so streams whose clients left do not pile up: a stream nobody writes to is never noticed gone).
 //! - `POST /p/{hub}` sends the request body, which the load generator has already encoded as a whole
 //!   SSE frame, unchanged to every open stream of that hub.
 //!
@@ -37,6 +39,7 @@ async fn fetch(request: Request, env: Env, _context: Context) -> Result<Response
         .strip_prefix("/s/")
         .or_else(|| path.strip_prefix("/r/"))
         .or_else(|| path.strip_prefix("/p/"))
+        .or_else(|| path.strip_prefix("/c/"))
     {
         Some(hub) if !hub.is_empty() => hub.to_owned(),
         _ => return Response::error("not found", 404),
@@ -112,6 +115,16 @@ impl DurableObject for Fan {
                 self.subscribers.borrow_mut().push(subscriber);
                 let response = Response::from_body(ResponseBody::Stream(pipe.readable()))?;
                 Ok(response.with_headers(sse_headers()?))
+            }
+            Method::Post if request.path().starts_with("/c/") => {
+                let closed = self.subscribers.take();
+                for subscriber in &closed {
+                    if let Subscriber::Js(writer) = subscriber {
+                        let _ = writer.close().catch(&self.ignore);
+                    }
+                }
+                // Dropping a Rust stream's sender ends that stream.
+                Response::ok(format!("{}", closed.len()))
             }
             Method::Post => {
                 let frame = request.bytes().await?;

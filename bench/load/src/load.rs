@@ -51,6 +51,14 @@ impl Target {
         }
     }
 
+    /// Ends every stream of a hub once a phase is over, so the next phase starts clean.
+    fn close_path(&self, hub: &str) -> String {
+        match self.kind {
+            Kind::Herald => format!("/v1/streams/{hub}/disconnect"),
+            Kind::Baseline | Kind::BaselineRust => format!("/c/{hub}"),
+        }
+    }
+
     fn publish_path(&self, hub: &str) -> String {
         match self.kind {
             Kind::Herald => format!("/v1/streams/{hub}/events"),
@@ -102,6 +110,8 @@ pub(crate) struct Report {
     pub(crate) delivered_per_s: f64,
     pub(crate) published_per_s: f64,
     pub(crate) publish_errors: u64,
+    /// Failed publishes by status (0: transport error or timeout), and answers naming another id.
+    pub(crate) publish_failures: Vec<(u16, u64)>,
     pub(crate) p50_ms: Option<f64>,
     pub(crate) p99_ms: Option<f64>,
     pub(crate) max_ms: Option<f64>,
@@ -154,6 +164,8 @@ struct Shared {
     server_closes: AtomicU64,
     publishes: AtomicU64,
     publish_errors: AtomicU64,
+    /// Failed publishes by HTTP status; 0 is a transport error or a 30 s timeout.
+    publish_failures: std::sync::Mutex<std::collections::BTreeMap<u16, u64>>,
     reopened_max_us: AtomicU64,
     recovered_max_us: AtomicU64,
     recovered: AtomicUsize,
@@ -374,13 +386,22 @@ async fn publisher(
         };
         let seq = shared.published[hub].load(Ordering::Relaxed) + 1;
         let body = target.publish_body(seq, now_us());
-        let answer = async {
+        let exchange = async {
             send_request(socket, "POST", &path, &target.host, &headers, &body).await?;
             let head = read_head(socket, &mut buf).await?;
             let body = read_body(socket, &head).await?;
             Ok::<_, std::io::Error>((head.status, body))
-        }
-        .await;
+        };
+        let answer = match tokio::time::timeout(Duration::from_secs(30), exchange).await {
+            Ok(answer) => answer,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        };
+        let fail = |status: u16| {
+            shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut failures) = shared.publish_failures.lock() {
+                *failures.entry(status).or_default() += 1;
+            }
+        };
         match answer {
             Ok((200, body)) => {
                 // Herald numbers the event: its answer must name the seq the subscribers will check.
@@ -393,19 +414,34 @@ async fn publisher(
                     Kind::Baseline | Kind::BaselineRust => seq,
                 };
                 if assigned != seq {
-                    shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+                    // An earlier publish was stored although its answer was lost.
+                    fail(1);
                 }
                 shared.published[hub].store(assigned.max(seq), Ordering::Relaxed);
                 shared.publishes.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(_) => {
-                shared.publish_errors.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok((status, _)) => fail(status),
             Err(_) => {
-                shared.publish_errors.fetch_add(1, Ordering::Relaxed);
+                fail(0);
                 stream = None;
             }
         }
+    }
+}
+
+/// Asks the server to end every stream of the phase's hubs; failures only cost resources.
+async fn close_hubs(target: &Target, names: &[Arc<str>]) {
+    let mut buf = Vec::new();
+    let headers = target.headers(None);
+    for name in names {
+        let close = async {
+            let mut socket = TcpStream::connect(&target.host).await?;
+            let path = target.close_path(name);
+            send_request(&mut socket, "POST", &path, &target.host, &headers, b"").await?;
+            let head = read_head(&mut socket, &mut buf).await?;
+            read_body(&mut socket, &head).await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), close).await;
     }
 }
 
@@ -543,7 +579,11 @@ pub(crate) async fn run(
             report.missing_at_end += end.saturating_sub(cursor.last_seq);
         }
     }
+    close_hubs(&target, &names).await;
     report.publish_errors = shared.publish_errors.load(Ordering::Relaxed);
+    if let Ok(failures) = shared.publish_failures.lock() {
+        report.publish_failures = failures.iter().map(|(k, v)| (*k, *v)).collect();
+    }
     report.gaps = shared.gaps.load(Ordering::Relaxed);
     report.duplicates = shared.duplicates.load(Ordering::Relaxed);
     report.anomalies = shared.anomalies.load(Ordering::Relaxed);

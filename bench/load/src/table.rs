@@ -65,6 +65,27 @@ pub(crate) fn print(via: &str, specs: &[Spec], sides: &[(Kind, &[Report])]) {
                 report.server_cpu_pct,
             );
         }
+        for (kind, reports) in sides {
+            if let Some(report) = reports.get(index) {
+                if !report.publish_failures.is_empty() {
+                    let list: Vec<String> = report
+                        .publish_failures
+                        .iter()
+                        .map(|(status, n)| match status {
+                            0 => format!("{n} transport error/timeout"),
+                            1 => format!("{n} answered with a later id"),
+                            _ => format!("{n} HTTP {status}"),
+                        })
+                        .collect();
+                    println!(
+                        "{:<7} {} publish failures: {}",
+                        spec.label,
+                        kind.name(),
+                        list.join(", ")
+                    );
+                }
+            }
+        }
         for other in [Kind::Baseline, Kind::BaselineRust] {
             if let (Some(h), Some(b)) = (
                 herald.and_then(|r| r.get(index)),
