@@ -26,5 +26,5 @@ if [[ "$fuzz_seconds" != 0 ]]; then
 fi
 
 step "build worker" bash scripts/build-worker.sh
-step "end-to-end (wrangler dev + curl, eventsource, Chromium)" env HERALD_SKIP_BUILD=1 cargo test -q -p herald-e2e -- --test-threads=2
+step "end-to-end (wrangler dev + curl, eventsource, Chromium)" env HERALD_SKIP_BUILD=1 cargo test -q -p herald-e2e --no-fail-fast -- --test-threads=2
 printf '\n\033[1mall tests passed\033[0m\n'
