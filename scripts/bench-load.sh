@@ -3,7 +3,7 @@
 # (bench/baseline-worker) the same way, builds the load generator (bench/load) with full
 # optimisation, then runs it: it starts each worker under wrangler dev on a free loopback port, holds
 # 100 / 1,000 / 5,000 SSE streams, publishes at set rates and flat out, drops and resumes every stream
-# once, and prints a table with the targets. Takes about 8 minutes; `--quick` about 3.
+# once, and prints a table with the targets. Takes about 6 minutes; `--quick` about 3.
 # Usage: scripts/bench-load.sh [--quick] [--measure-s S] [--hubs H] [--only herald|baseline]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -64,6 +64,57 @@ fn probe(port: u16, path: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A private copy of a worker's configuration and build for one run: the config without `[build]`
+/// (wrangler would rebuild and reload whenever someone edits the sources mid-run) and with `main`
+/// pointing at a copy of the build directory (so a rebuild elsewhere cannot swap it either).
+/// Returns the config's path.
+fn private_config(root: &Path, config: &str, dir: &Path) -> PathBuf {
+    let source = root.join(config);
+    let text = std::fs::read_to_string(&source).expect("wrangler config");
+    let base = source.parent().expect("config directory");
+    let mut out = String::new();
+    let mut in_build = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_build = trimmed == "[build]";
+        }
+        if in_build {
+            continue;
+        }
+        if let Some(main) = trimmed.strip_prefix("main = ") {
+            // main = "<build dir>/worker/shim.mjs": copy <build dir> whole, keep the layout.
+            let main = Path::new(main.trim().trim_matches('"'));
+            let build = main
+                .parent()
+                .and_then(Path::parent)
+                .expect("main is <build>/worker/shim.mjs");
+            let copy = dir.join("build");
+            copy_dir(&base.join(build), &copy);
+            let shim = copy.join(main.strip_prefix(build).expect("inside build"));
+            out.push_str(&format!("main = {:?}\n", shim.display().to_string()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let path = dir.join("wrangler.toml");
+    std::fs::write(&path, out).expect("write private wrangler.toml");
+    path
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create build copy");
+    for entry in std::fs::read_dir(from).expect("read build dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy build file");
+        }
+    }
+}
+
 impl Server {
     /// Starts `wrangler dev -c <config>` and waits until `probe_path` answers with any status.
     pub(crate) fn start(
@@ -83,11 +134,14 @@ impl Server {
             .join(format!("load-{name}-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("persist dir");
         let port = free_port();
+        let config = private_config(root, config, &dir);
         let log = |file: &str| Stdio::from(std::fs::File::create(dir.join(file)).expect("log"));
         let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
         command
             .current_dir(root)
-            .args(["dev", "-c", config, "--ip", "127.0.0.1", "--port"])
+            .args(["dev", "-c"])
+            .arg(&config)
+            .args(["--ip", "127.0.0.1", "--port"])
             .arg(port.to_string())
             .args(["--inspector-port", "0", "--persist-to"])
             .arg(dir.join("state"))

@@ -72,7 +72,9 @@ pub(crate) fn print(via: &str, specs: &[Spec], sides: &[(Kind, &[Report])]) {
                         .publish_failures
                         .iter()
                         .map(|(status, n)| match status {
-                            0 => format!("{n} transport error/timeout"),
+                            0 => format!("{n} connection closed before an answer"),
+                            2 => format!("{n} timed out after 30 s"),
+                            3 => format!("{n} other transport errors"),
                             1 => format!("{n} answered with a later id"),
                             _ => format!("{n} HTTP {status}"),
                         })
@@ -82,6 +84,20 @@ pub(crate) fn print(via: &str, specs: &[Spec], sides: &[(Kind, &[Report])]) {
                         spec.label,
                         kind.name(),
                         list.join(", ")
+                    );
+                }
+            }
+        }
+        if spec.runs > 1 {
+            for (kind, reports) in sides {
+                if let Some(report) = reports.get(index) {
+                    let runs: Vec<String> =
+                        report.all_runs.iter().map(|r| format!("{r:.0}")).collect();
+                    println!(
+                        "{:<7} {} delivered/s per run: {} (best shown)",
+                        spec.label,
+                        kind.name(),
+                        runs.join(", ")
                     );
                 }
             }
