@@ -81,6 +81,7 @@ mod outbox;
 mod parse;
 mod plan;
 mod publish;
+mod resume;
 
 pub use auth::{
     hub_name, mint, verify, AuthError, Claims, ConnectionId, Forbidden, IdentifierError, Scope,
@@ -103,3 +104,4 @@ pub use plan::{
     PLAN_OVERVIEW,
 };
 pub use publish::{parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits};
+pub use resume::Resume;

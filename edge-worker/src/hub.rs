@@ -8,7 +8,7 @@ use std::rc::Rc;
 use herald_core::{
     open_frame, parse_publish, reset_frame, EventName, Filter, Frame, HeartbeatPolicy, LogEntry,
     NewEvent, Outbox, PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate, Position,
-    Replay, ReplayLog,
+    ReplayLog, Resume,
 };
 use serde::Serialize;
 use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, State, Url};
@@ -345,45 +345,23 @@ impl Hub {
                 Subscriber::new(filter, Outbox::new(loaded.log.epoch(), config.outbox));
             subscriber.push_control(open_frame(config.retry_ms));
             let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
-            let snapshot_json = snapshot.as_ref().map(PlanUpdate::to_json_object);
-            match &last_event_id {
-                Some(id) => match loaded.log.after(id) {
-                    Replay::Frames(entries) => {
-                        let mut any = false;
-                        for entry in entries {
-                            any = true;
-                            subscriber.offer(entry);
-                        }
-                        if loaded.complete && !any {
-                            // Nothing after the client's id and nothing more will come: 204 tells
-                            // EventSource to stop reconnecting.
-                            return Ok(Response::empty()?.with_status(204));
-                        }
+            match loaded.log.resume(last_event_id.as_deref(), loaded.complete) {
+                Resume::Finished => return Ok(Response::empty()?.with_status(204)),
+                Resume::Replay { reset, entries } => {
+                    if let Some((reason, oldest)) = reset {
+                        let snapshot = snapshot.as_ref().map(PlanUpdate::to_json_object);
+                        subscriber.push_control(reset_frame(reason, oldest, snapshot.as_deref()));
                     }
-                    Replay::Gap { reason, oldest } => {
-                        subscriber.push_control(reset_frame(
-                            reason,
-                            oldest,
-                            snapshot_json.as_deref(),
-                        ));
-                        for entry in loaded.log.all() {
-                            subscriber.offer(entry);
-                        }
-                    }
-                },
-                None if loaded.complete => {
-                    for entry in loaded.log.all() {
+                    for entry in entries {
                         subscriber.offer(entry);
                     }
                 }
-                None => {
+                Resume::Live => {
                     // A fresh SQLMesh client gets the current trackers, as SQLMesh's /api/meta re-sync does.
-                    if let Some(snapshot) = &snapshot {
-                        for (name, json) in snapshot.events() {
-                            let event = EventName::from_static(name);
-                            let frame = Frame::new().event(&event).data(json).to_bytes();
-                            subscriber.offer_unlogged(frame, name);
-                        }
+                    for (name, json) in snapshot.iter().flat_map(PlanUpdate::events) {
+                        let event = EventName::from_static(name);
+                        let frame = Frame::new().event(&event).data(json).to_bytes();
+                        subscriber.offer_unlogged(frame, name);
                     }
                 }
             }
