@@ -200,7 +200,6 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
     let key = Config::token_key(env)?;
     let now_s = Date::now().as_millis() / 1000;
     match route {
-        Route::Health => unreachable!("answered above"),
         Route::Ticket => {
             let claims = bearer_claims(&request, &key, now_s)?;
             let body = request.bytes().await?;
@@ -251,68 +250,25 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             )
             .await
         }
-        // The rest take a Bearer token and go to one hub operation each.
-        Route::Publish { connection } => {
-            forward_bearer(
-                request,
-                env,
-                &key,
-                now_s,
-                &connection,
-                Scope::Publish,
-                "publish",
-            )
-            .await
+        // The rest take a Bearer token and go to one hub operation each. The SQLMesh plan routes act
+        // on the tenant's SQLMesh hub and need the publish scope.
+        other => {
+            let sqlmesh = || String::from(SQLMESH_CONNECTION);
+            let (connection, scope, op) = match other {
+                Route::Publish { connection } => (connection, Scope::Publish, "publish"),
+                Route::Stats { connection } => (connection, Scope::Subscribe, "stats"),
+                Route::Disconnect { connection } => (connection, Scope::Publish, "disconnect"),
+                Route::PlanOpen => (sqlmesh(), Scope::Publish, "plan/open"),
+                Route::PlanApply => (sqlmesh(), Scope::Publish, "plan/apply"),
+                Route::PlanStage => (sqlmesh(), Scope::Publish, "plan/command"),
+                Route::PlanCancel => (sqlmesh(), Scope::Publish, "plan/cancel"),
+                Route::Health | Route::Ticket | Route::Subscribe { .. } => {
+                    unreachable!("answered above")
+                }
+            };
+            forward_bearer(request, env, &key, now_s, &connection, scope, op).await
         }
-        Route::Stats { connection } => {
-            forward_bearer(
-                request,
-                env,
-                &key,
-                now_s,
-                &connection,
-                Scope::Subscribe,
-                "stats",
-            )
-            .await
-        }
-        Route::Disconnect { connection } => {
-            forward_bearer(
-                request,
-                env,
-                &key,
-                now_s,
-                &connection,
-                Scope::Publish,
-                "disconnect",
-            )
-            .await
-        }
-        Route::PlanOpen => plan(request, env, &key, now_s, "plan/open").await,
-        Route::PlanApply => plan(request, env, &key, now_s, "plan/apply").await,
-        Route::PlanStage => plan(request, env, &key, now_s, "plan/command").await,
-        Route::PlanCancel => plan(request, env, &key, now_s, "plan/cancel").await,
     }
-}
-
-/// The SQLMesh plan routes act on the tenant's SQLMesh hub and need the publish scope.
-async fn plan(
-    request: Request,
-    env: &Env,
-    key: &[u8],
-    now_s: u64,
-    op: &str,
-) -> ApiResult<Response> {
-    forward_bearer(
-        request,
-        env,
-        key,
-        now_s,
-        SQLMESH_CONNECTION,
-        Scope::Publish,
-        op,
-    )
-    .await
 }
 
 /// Authenticates a Bearer token for `scope` on `connection` and forwards the request (its method and

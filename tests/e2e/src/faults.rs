@@ -4,7 +4,7 @@
 //! The shared [`crate::Subscription`] reads its socket on a thread from the start, so it can never
 //! stand for a client that stops reading; [`Quiet`] reads nothing until [`Quiet::read_to_end`].
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -107,19 +107,9 @@ pub struct Quiet {
 impl Quiet {
     /// Sends `GET path` and returns without reading a byte of the answer.
     pub fn open(base: &str, path: &str, bearer: Option<&str>, extra: &[(&str, &str)]) -> Quiet {
-        let address = base.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(address).expect("connect");
-        let mut head =
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
-        if let Some(token) = bearer {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        Quiet {
+            stream: crate::send_get(base, path, bearer, extra),
         }
-        for (name, value) in extra {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).expect("send request");
-        Quiet { stream }
     }
 
     /// Reads only the status line and headers (the body stays unread in the socket), returning the status.

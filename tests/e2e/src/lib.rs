@@ -387,18 +387,7 @@ impl Subscription {
         bearer: Option<&str>,
         extra: &[(&str, &str)],
     ) -> Subscription {
-        let address = base.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(address).expect("connect");
-        let mut head =
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
-        if let Some(token) = bearer {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        for (name, value) in extra {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        std::io::Write::write_all(&mut stream, head.as_bytes()).expect("send request");
+        let stream = send_get(base, path, bearer, extra);
         let reader = stream.try_clone().expect("clone socket");
         let (status, headers, body) = read_head(reader);
         let (tx, messages) = mpsc::channel();
@@ -504,6 +493,24 @@ impl Subscription {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
+}
+
+/// Opens a connection and sends `GET path` (an SSE request) with an optional bearer token and extra
+/// headers; the caller decides how, and whether, to read the answer.
+pub fn send_get(base: &str, path: &str, bearer: Option<&str>, extra: &[(&str, &str)]) -> TcpStream {
+    let address = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).expect("connect");
+    let mut head =
+        format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n");
+    if let Some(token) = bearer {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    std::io::Write::write_all(&mut stream, head.as_bytes()).expect("send request");
+    stream
 }
 
 /// Reads the status line and headers; returns a reader positioned at the (de-chunked) body.
