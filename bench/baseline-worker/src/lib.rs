@@ -102,9 +102,7 @@ impl DurableObject for Fan {
             Method::Get if request.path().starts_with("/r/") => {
                 let (sender, receiver) = unbounded::<Chunk>();
                 let _ = sender.unbounded_send(Ok(OPEN_FRAME.to_vec()));
-                self.subscribers
-                    .borrow_mut()
-                    .push(Subscriber::Rust(sender));
+                self.subscribers.borrow_mut().push(Subscriber::Rust(sender));
                 Ok(Response::from_stream(receiver)?.with_headers(sse_headers()?))
             }
             Method::Get => {
