@@ -63,7 +63,18 @@ fn categories(env: &Env) -> &'static [&'static str] {
 }
 
 impl Config {
-    pub(crate) fn from_env(env: &Env) -> ApiResult<Config> {
+    /// The settings, read from the environment once per isolate: every request used to pay a dozen
+    /// calls into JS for values that cannot change while the isolate lives (a deploy starts new ones).
+    pub(crate) fn get(env: &Env) -> ApiResult<&'static Config> {
+        static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+        if let Some(config) = CONFIG.get() {
+            return Ok(config);
+        }
+        let config = Config::from_env(env)?;
+        Ok(CONFIG.get_or_init(|| config))
+    }
+
+    fn from_env(env: &Env) -> ApiResult<Config> {
         let log_defaults = LogLimits::default();
         let publish_defaults = PublishLimits::default();
         let log = LogLimits {
@@ -114,8 +125,18 @@ impl Config {
         })
     }
 
-    /// The HMAC key tokens are signed with: a secret in production, `.dev.vars` locally.
-    pub(crate) fn token_key(env: &Env) -> ApiResult<Vec<u8>> {
+    /// The HMAC key tokens are signed with: a secret in production, `.dev.vars` locally. Read once per
+    /// isolate, like the rest of the settings.
+    pub(crate) fn token_key(env: &Env) -> ApiResult<&'static [u8]> {
+        static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        if let Some(key) = KEY.get() {
+            return Ok(key);
+        }
+        let key = Self::read_token_key(env)?;
+        Ok(KEY.get_or_init(|| key))
+    }
+
+    fn read_token_key(env: &Env) -> ApiResult<Vec<u8>> {
         let key = env
             .secret("HERALD_TOKEN_KEY")
             .map(|s| s.to_string())

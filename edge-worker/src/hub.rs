@@ -127,15 +127,15 @@ fn query(url: &Url, name: &str) -> Option<String> {
 
 impl Hub {
     async fn serve(&self, request: &mut Request) -> ApiResult<Response> {
-        let config = Config::from_env(&self.env)?;
-        self.ensure_loaded(&config)?;
+        let config = Config::get(&self.env)?;
+        self.ensure_loaded(config)?;
         let url = request.url()?;
         match (request.method(), url.path()) {
-            (Method::Get, "/subscribe") => self.subscribe(request, &url, &config),
+            (Method::Get, "/subscribe") => self.subscribe(request, &url, config),
             (Method::Post, "/publish") => {
                 let body = request.bytes().await?;
                 let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
-                let ids = self.publish(&config, events)?;
+                let ids = self.publish(config, events)?;
                 Ok(Response::from_json(&Published { ids })?)
             }
             (Method::Get, "/stats") => self.stats(),
@@ -154,7 +154,7 @@ impl Hub {
                     .map_err(|e| ApiError::bad_request("invalid_plan", e))?;
                 // SQLMesh: `/api/plan` previews (overview only); `/api/commands/apply` also applies.
                 let apply = path == "/plan/apply";
-                self.plan_step(&config, |session, now| {
+                self.plan_step(config, |session, now| {
                     let opened = if apply {
                         session.open_apply(plan_request, now)
                     } else {
@@ -168,7 +168,7 @@ impl Hub {
                 let body = request.bytes().await?;
                 let command = PlanCommand::from_json(&body)
                     .map_err(|e| ApiError::bad_request("invalid_plan_command", e))?;
-                let ids = self.plan_step(&config, |session, now| {
+                let ids = self.plan_step(config, |session, now| {
                     session.apply(command, now).map_err(illegal)
                 })?;
                 let cancelling = self.with_loaded(|loaded| {
@@ -179,7 +179,7 @@ impl Hub {
                 )?)
             }
             (Method::Post, "/plan/cancel") => {
-                self.plan_step(&config, |session, now| {
+                self.plan_step(config, |session, now| {
                     session.apply(PlanCommand::Cancel, now).map_err(illegal)
                 })?;
                 Ok(Response::empty()?.with_status(204))

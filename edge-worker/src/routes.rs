@@ -176,15 +176,15 @@ fn query_value(url: &Url, name: &str) -> Option<String> {
 
 /// Entry point of the Worker: answers errors as JSON and adds CORS headers for allowed origins.
 pub(crate) async fn handle(request: Request, env: Env) -> worker::Result<Response> {
-    let config = match Config::from_env(&env) {
+    let config = match Config::get(&env) {
         Ok(config) => config,
         Err(error) => return error.into_response(),
     };
-    let origin = cors::allowed_origin(&request, &config);
+    let origin = cors::allowed_origin(&request, config);
     if request.method() == Method::Options {
         return cors::preflight(origin);
     }
-    let response = match dispatch(request, &env, &config).await {
+    let response = match dispatch(request, &env, config).await {
         Ok(response) => response,
         Err(error) => error.into_response()?,
     };
@@ -201,7 +201,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
     let now_s = Date::now().as_millis() / 1000;
     match route {
         Route::Ticket => {
-            let claims = bearer_claims(&request, &key, now_s)?;
+            let claims = bearer_claims(&request, key, now_s)?;
             let body = request.bytes().await?;
             let ask: TicketRequest = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request("malformed_json", e))?;
@@ -211,7 +211,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 .map_err(|e| ApiError::Forbidden(e.to_string()))?;
             let expires_at = ticket.exp_s;
             let body = TicketResponse {
-                ticket: mint(&ticket, &key),
+                ticket: mint(&ticket, key),
                 connection_id: connection.as_str(),
                 expires_at,
             };
@@ -219,7 +219,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
         }
         Route::Subscribe { connection, family } => {
             let connection = connection_id(&connection)?;
-            let claims = subscriber_claims(&request, &url, &key, now_s)?;
+            let claims = subscriber_claims(&request, &url, key, now_s)?;
             let tenant = permit(&claims, Scope::Subscribe, &connection)?;
             // Validate the filter here so that a bad value is a 400 before any stream opens.
             let query = url.query().unwrap_or("");
@@ -266,7 +266,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                     unreachable!("answered above")
                 }
             };
-            forward_bearer(request, env, &key, now_s, &connection, scope, op).await
+            forward_bearer(request, env, key, now_s, &connection, scope, op).await
         }
     }
 }
