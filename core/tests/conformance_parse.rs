@@ -8,7 +8,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use herald_core::Parser;
 
 /// A dispatched event: (type, data, last event id).
-type Event = (String, String, String);
+mod common;
+
+use common::{parse_chunks, Event};
 
 struct Vector {
     name: &'static str,
@@ -173,23 +175,6 @@ fn vectors() -> Vec<Vector> {
     vectors
 }
 
-/// Feeds `chunks` then finishes, returning the events, the last event id and the retry.
-fn run(chunks: &[&[u8]]) -> (Vec<Event>, String, Option<u64>) {
-    let mut parser = Parser::new();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        parser.feed(chunk, |m| {
-            events.push((
-                m.event_type.to_owned(),
-                m.data.to_owned(),
-                m.last_event_id.to_owned(),
-            ))
-        });
-    }
-    parser.finish();
-    (events, parser.last_event_id().to_owned(), parser.retry_ms())
-}
-
 #[test]
 fn vectors_fed_whole_bytewise_and_split_everywhere() {
     let vectors = vectors();
@@ -206,17 +191,27 @@ fn vectors_fed_whole_bytewise_and_split_everywhere() {
             .collect();
         let expected = (expected, vector.last_event_id.to_owned(), vector.retry_ms);
         let input = &vector.input[..];
-        assert_eq!(run(&[input]), expected, "{}: fed whole", vector.name);
+        assert_eq!(
+            parse_chunks(&[input]),
+            expected,
+            "{}: fed whole",
+            vector.name
+        );
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(
-            run(&bytes),
+            parse_chunks(&bytes),
             expected,
             "{}: fed one byte at a time",
             vector.name
         );
         for split in 0..=input.len() {
             let (a, b) = input.split_at(split);
-            assert_eq!(run(&[a, b]), expected, "{}: split at {split}", vector.name);
+            assert_eq!(
+                parse_chunks(&[a, b]),
+                expected,
+                "{}: split at {split}",
+                vector.name
+            );
         }
     }
 }
@@ -229,9 +224,9 @@ fn empty_chunks_change_nothing() {
         chunks.push(b"");
         chunks.push(byte);
     }
-    assert_eq!(run(&chunks), run(&[input]));
+    assert_eq!(parse_chunks(&chunks), parse_chunks(&[input]));
     assert_eq!(
-        run(&[input]).0,
+        parse_chunks(&[input]).0,
         vec![("message".to_owned(), "x".to_owned(), "1".to_owned())]
     );
 }

@@ -3,10 +3,12 @@
 
 #![cfg(not(target_arch = "wasm32"))]
 
-use herald_core::{EventId, EventName, Frame, Parser};
+use herald_core::{EventId, EventName, Frame};
 use proptest::prelude::*;
 
-type Event = (String, String, String);
+mod common;
+
+use common::{parse_chunks, Event};
 
 /// Bytes allowed in an id (printable ASCII minus the CORS-unsafe ones).
 const ID_BYTES: &[u8] =
@@ -24,22 +26,6 @@ fn chunks<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     }
     out.push(&bytes[start..]);
     out
-}
-
-fn parse_chunks(chunks: &[&[u8]]) -> (Vec<Event>, String, Option<u64>) {
-    let mut parser = Parser::new();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        parser.feed(chunk, |m| {
-            events.push((
-                m.event_type.to_owned(),
-                m.data.to_owned(),
-                m.last_event_id.to_owned(),
-            ))
-        });
-    }
-    parser.finish();
-    (events, parser.last_event_id().to_owned(), parser.retry_ms())
 }
 
 fn normalise(text: &str) -> String {
