@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use herald_core::Parser;
 
-use crate::{request, Msg};
+use crate::{stats, Msg};
 
 /// An id `<epoch>-<seq>` split into its numbers (panics on anything else: ids are the hub's own).
 pub fn split_id(id: &str) -> (u64, u64) {
@@ -23,18 +23,6 @@ pub fn split_id(id: &str) -> (u64, u64) {
             .unwrap_or_else(|_| panic!("bad epoch in {id:?}")),
         seq.parse().unwrap_or_else(|_| panic!("bad seq in {id:?}")),
     )
-}
-
-/// `GET /v1/streams/{connection}/stats` as JSON (panics unless 200).
-pub fn stats(base: &str, connection: &str, token: &str) -> serde_json::Value {
-    let answer = request(
-        "GET",
-        &format!("{base}/v1/streams/{connection}/stats"),
-        Some(token),
-        None,
-    );
-    assert_eq!(answer.status, 200, "stats failed: {}", answer.body);
-    answer.json()
 }
 
 /// The `subscribers` figure of a stream's stats.

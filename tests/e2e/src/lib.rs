@@ -222,6 +222,16 @@ impl Wrangler {
             .unwrap_or_else(|why| panic!("restart on port {port}: {why}"));
     }
 
+    /// Opens an SSE subscription to `path` on this instance (see [`Subscription::open`]).
+    pub fn subscribe(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Subscription {
+        Subscription::open(&self.base, path, bearer, extra)
+    }
+
     /// A URL on this instance.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
@@ -353,6 +363,18 @@ pub fn publish(base: &str, connection: &str, token: &str, body: &str) -> Vec<Str
         .iter()
         .map(|v| v.as_str().expect("id").to_string())
         .collect()
+}
+
+/// `GET /v1/streams/{connection}/stats` as JSON (panics unless 200).
+pub fn stats(base: &str, connection: &str, token: &str) -> serde_json::Value {
+    let answer = request(
+        "GET",
+        &format!("{base}/v1/streams/{connection}/stats"),
+        Some(token),
+        None,
+    );
+    assert_eq!(answer.status, 200, "stats failed: {}", answer.body);
+    answer.json()
 }
 
 /// One dispatched SSE message, as herald-core's parser produced it.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use herald_core::{mint, verify, ConnectionId, Scope};
-use herald_e2e::{full_token, publish, request, token, unique, Subscription, Wrangler, TEST_KEY};
+use herald_e2e::{full_token, publish, request, stats, token, unique, Wrangler, TEST_KEY};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -36,12 +36,7 @@ fn tickets_are_narrow_reusable_until_expiry_and_never_access_tokens() {
 
     // Good for its stream, twice (EventSource reconnects reuse the URL)...
     for _ in 0..2 {
-        let sub = Subscription::open(
-            &wrangler.base,
-            &format!("/v1/streams/{stream}?ticket={ticket}"),
-            None,
-            &[],
-        );
+        let sub = wrangler.subscribe(&format!("/v1/streams/{stream}?ticket={ticket}"), None, &[]);
         assert_eq!(sub.status, 200);
         publish(&wrangler.base, &stream, &full, r#"{"event":"hello"}"#);
         assert_eq!(sub.take(1, WAIT)[0].event, "hello");
@@ -169,8 +164,8 @@ fn cors_allows_listed_origins_and_last_event_id() {
 fn tenants_sharing_a_connection_id_never_meet() {
     let wrangler = Wrangler::start(&[]);
     let (acme, globex) = (full_token("acme"), full_token("globex"));
-    let acme_sub = Subscription::open(&wrangler.base, "/v1/streams/shared", Some(&acme), &[]);
-    let globex_sub = Subscription::open(&wrangler.base, "/v1/streams/shared", Some(&globex), &[]);
+    let acme_sub = wrangler.subscribe("/v1/streams/shared", Some(&acme), &[]);
+    let globex_sub = wrangler.subscribe("/v1/streams/shared", Some(&globex), &[]);
     publish(&wrangler.base, "shared", &acme, r#"{"event":"acme-only"}"#);
     publish(
         &wrangler.base,
@@ -184,13 +179,7 @@ fn tenants_sharing_a_connection_id_never_meet() {
         acme_sub.next_event(Duration::from_secs(2)).is_none(),
         "acme never sees globex's event"
     );
-    let acme_stats = request(
-        "GET",
-        &wrangler.url("/v1/streams/shared/stats"),
-        Some(&acme),
-        None,
-    )
-    .json();
+    let acme_stats = stats(&wrangler.base, "shared", &acme);
     assert_eq!(
         (
             acme_stats["log_events"].as_u64(),
@@ -205,8 +194,7 @@ fn sluice_streams_send_named_iso_heartbeats_and_filter_types() {
     let wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "300")]);
     let full = full_token("acme");
     let connection = unique("sluice");
-    let sub = Subscription::open(
-        &wrangler.base,
+    let sub = wrangler.subscribe(
         &format!("/api/events/stream?connectionId={connection}&types=job,queue"),
         Some(&full),
         &[],

@@ -1,7 +1,7 @@
 //! Bad input gets a clear JSON error and changes nothing.
 
 use herald_core::Scope;
-use herald_e2e::{full_token, request, token, unique, Answer, Subscription, Wrangler};
+use herald_e2e::{full_token, request, stats, token, unique, Answer, Wrangler};
 
 fn assert_error(answer: &Answer, status: u16, code: &str) {
     assert_eq!(answer.status, status, "body: {}", answer.body);
@@ -23,12 +23,7 @@ fn every_bad_request_is_a_json_4xx_and_changes_nothing() {
     let token = full_token("acme");
     let stream = unique("errors");
     let events = wrangler.url(&format!("/v1/streams/{stream}/events"));
-    let sub = Subscription::open(
-        &wrangler.base,
-        &format!("/v1/streams/{stream}"),
-        Some(&token),
-        &[],
-    );
+    let sub = wrangler.subscribe(&format!("/v1/streams/{stream}"), Some(&token), &[]);
     let post = |body: &str| request("POST", &events, Some(&token), Some(body));
 
     assert_error(&post("{not json"), 400, "malformed_json");
@@ -54,13 +49,7 @@ fn every_bad_request_is_a_json_4xx_and_changes_nothing() {
         "invalid_event",
     );
 
-    let stats = request(
-        "GET",
-        &wrangler.url(&format!("/v1/streams/{stream}/stats")),
-        Some(&token),
-        None,
-    )
-    .json();
+    let stats = stats(&wrangler.base, &stream, &token);
     assert_eq!(stats["log_events"], 0, "nothing was stored");
     assert!(stats["last_id"].is_null());
     // Nothing was sent either: the first event the subscriber sees is the next good one.

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use herald_core::Scope;
 use herald_e2e::faults::{
-    number_of, numbered_batch, split_id, stats, subscribers, take_events, try_publish,
-    wait_subscribers, Quiet,
+    number_of, numbered_batch, split_id, subscribers, take_events, try_publish, wait_subscribers,
+    Quiet,
 };
-use herald_e2e::{full_token, publish, request, token, unique, Msg, Subscription, Wrangler};
+use herald_e2e::{full_token, publish, request, stats, token, unique, Msg, Subscription, Wrangler};
 
 /// Generous: the machine is small and shared.
 const WAIT: Duration = Duration::from_secs(30);

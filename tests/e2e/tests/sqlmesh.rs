@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herald_e2e::{full_token, request, Answer, Msg, Subscription, Wrangler};
+use herald_e2e::{full_token, request, Answer, Msg, Wrangler};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -36,12 +36,7 @@ fn tracker(msg: &Msg) -> Value {
 #[test]
 fn pings_are_json_with_epoch_milliseconds() {
     let wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "300")]);
-    let sub = Subscription::open(
-        &wrangler.base,
-        "/api/events",
-        Some(&full_token("acme")),
-        &[],
-    );
+    let sub = wrangler.subscribe("/api/events", Some(&full_token("acme")), &[]);
     let ping = sub.next(WAIT).expect("ping");
     assert_eq!(ping.event, "ping");
     let data: Value = serde_json::from_str(&ping.data)
@@ -58,7 +53,7 @@ fn an_apply_plan_runs_its_stages_and_late_clients_get_the_trackers_first() {
         wrangler: &wrangler,
         token: full_token("acme"),
     };
-    let ui = Subscription::open(&wrangler.base, "/api/events", Some(&plan.token), &[]);
+    let ui = wrangler.subscribe("/api/events", Some(&plan.token), &[]);
     let opened = plan.post(
         "/api/commands/apply",
         r#"{"environment":"dev","plan_options":{"skip_tests":true},"categories":{"db.model":1}}"#,
@@ -119,7 +114,7 @@ fn an_apply_plan_runs_its_stages_and_late_clients_get_the_trackers_first() {
     assert_eq!(plan.post("/api/plan", "{}").status, 204);
 
     // A client that connects mid-plan gets the current trackers first, with no id.
-    let late = Subscription::open(&wrangler.base, "/api/events", Some(&plan.token), &[]);
+    let late = wrangler.subscribe("/api/events", Some(&plan.token), &[]);
     let snapshot: Vec<Msg> = late.take(3, WAIT);
     let names: Vec<_> = snapshot.iter().map(|m| m.event.as_str()).collect();
     assert!(
@@ -164,12 +159,7 @@ fn cancel_trips_the_circuit_breaker_and_the_runner_sees_it() {
         wrangler: &wrangler,
         token: full_token("acme"),
     };
-    let runner = Subscription::open(
-        &wrangler.base,
-        "/api/events?types=plan-cancel",
-        Some(&plan.token),
-        &[],
-    );
+    let runner = wrangler.subscribe("/api/events?types=plan-cancel", Some(&plan.token), &[]);
     assert_eq!(
         plan.post("/api/commands/apply", r#"{"environment":"prod"}"#)
             .status,
@@ -205,12 +195,7 @@ fn cancel_trips_the_circuit_breaker_and_the_runner_sees_it() {
         409
     );
 
-    let late = Subscription::open(
-        &wrangler.base,
-        "/api/events?types=plan-apply",
-        Some(&plan.token),
-        &[],
-    );
+    let late = wrangler.subscribe("/api/events?types=plan-apply", Some(&plan.token), &[]);
     let apply = late.next_event(WAIT).expect("apply tracker");
     assert_eq!(
         tracker(&apply)["meta"]["status"],
@@ -226,7 +211,7 @@ fn cancel_with_nothing_running_fails_the_cancel_stage() {
         wrangler: &wrangler,
         token: full_token("acme"),
     };
-    let sub = Subscription::open(&wrangler.base, "/api/events", Some(&plan.token), &[]);
+    let sub = wrangler.subscribe("/api/events", Some(&plan.token), &[]);
     assert_eq!(plan.post("/api/plan/cancel", "").status, 204);
     let cancel = sub.next_event(WAIT).expect("plan-cancel");
     assert_eq!(cancel.event, "plan-cancel");

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herald_e2e::{full_token, publish, request, unique, Subscription, Wrangler};
+use herald_e2e::{full_token, publish, request, stats, unique, Subscription, Wrangler};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -20,8 +20,7 @@ fn seq(id: &str) -> u64 {
 fn wire_headers_first_bytes_and_heartbeats() {
     let wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "300"), ("HERALD_RETRY_MS", "1500")]);
     let token = full_token("acme");
-    let sub = Subscription::open(
-        &wrangler.base,
+    let sub = wrangler.subscribe(
         &format!("/v1/streams/{}", unique("wire")),
         Some(&token),
         &[],
@@ -58,14 +57,7 @@ fn batches_fan_out_in_order_to_every_subscriber() {
     let token = full_token("acme");
     let stream = unique("fanout");
     let subs: Vec<_> = (0..3)
-        .map(|_| {
-            Subscription::open(
-                &wrangler.base,
-                &format!("/v1/streams/{stream}"),
-                Some(&token),
-                &[],
-            )
-        })
+        .map(|_| wrangler.subscribe(&format!("/v1/streams/{stream}"), Some(&token), &[]))
         .collect();
     let ids = publish(
         &wrangler.base,
@@ -107,12 +99,7 @@ fn filters_select_by_type_namespace_and_category() {
     let token = full_token("acme");
     let stream = unique("filters");
     let open = |query: &str| {
-        Subscription::open(
-            &wrangler.base,
-            &format!("/v1/streams/{stream}?{query}"),
-            Some(&token),
-            &[],
-        )
+        wrangler.subscribe(&format!("/v1/streams/{stream}?{query}"), Some(&token), &[])
     };
     let jobs = open("types=job");
     let exact = open("types=step.output,job:done");
@@ -168,8 +155,7 @@ fn resume_replays_after_the_id_then_continues_live_without_gap_or_duplicate() {
         r#"[{"event":"e","data":"1"},{"event":"e","data":"2"},{"event":"e","data":"3"}]"#,
     );
     // Header form.
-    let sub = Subscription::open(
-        &wrangler.base,
+    let sub = wrangler.subscribe(
         &format!("/v1/streams/{stream}"),
         Some(&token),
         &[("Last-Event-ID", &first[0])],
@@ -191,16 +177,14 @@ fn resume_replays_after_the_id_then_continues_live_without_gap_or_duplicate() {
         ("4", live[0].as_str())
     );
     // Query form, for clients that cannot set headers.
-    let by_query = Subscription::open(
-        &wrangler.base,
+    let by_query = wrangler.subscribe(
         &format!("/v1/streams/{stream}?lastEventId={}", first[2]),
         Some(&token),
         &[],
     );
     assert_eq!(by_query.take(1, WAIT)[0].data, "4");
     // Up to date: nothing is replayed, and no reset either.
-    let current = Subscription::open(
-        &wrangler.base,
+    let current = wrangler.subscribe(
         &format!("/v1/streams/{stream}"),
         Some(&token),
         &[("Last-Event-ID", &live[0])],
@@ -232,8 +216,7 @@ fn gaps_start_with_an_in_band_reset_naming_the_oldest_id() {
         ("not-an-id".to_string(), "malformed"),
         (format!("{epoch}-99"), "ahead"),
     ] {
-        let sub = Subscription::open(
-            &wrangler.base,
+        let sub = wrangler.subscribe(
             &format!("/v1/streams/{stream}"),
             Some(&token),
             &[("Last-Event-ID", &last_id)],
@@ -252,13 +235,7 @@ fn gaps_start_with_an_in_band_reset_naming_the_oldest_id() {
             ["3", "4", "5"]
         );
     }
-    let stats = request(
-        "GET",
-        &wrangler.url(&format!("/v1/streams/{stream}/stats")),
-        Some(&token),
-        None,
-    )
-    .json();
+    let stats = stats(&wrangler.base, &stream, &token);
     assert_eq!(stats["log_events"], 3);
     assert_eq!(stats["oldest_id"], ids[2].as_str());
 }
@@ -268,8 +245,7 @@ fn a_complete_stream_closes_replays_and_answers_reconnects_with_204() {
     let wrangler = Wrangler::start(&[]);
     let token = full_token("acme");
     let job = unique("job");
-    let live = Subscription::open(
-        &wrangler.base,
+    let live = wrangler.subscribe(
         &format!("/runner-jobs/{job}/events/stream"),
         Some(&token),
         &[],
@@ -289,12 +265,7 @@ fn a_complete_stream_closes_replays_and_answers_reconnects_with_204() {
         "the server closes a complete stream"
     );
     // A later connect gets the replay, then the stream closes.
-    let late = Subscription::open(
-        &wrangler.base,
-        &format!("/v1/streams/{job}"),
-        Some(&token),
-        &[],
-    );
+    let late = wrangler.subscribe(&format!("/v1/streams/{job}"), Some(&token), &[]);
     assert_eq!(
         late.take(2, WAIT)
             .iter()
@@ -304,16 +275,14 @@ fn a_complete_stream_closes_replays_and_answers_reconnects_with_204() {
     );
     assert!(late.ends_within(WAIT));
     // A reconnect that has seen the end: 204, so EventSource stops.
-    let again = Subscription::open(
-        &wrangler.base,
+    let again = wrangler.subscribe(
         &format!("/v1/streams/{job}"),
         Some(&token),
         &[("Last-Event-ID", &ids[1])],
     );
     assert_eq!(again.status, 204);
     // A reconnect that missed the end still gets it.
-    let behind = Subscription::open(
-        &wrangler.base,
+    let behind = wrangler.subscribe(
         &format!("/v1/streams/{job}"),
         Some(&token),
         &[("Last-Event-ID", &ids[0])],
@@ -329,13 +298,7 @@ fn a_complete_stream_closes_replays_and_answers_reconnects_with_204() {
     );
     assert_eq!(refused.status, 409);
     assert_eq!(refused.json()["error"], "stream_complete");
-    let stats = request(
-        "GET",
-        &wrangler.url(&format!("/v1/streams/{job}/stats")),
-        Some(&token),
-        None,
-    )
-    .json();
+    let stats = stats(&wrangler.base, &job, &token);
     assert_eq!(
         (stats["complete"].as_bool(), stats["log_events"].as_u64()),
         (Some(true), Some(2))
@@ -355,14 +318,7 @@ fn stats_count_subscribers_and_the_log() {
     );
     assert!(empty["last_id"].is_null());
     let subs: Vec<_> = (0..2)
-        .map(|_| {
-            Subscription::open(
-                &wrangler.base,
-                &format!("/v1/streams/{stream}"),
-                Some(&token),
-                &[],
-            )
-        })
+        .map(|_| wrangler.subscribe(&format!("/v1/streams/{stream}"), Some(&token), &[]))
         .collect();
     let ids = publish(
         &wrangler.base,
