@@ -65,7 +65,8 @@ fn probe(port: u16, path: &str) -> Option<u16> {
 }
 
 /// A private copy of a worker's configuration and build for one run: the config without `[build]`
-/// (wrangler would rebuild and reload whenever someone edits the sources mid-run) and with `main`
+/// (wrangler would rebuild and reload whenever someone edits the sources mid-run), without `[assets]`
+/// (the live page is not under load, and assets put a router worker in front of the one measured) and with `main`
 /// pointing at a copy of the build directory (so a rebuild elsewhere cannot swap it either).
 /// Returns the config's path.
 fn private_config(root: &Path, config: &str, dir: &Path) -> PathBuf {
@@ -77,7 +78,7 @@ fn private_config(root: &Path, config: &str, dir: &Path) -> PathBuf {
     for line in text.lines() {
         let trimmed = line.trim_start();
         if trimmed.starts_with('[') {
-            in_build = trimmed == "[build]";
+            in_build = trimmed == "[build]" || trimmed == "[assets]";
         }
         if in_build {
             continue;

@@ -51,9 +51,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The repository's wrangler.toml without its `[build]` section and with an absolute `main`: the tests
-/// run the worker that `scripts/build-worker.sh` built, and an edit to the sources during a run must
-/// not make every running instance rebuild and reload (wrangler watches `[build] watch_dir`).
+/// The repository's wrangler.toml without its `[build]` section, with `main` and the assets `directory`
+/// made absolute (the copy lives in the persist directory): the tests run the worker that
+/// `scripts/build-worker.sh` built, and an edit to the sources during a run must not make every
+/// running instance rebuild and reload (wrangler watches `[build] watch_dir`).
 fn test_config(root: &Path) -> String {
     let text = std::fs::read_to_string(root.join("wrangler.toml")).expect("wrangler.toml");
     let shim = root.join("edge-worker/build/worker/shim.mjs");
@@ -69,6 +70,12 @@ fn test_config(root: &Path) -> String {
         }
         if trimmed.starts_with("main = ") {
             config.push_str(&format!("main = {:?}\n", shim.display().to_string()));
+        } else if let Some(directory) = trimmed.strip_prefix("directory = ") {
+            let directory = root.join(directory.trim().trim_matches('"'));
+            config.push_str(&format!(
+                "directory = {:?}\n",
+                directory.display().to_string()
+            ));
         } else {
             config.push_str(line);
             config.push('\n');
