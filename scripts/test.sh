@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what is missing, then runs every check and test: format, lints, docs, the engine's tests
-# natively and on wasm32 (Node), the no_std build, bounded fuzzing, and the end-to-end suite against
-# the worker under `wrangler dev` with real clients (curl, npm eventsource, headless Chromium).
+# natively and on wasm32 (Node), the no_std build, bounded fuzzing, a deploy dry run, and the end-to-end
+# suite against the worker under `wrangler dev` with real clients (curl, npm eventsource, headless Chromium).
 #   FUZZ_SECONDS=30 per fuzz target (0 skips fuzzing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,5 +26,18 @@ if [[ "$fuzz_seconds" != 0 ]]; then
 fi
 
 step "build worker" bash scripts/build-worker.sh
+
+# `wrangler deploy` up to the upload: runs the [build] (reusing the build above), bundles the shim and the
+# Wasm, checks the Durable Object binding against the exports and reads the assets directory, then stops.
+# Needs no account and no network; a config that cannot deploy fails here instead of on deploy day.
+deploy_dry_run() {
+  local out status=0
+  out=$(mktemp -d)
+  HERALD_SKIP_BUILD=1 CI=true WRANGLER_SEND_METRICS=false WRANGLER_LOG_PATH="$out/logs" \
+    npx wrangler deploy --dry-run --outdir "$out/bundle" || status=$?
+  rm -rf "$out"
+  return "$status"
+}
+step "deploy dry run (wrangler deploy --dry-run)" deploy_dry_run
 step "end-to-end (wrangler dev + curl, eventsource, Chromium)" env HERALD_SKIP_BUILD=1 cargo test -q -p herald-e2e --no-fail-fast -- --test-threads=2
 printf '\n\033[1mall tests passed\033[0m\n'
