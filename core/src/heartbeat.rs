@@ -7,7 +7,7 @@
 
 use alloc::format;
 use alloc::string::String;
-use core::fmt::Write as _;
+use core::fmt::{self, Write as _};
 
 use bytes::Bytes;
 
@@ -28,6 +28,55 @@ pub enum HeartbeatProfile {
     /// A comment, `: heartbeat`, which no client dispatches.
     Comment,
 }
+
+impl HeartbeatProfile {
+    /// The profile a subscriber asked for with `heartbeat=<value>`, or `default` (its family's) when it did
+    /// not ask.
+    ///
+    /// `event` is the named `heartbeat` event of [`HeartbeatProfile::SluiceHeartbeat`]: EventSource never
+    /// dispatches comments, so a page that wants to notice a silent connection asks for this and listens for
+    /// `heartbeat`. `comment` is [`HeartbeatProfile::Comment`]. Anything else is an error naming the value.
+    ///
+    /// ```
+    /// use herald_core::HeartbeatProfile;
+    /// let default = HeartbeatProfile::Comment;
+    /// assert_eq!(HeartbeatProfile::requested(None, default), Ok(default));
+    /// assert_eq!(HeartbeatProfile::requested(Some("event"), default), Ok(HeartbeatProfile::SluiceHeartbeat));
+    /// assert!(HeartbeatProfile::requested(Some("loud"), default).is_err());
+    /// ```
+    pub fn requested(
+        value: Option<&str>,
+        default: HeartbeatProfile,
+    ) -> Result<HeartbeatProfile, UnknownHeartbeat> {
+        match value {
+            None => Ok(default),
+            Some("event") => Ok(HeartbeatProfile::SluiceHeartbeat),
+            Some("comment") => Ok(HeartbeatProfile::Comment),
+            Some(other) => Err(UnknownHeartbeat {
+                value: other.chars().take(64).collect(),
+            }),
+        }
+    }
+}
+
+/// A `heartbeat=` value other than `event` or `comment`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownHeartbeat {
+    /// The value given (at most its first 64 characters).
+    pub value: String,
+}
+
+impl fmt::Display for UnknownHeartbeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "heartbeat {:?} is not one of: event, comment",
+            self.value
+        )
+    }
+}
+
+impl core::error::Error for UnknownHeartbeat {}
 
 /// What heartbeat a stream gets, and how often.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +211,7 @@ fn civil_from_days(days_since_1970: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     #[test]
     fn formats_known_instants() {
@@ -188,6 +238,41 @@ mod tests {
         }
         // The largest input does not overflow.
         assert!(iso8601_utc_ms(u64::MAX).ends_with('Z'));
+    }
+
+    #[test]
+    fn requested_profile_is_the_default_or_one_of_two_names() {
+        for default in [
+            HeartbeatProfile::SqlMeshPing,
+            HeartbeatProfile::SluiceHeartbeat,
+            HeartbeatProfile::Comment,
+        ] {
+            assert_eq!(HeartbeatProfile::requested(None, default), Ok(default));
+            assert_eq!(
+                HeartbeatProfile::requested(Some("comment"), default),
+                Ok(HeartbeatProfile::Comment)
+            );
+            let event = HeartbeatProfile::requested(Some("event"), default).unwrap();
+            let frame = HeartbeatPolicy::new(event, 1).frame(0);
+            assert_eq!(
+                &frame[..],
+                b"event: heartbeat\ndata: {\"timestamp\":\"1970-01-01T00:00:00.000Z\"}\n\n"
+            );
+        }
+        // Values are exact: no case folding, no empty value, no list.
+        for bad in ["Event", "", "event,comment", "ping"] {
+            let error =
+                HeartbeatProfile::requested(Some(bad), HeartbeatProfile::Comment).unwrap_err();
+            assert_eq!(error.value, bad);
+            assert_eq!(
+                error.to_string(),
+                alloc::format!("heartbeat {bad:?} is not one of: event, comment")
+            );
+        }
+        let long = "x".repeat(1000);
+        let error =
+            HeartbeatProfile::requested(Some(&long), HeartbeatProfile::Comment).unwrap_err();
+        assert_eq!(error.value.len(), 64);
     }
 
     #[cfg(not(target_arch = "wasm32"))]

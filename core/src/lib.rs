@@ -90,7 +90,9 @@ pub use auth::{
 pub use control::{lagging_frame, open_frame, reset_frame};
 pub use encode::{EventId, EventName, Frame, IdError, NameError, KEEP_ALIVE};
 pub use filter::{Filter, FilterError, FilterErrorKind, FilterParam, Vocabulary};
-pub use heartbeat::{HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, DEFAULT_HEARTBEAT_MS};
+pub use heartbeat::{
+    HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, UnknownHeartbeat, DEFAULT_HEARTBEAT_MS,
+};
 pub use log::{
     Evicted, GapReason, LogEntry, LogLimits, Position, PositionError, Replay, ReplayLog,
     RestoreError,

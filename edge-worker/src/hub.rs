@@ -6,9 +6,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use herald_core::{
-    open_frame, parse_publish, reset_frame, EventName, Filter, Frame, HeartbeatPolicy, LogEntry,
-    NewEvent, Outbox, PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate, Position,
-    ReplayLog, Resume,
+    open_frame, parse_publish, reset_frame, EventName, Filter, Frame, HeartbeatPolicy,
+    HeartbeatProfile, LogEntry, NewEvent, Outbox, PlanCommand, PlanError, PlanRequest, PlanSession,
+    PlanUpdate, Position, ReplayLog, Resume,
 };
 use serde::Serialize;
 use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, State, Url};
@@ -339,7 +339,12 @@ impl Hub {
             .get("last-event-id")?
             .filter(|id| !id.is_empty())
             .or_else(|| query(url, "last_event_id"));
-        let heartbeat = HeartbeatPolicy::new(family.heartbeat_profile(), config.heartbeat_ms);
+        let profile = HeartbeatProfile::requested(
+            query(url, "heartbeat").as_deref(),
+            family.heartbeat_profile(),
+        )
+        .map_err(|e| ApiError::bad_request("invalid_heartbeat", e))?;
+        let heartbeat = HeartbeatPolicy::new(profile, config.heartbeat_ms);
         self.with_loaded(|loaded| {
             let mut subscriber =
                 Subscriber::new(filter, Outbox::new(loaded.log.epoch(), config.outbox));

@@ -225,11 +225,19 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             let query = url.query().unwrap_or("");
             Filter::from_query(query, &family.vocabulary(config))
                 .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
+            let heartbeat = query_value(&url, "heartbeat");
+            HeartbeatProfile::requested(heartbeat.as_deref(), family.heartbeat_profile())
+                .map_err(|e| ApiError::bad_request("invalid_heartbeat", e))?;
             let mut target = hub_url("subscribe")?;
             target
                 .query_pairs_mut()
                 .append_pair("family", family.as_str())
                 .append_pair("filter", query);
+            if let Some(heartbeat) = heartbeat {
+                target
+                    .query_pairs_mut()
+                    .append_pair("heartbeat", &heartbeat);
+            }
             if let Some(id) =
                 query_value(&url, "lastEventId").or_else(|| query_value(&url, "last_event_id"))
             {

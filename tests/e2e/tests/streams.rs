@@ -49,6 +49,34 @@ fn wire_headers_first_bytes_and_heartbeats() {
         raw.matches(": heartbeat\n\n").count() >= 2,
         "comment heartbeats every 300 ms: {raw:?}"
     );
+
+    // `heartbeat=event` turns them into named events an EventSource page can listen for.
+    let job = format!("/runner-jobs/{}/events/stream", unique("job"));
+    let sub = wrangler.subscribe(&format!("{job}?heartbeat=event"), Some(&token), &[]);
+    assert_eq!(sub.status, 200);
+    let heartbeat = sub.next(WAIT).expect("heartbeat event");
+    assert_eq!(
+        (heartbeat.event.as_str(), heartbeat.id.as_str()),
+        ("heartbeat", "")
+    );
+    let data: serde_json::Value = serde_json::from_str(&heartbeat.data).expect("JSON");
+    assert!(
+        data["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{data}"
+    );
+    let raw = String::from_utf8(sub.raw_bytes()).expect("utf-8");
+    assert!(
+        !raw.contains("\n: heartbeat\n"),
+        "no comment heartbeats: {raw:?}"
+    );
+    let bad = request(
+        "GET",
+        &wrangler.url(&format!("{job}?heartbeat=loud")),
+        Some(&token),
+        None,
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"], "invalid_heartbeat");
 }
 
 #[test]
