@@ -4,14 +4,11 @@
 // Input (argv[2], JSON): {herald, token, stream, pagePort, mode}; the page is http://localhost:<pagePort>,
 // which differs from Herald's http://127.0.0.1:<port> in host and port. `mode` "expiry" runs the ticket
 // expiry flow below instead of common.mjs's resume scenario. Output: one JSON line.
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
-
-import { disconnect, input, output, publish, resumeScenario, sleep, waitFor, withClientState } from './common.mjs';
+import {
+  disconnect, input, output, publish, launchChromium, resumeScenario, sleep, waitFor, withClientState,
+} from './common.mjs';
 
 const cfg = input();
 
@@ -108,23 +105,10 @@ const server = createServer((request, response) => {
 });
 await new Promise((resolve) => server.listen(cfg.pagePort, '127.0.0.1', resolve));
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
-let context;
+let chromium;
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  chromium = await launchChromium();
+  const { context } = chromium;
   // Every request the browser makes to the stream, seen from outside the page: the browser's own
   // reconnects carry Last-Event-ID, which page code cannot observe.
   const requests = [];
@@ -194,7 +178,6 @@ try {
     ...result,
   });
 } finally {
-  await context?.close();
+  await chromium?.close();
   server.close();
-  rmSync(userDataDir, { recursive: true, force: true });
 }

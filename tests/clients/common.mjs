@@ -15,6 +15,37 @@ export function output(result) {
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Starts Debian's headless Chromium through playwright-core with a fresh profile (toolchain notes: never a
+ * downloaded browser). Returns `{context, close}`; `close` also removes the profile.
+ */
+export async function launchChromium() {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { chromium } = await import('playwright-core');
+  const userDataDir = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const close = async () => {
+    await context.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  };
+  return { context, close };
+}
+
 /** Polls `probe` until it returns a truthy value; throws naming `what` after `timeoutMs`. */
 export async function waitFor(what, probe, timeoutMs = 30000, everyMs = 25) {
   const deadline = Date.now() + timeoutMs;
