@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Sets up what is missing, then builds and runs Herald locally under `wrangler dev`
-# (workerd with local Durable Object storage in .wrangler/state). PORT=8787 by default.
+# (workerd with local Durable Object storage). PORT=8787 and HERALD_STATE_DIR=.wrangler/state by default.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 port="${PORT:-8787}"
+state_dir="${HERALD_STATE_DIR:-.wrangler/state}"
 bash scripts/setup.sh
 
 # The token key lives in .dev.vars (git-ignored), created once with a random key.
@@ -19,7 +20,13 @@ token=$(target/release/herald-token --dev-vars .dev.vars --tenant local --scope 
 
 cat <<TXT
 
-Herald is starting on http://127.0.0.1:$port (tenant "local"; token valid 24 h). In another terminal:
+Herald is starting on http://127.0.0.1:$port (tenant "local"; token valid 24 h).
+
+Live page (the token rides in the link's fragment, which never reaches a server):
+
+  http://127.0.0.1:$port/#token=$token
+
+In another terminal:
 
   export HERALD_TOKEN='$token'
 
@@ -35,4 +42,4 @@ TXT
 # wrangler runs scripts/build-worker.sh (wrangler.toml [build]) now and again whenever a source changes.
 export CI=true WRANGLER_SEND_METRICS=false
 export WRANGLER_LOG_PATH="$root/.wrangler/logs"
-exec npx wrangler dev --ip 127.0.0.1 --port "$port" --persist-to .wrangler/state
+exec npx wrangler dev --ip 127.0.0.1 --port "$port" --persist-to "$state_dir"

@@ -4,7 +4,8 @@
 // from the server, then watches a runner job (steps with output, a cut during which the log moves past the
 // page, and the job's end). At each checkpoint it records what the page shows (read from the DOM) and saves
 // screenshots. It checks nothing itself: the Rust test asserts on the JSON it prints.
-// Input (argv[2], JSON): {herald, token, job, screenshots}. Output: one JSON line.
+// Input (argv[2], JSON): {herald, token, job, screenshots}, or {mode: "link", link, connection} to follow the
+// link scripts/dev.sh printed and receive one event. Output: one JSON line.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -71,29 +72,28 @@ function readPage() {
   };
 }
 
-let chromium;
-try {
-  chromium = await launchChromium();
-  const page = chromium.context.pages()[0] ?? (await chromium.context.newPage());
-  await page.setViewportSize({ width: 1200, height: 900 });
-  // Uncaught exceptions in the page's code, and what it logged as errors (Chromium also logs each failed
-  // request there, such as the 401 the last step provokes).
-  const pageErrors = [];
-  const consoleErrors = [];
-  page.on('pageerror', (error) => pageErrors.push(String(error)));
-  page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
-  const read = () => page.evaluate(readPage);
-  const until = (what, test, timeoutMs = 20000) =>
-    waitFor(what, async () => {
-      const seen = await read();
-      return test(seen) ? seen : null;
-    }, timeoutMs).catch(async (error) => {
-      error.message += `\npage: ${JSON.stringify(await read())}\nerrors: ${JSON.stringify(pageErrors)}`;
-      throw error;
-    });
-  mkdirSync(cfg.screenshots, { recursive: true });
-  const result = { pageErrors, consoleErrors };
+/**
+ * The link scripts/dev.sh prints, as a person would use it: open it, connect to a generic stream, and
+ * publish the README's example event with the token from the link.
+ */
+async function linkScenario(page, until, result) {
+  const token = new URL(cfg.link).hash.replace('#token=', '');
+  await page.goto(cfg.link);
+  await page.fill('#connection', cfg.connection);
+  await page.click('#open');
+  await until('the stream to open', (s) => s.status === 'open');
+  const response = await fetch(`${new URL(cfg.link).origin}/v1/streams/${cfg.connection}/events`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ event: 'job:state_change', data: { id: 'j1', state: 'active' } }),
+  });
+  if (response.status !== 200) throw new Error(`publish: ${response.status} ${await response.text()}`);
+  result.received = await until('the event', (s) => s.counts.events >= 1);
+}
 
+/** The whole tour: a plan and its cancel, heartbeats, a cut, a runner job with a reset, a bad token. */
+async function tour(page, read, until, result) {
+  mkdirSync(cfg.screenshots, { recursive: true });
   // A person follows the link scripts/dev.sh prints: the token rides in the fragment.
   await page.goto(`${cfg.herald}/#token=${cfg.token}&family=sqlmesh`);
   result.title = await page.title();
@@ -171,7 +171,31 @@ try {
   await page.fill('#token', 'not-a-token');
   await page.click('#open');
   result.badToken = await until('an error', (s) => s.status === 'error');
+}
 
+let chromium;
+try {
+  chromium = await launchChromium();
+  const page = chromium.context.pages()[0] ?? (await chromium.context.newPage());
+  await page.setViewportSize({ width: 1200, height: 900 });
+  // Uncaught exceptions in the page's code, and what it logged as errors (Chromium also logs each failed
+  // request there, such as the 401 the last step provokes).
+  const pageErrors = [];
+  const consoleErrors = [];
+  page.on('pageerror', (error) => pageErrors.push(String(error)));
+  page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+  const read = () => page.evaluate(readPage);
+  const until = (what, test, timeoutMs = 20000) =>
+    waitFor(what, async () => {
+      const seen = await read();
+      return test(seen) ? seen : null;
+    }, timeoutMs).catch(async (error) => {
+      error.message += `\npage: ${JSON.stringify(await read())}\nerrors: ${JSON.stringify(pageErrors)}`;
+      throw error;
+    });
+  const result = { pageErrors, consoleErrors };
+  if (cfg.mode === 'link') await linkScenario(page, until, result);
+  else await tour(page, read, until, result);
   output(result);
 } finally {
   await chromium?.close();

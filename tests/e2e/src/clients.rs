@@ -206,3 +206,90 @@ impl Drop for Curl {
         }
     }
 }
+
+/// `scripts/dev.sh`, the README's first command, on a free port with its own state directory and the
+/// worker `scripts/build-worker.sh` already built. Dropping it kills its process group.
+#[derive(Debug)]
+pub struct DevCommand {
+    child: Child,
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    /// The live page link the command printed, token in the fragment.
+    pub link: String,
+    /// Everything the command printed before the link.
+    pub printed: String,
+    state: std::path::PathBuf,
+}
+
+impl DevCommand {
+    /// Runs the command and waits until it has printed the page link and the worker answers `/healthz`.
+    pub fn start(timeout: Duration) -> DevCommand {
+        use std::os::unix::process::CommandExt;
+        let port = free_port();
+        let state = repo_root().join(".e2e").join(crate::unique("dev-state"));
+        let mut child = Command::new("bash")
+            .arg("scripts/dev.sh")
+            .env("PORT", port.to_string())
+            .env("HERALD_STATE_DIR", &state)
+            .env("HERALD_SKIP_BUILD", "1")
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("start scripts/dev.sh");
+        let stdout = pump(child.stdout.take().expect("stdout"));
+        let stderr = pump(child.stderr.take().expect("stderr"));
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + timeout;
+        let mut printed = String::new();
+        let mut dev = DevCommand {
+            child,
+            base,
+            link: String::new(),
+            printed: String::new(),
+            state,
+        };
+        loop {
+            while let Ok(chunk) = stdout.try_recv() {
+                printed.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            let link = printed
+                .split_whitespace()
+                .find(|word| word.starts_with(&format!("{}/#token=", dev.base)));
+            if let Some(link) = link {
+                dev.link = link.to_string();
+                // Not listening yet is a transport error, which `crate::request` treats as a failure.
+                let health = ureq::get(&dev.url("/healthz"))
+                    .timeout(Duration::from_secs(2))
+                    .call();
+                if health.is_ok_and(|answer| answer.status() == 200) {
+                    dev.printed = printed;
+                    return dev;
+                }
+            }
+            if Instant::now() > deadline || dev.child.try_wait().ok().flatten().is_some() {
+                panic!(
+                    "scripts/dev.sh not serving after {timeout:?}; stdout:\n{printed}\nstderr:\n{}",
+                    drain(&stderr)
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for DevCommand {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+        if !thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use herald_e2e::clients::run_node;
+use herald_e2e::clients::{run_node, DevCommand};
 use herald_e2e::{full_token, repo_root, unique, Wrangler};
 use serde_json::{json, Value};
 
@@ -310,4 +310,38 @@ fn live_page_shows_a_plan_a_cancel_heartbeats_reconnects_resets_and_a_job() {
             png.len()
         );
     }
+}
+
+#[test]
+fn the_dev_command_prints_a_link_that_opens_a_working_page() {
+    let dev = DevCommand::start(Duration::from_secs(240));
+    assert!(
+        dev.printed.contains("curl -N"),
+        "the command also prints curl examples:\n{}",
+        dev.printed
+    );
+    let result = run_node(
+        "live_page.mjs",
+        &json!({ "mode": "link", "link": dev.link, "connection": unique("demo") }),
+        SCRIPT_TIMEOUT,
+    );
+    let page = &result["received"];
+    assert_eq!(page["status"], "open");
+    let events: Vec<(&str, &str)> = page["log"]
+        .as_array()
+        .expect("log rows")
+        .iter()
+        .filter(|row| row["kind"] == "event")
+        .map(|row| {
+            (
+                row["event"].as_str().unwrap(),
+                row["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [("job:state_change", r#"{"id":"j1","state":"active"}"#)]
+    );
+    assert_eq!(result["pageErrors"], json!([]));
 }
