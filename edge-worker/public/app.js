@@ -198,7 +198,9 @@ function duration(ms) {
 function element(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
-    if (name.startsWith('data-') || name === 'class' || name === 'style' || name === 'title') node.setAttribute(name, value);
+    // The page's Content-Security-Policy (_headers) forbids style attributes; CSSOM properties are allowed.
+    if (name === 'style') Object.assign(node.style, value);
+    else if (name.startsWith('data-') || name === 'class' || name === 'title') node.setAttribute(name, value);
     else node[name] = value;
   }
   node.append(...children);
@@ -246,7 +248,7 @@ function renderPlan() {
       const detailText = Object.keys(details).length ? JSON.stringify(details) : '';
       return element('div', { class: 'stage', 'data-stage': name, 'data-status': status },
         element('span', {}, name),
-        element('span', { class: 'track' }, element('span', { class: 'bar', style: `left:${left}%;width:${width}%` })),
+        element('span', { class: 'track' }, element('span', { class: 'bar', style: { left: `${left}%`, width: `${width}%` } })),
         element('span', { class: 'badge', 'data-status': status }, status === 'init' ? 'running' : status),
         element('span', { class: 'duration' }, stage ? duration(stageMeta.duration ?? now - stageMeta.start) + (stageMeta.done ? '' : '…') : ''),
         element('span', { class: 'details', title: detailText }, detailText.length > 200 ? `${detailText.slice(0, 200)}…` : detailText));
