@@ -51,6 +51,46 @@ impl Default for PublishLimits {
     }
 }
 
+impl PublishLimits {
+    /// Checks a request body that is not a publish batch (a plan request, a runner's stage move) against
+    /// [`PublishLimits::batch_bytes_max`], before it is parsed.
+    ///
+    /// ```
+    /// use herald_core::{PublishError, PublishLimits};
+    /// let limits = PublishLimits { batch_bytes_max: 4, ..PublishLimits::default() };
+    /// assert_eq!(limits.check_body(b"{}"), Ok(()));
+    /// assert_eq!(limits.check_body(b"{\"a\":1}"), Err(PublishError::BodyTooLarge { body_bytes: 7, bytes_max: 4 }));
+    /// ```
+    pub fn check_body(&self, body: &[u8]) -> Result<(), PublishError> {
+        if body.len() > self.batch_bytes_max {
+            return Err(PublishError::BodyTooLarge {
+                body_bytes: body.len(),
+                bytes_max: self.batch_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the data of events Herald composes itself (SQLMesh plan trackers, which grow with every
+    /// stage's details) against [`PublishLimits::event_bytes_max`]: such an event is stored and replayed like
+    /// any other, so it must obey the same bound. The first too large one is named by its position.
+    pub fn check_composed<'a>(
+        &self,
+        data: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), PublishError> {
+        for (index, data) in data.into_iter().enumerate() {
+            if data.len() > self.event_bytes_max {
+                return Err(PublishError::EventTooLarge {
+                    index,
+                    data_bytes: data.len(),
+                    bytes_max: self.event_bytes_max,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One event to append, as the publisher sent it (the hub assigns its id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEvent {

@@ -425,6 +425,39 @@ fn body_size_limit_at_and_over() {
 }
 
 #[test]
+fn bodies_and_composed_events_outside_a_batch_obey_the_same_limits() {
+    let limits = PublishLimits {
+        event_bytes_max: 10,
+        batch_bytes_max: 20,
+        ..PublishLimits::default()
+    };
+    assert_eq!(limits.check_body(&[b' '; 20]), Ok(()));
+    let over = limits.check_body(&[b' '; 21]).unwrap_err();
+    assert_eq!(
+        over,
+        PublishError::BodyTooLarge {
+            body_bytes: 21,
+            bytes_max: 20
+        }
+    );
+    assert!(over.is_too_large());
+    assert_eq!(limits.check_composed(["", "0123456789"]), Ok(()));
+    let over = limits
+        .check_composed(["{}", "0123456789", "0123456789a", "0123456789ab"])
+        .unwrap_err();
+    assert_eq!(
+        over,
+        PublishError::EventTooLarge {
+            index: 2,
+            data_bytes: 11,
+            bytes_max: 10
+        },
+        "the first one over is named"
+    );
+    assert!(over.is_too_large());
+}
+
+#[test]
 fn event_count_limit_at_and_over() {
     let limits = PublishLimits {
         batch_events_max: 3,

@@ -150,6 +150,7 @@ impl Hub {
             }
             (Method::Post, path @ ("/plan/open" | "/plan/apply")) => {
                 let body = request.bytes().await?;
+                config.publish.check_body(&body).map_err(publish_error)?;
                 let plan_request = PlanRequest::from_json(&body)
                     .map_err(|e| ApiError::bad_request("invalid_plan", e))?;
                 // SQLMesh: `/api/plan` previews (overview only); `/api/commands/apply` also applies.
@@ -166,6 +167,7 @@ impl Hub {
             }
             (Method::Post, "/plan/command") => {
                 let body = request.bytes().await?;
+                config.publish.check_body(&body).map_err(publish_error)?;
                 let command = PlanCommand::from_json(&body)
                     .map_err(|e| ApiError::bad_request("invalid_plan_command", e))?;
                 let ids = self.plan_step(config, |session, now| {
@@ -307,6 +309,12 @@ impl Hub {
         let (update, json) = self.with_loaded(|loaded| {
             let mut session = loaded.plan.clone().unwrap_or_default();
             let update = step(&mut session, now_ms())?;
+            // Trackers carry every stage's details, so they grow; one over the event bound is refused
+            // before the session changes, like an oversized publish.
+            config
+                .publish
+                .check_composed(update.events().iter().map(|(_, data)| data.as_str()))
+                .map_err(publish_error)?;
             let json =
                 serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
             loaded.plan = Some(session);

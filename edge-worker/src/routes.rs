@@ -238,8 +238,11 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                     .query_pairs_mut()
                     .append_pair("heartbeat", &heartbeat);
             }
-            if let Some(id) =
-                query_value(&url, "lastEventId").or_else(|| query_value(&url, "last_event_id"))
+            // An empty value means "no id yet", as an empty Last-Event-ID header does (a page that builds
+            // `?lastEventId=${lastId}` before it has seen an event sends one).
+            if let Some(id) = query_value(&url, "lastEventId")
+                .or_else(|| query_value(&url, "last_event_id"))
+                .filter(|id| !id.is_empty())
             {
                 target.query_pairs_mut().append_pair("last_event_id", &id);
             }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herald_e2e::{full_token, request, Answer, Msg, Wrangler};
+use herald_e2e::{full_token, request, stats, Answer, Msg, Wrangler};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -175,6 +175,32 @@ fn cancel_trips_the_circuit_breaker_and_the_runner_sees_it() {
     assert_eq!(
         plan.runner(r#"{"op":"start","stage":"backfill"}"#).status,
         200
+    );
+
+    // Trackers obey the event bound (64 KiB) and plan bodies the body bound (1 MiB): a 413 that
+    // changes nothing, so the runner's next event is still the cancel below.
+    let logged = stats(&wrangler.base, "default", &plan.token)["log_events"].clone();
+    let blob = "x".repeat(70_000);
+    let huge = plan.runner(&format!(
+        r#"{{"op":"update","stage":"backfill","details":{{"blob":"{blob}"}}}}"#
+    ));
+    assert_eq!(
+        (huge.status, huge.json()["error"].as_str()),
+        (413, Some("too_large")),
+        "{}",
+        huge.body
+    );
+    let blob = "x".repeat(1_100_000);
+    let body = plan.runner(&format!(
+        r#"{{"op":"update","stage":"backfill","details":{{"blob":"{blob}"}}}}"#
+    ));
+    assert_eq!(
+        (body.status, body.json()["error"].as_str()),
+        (413, Some("too_large"))
+    );
+    assert_eq!(
+        stats(&wrangler.base, "default", &plan.token)["log_events"],
+        logged
     );
 
     assert_eq!(plan.post("/api/plan/cancel", "").status, 204);

@@ -217,6 +217,13 @@ fn resume_replays_after_the_id_then_continues_live_without_gap_or_duplicate() {
         Some(&token),
         &[("Last-Event-ID", &live[0])],
     );
+    // An empty ?lastEventId= (a page that has not seen an event yet) is no id at all, like an empty
+    // header: live from here, no reset.
+    let empty = wrangler.subscribe(
+        &format!("/v1/streams/{stream}?lastEventId="),
+        Some(&token),
+        &[],
+    );
     publish(
         &wrangler.base,
         &stream,
@@ -224,6 +231,8 @@ fn resume_replays_after_the_id_then_continues_live_without_gap_or_duplicate() {
         r#"{"event":"e","data":"5"}"#,
     );
     assert_eq!(current.take(1, WAIT)[0].data, "5");
+    let first = empty.next(WAIT).expect("an event");
+    assert_eq!((first.event.as_str(), first.data.as_str()), ("e", "5"));
 }
 
 #[test]
