@@ -16,6 +16,8 @@ pub(crate) struct Config {
     pub(crate) outbox: OutboxLimits,
     pub(crate) publish: PublishLimits,
     pub(crate) ticket_ttl_s: u64,
+    /// The most open subscribers one hub (one stream) holds; each costs a queue and a timer.
+    pub(crate) subscribers_max: usize,
     pub(crate) cors_origins: Vec<String>,
     pub(crate) categories: &'static [&'static str],
 }
@@ -120,6 +122,7 @@ impl Config {
             outbox,
             publish,
             ticket_ttl_s: number(env, "HERALD_TICKET_TTL_S", 300)?.max(1),
+            subscribers_max: number(env, "HERALD_SUBSCRIBERS_MAX", 10_000)? as usize,
             cors_origins: list(env, "HERALD_CORS_ORIGINS").unwrap_or_default(),
             categories: categories(env),
         })

@@ -21,6 +21,8 @@ pub(crate) enum ApiError {
     Conflict { code: &'static str, message: String },
     /// 413: an event or a batch over its configured limit.
     TooLarge(String),
+    /// 429: the stream already has `HERALD_SUBSCRIBERS_MAX` subscribers; try again later.
+    TooManySubscribers(String),
     /// 500: the runtime failed (storage, bindings); the message is for operators.
     Internal(String),
 }
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Conflict { .. } => 409,
             ApiError::TooLarge(_) => 413,
+            ApiError::TooManySubscribers(_) => 429,
             ApiError::Internal(_) => 500,
         }
     }
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::TooManySubscribers(_) => "too_many_subscribers",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -74,8 +78,11 @@ impl ApiError {
     fn message(&self) -> &str {
         match self {
             ApiError::BadRequest { message, .. } | ApiError::Conflict { message, .. } => message,
-            ApiError::Unauthorized(m) | ApiError::Forbidden(m) | ApiError::TooLarge(m) => m,
-            ApiError::Internal(m) => m,
+            ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
+            | ApiError::TooLarge(m)
+            | ApiError::TooManySubscribers(m)
+            | ApiError::Internal(m) => m,
             ApiError::NotFound => "no such route",
             ApiError::MethodNotAllowed { .. } => "method not allowed on this route",
         }
@@ -96,6 +103,9 @@ impl ApiError {
         }
         if let ApiError::Unauthorized(_) = &self {
             headers.set("www-authenticate", "Bearer realm=\"herald\"")?;
+        }
+        if let ApiError::TooManySubscribers(_) = &self {
+            headers.set("retry-after", "10")?;
         }
         Ok(Response::ok(body)?
             .with_status(self.status())

@@ -353,6 +353,12 @@ impl Hub {
         )
         .map_err(|e| ApiError::bad_request("invalid_heartbeat", e))?;
         let heartbeat = HeartbeatPolicy::new(profile, config.heartbeat_ms);
+        let open = self.subscribers.borrow().len();
+        if open >= config.subscribers_max {
+            return Err(ApiError::TooManySubscribers(format!(
+                "this stream has {open} subscribers, the most it takes (HERALD_SUBSCRIBERS_MAX)"
+            )));
+        }
         self.with_loaded(|loaded| {
             let mut subscriber =
                 Subscriber::new(filter, Outbox::new(loaded.log.epoch(), config.outbox));

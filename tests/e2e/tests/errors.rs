@@ -175,3 +175,36 @@ fn routes_ids_filters_and_credentials() {
         "the health check needs no credentials"
     );
 }
+
+#[test]
+fn a_full_stream_refuses_subscribers_with_429_until_one_leaves() {
+    let wrangler = Wrangler::start(&[
+        ("HERALD_SUBSCRIBERS_MAX", "2"),
+        ("HERALD_HEARTBEAT_MS", "300"),
+    ]);
+    let token = full_token("acme");
+    let stream = unique("full");
+    let path = format!("/v1/streams/{stream}");
+    let first = wrangler.subscribe(&path, Some(&token), &[]);
+    let second = wrangler.subscribe(&path, Some(&token), &[]);
+    assert_eq!((first.status, second.status), (200, 200));
+    let refused = request("GET", &wrangler.url(&path), Some(&token), None);
+    assert_error(&refused, 429, "too_many_subscribers");
+    assert_eq!(refused.header("retry-after"), Some("10"));
+    assert_eq!(stats(&wrangler.base, &stream, &token)["subscribers"], 2);
+    // The bound is per stream: another stream of the same tenant is unaffected.
+    let other = wrangler.subscribe(&format!("/v1/streams/{stream}-b"), Some(&token), &[]);
+    assert_eq!(other.status, 200);
+    // Once a subscriber is gone (noticed at the next heartbeat), there is room again.
+    first.abort();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while stats(&wrangler.base, &stream, &token)["subscribers"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped subscriber was never removed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let third = wrangler.subscribe(&path, Some(&token), &[]);
+    assert_eq!(third.status, 200);
+}
