@@ -697,6 +697,13 @@ fn the_served_document_is_well_formed_and_the_one_in_the_repository() {
         "the served document is the file"
     );
     check_well_formed(&served);
+    // As the document says of itself: the asset layer, not the Worker, refuses other methods on it.
+    let posted = request("POST", &wrangler.url("/openapi.json"), None, Some("{}"));
+    assert_eq!(
+        (posted.status, posted.body.as_str()),
+        (405, ""),
+        "POST /openapi.json"
+    );
 }
 
 #[test]
