@@ -1,0 +1,980 @@
+//! The OpenAPI document served at `/openapi.json`, held against the worker it describes: it is well formed
+//! (OpenAPI 3.1, every `$ref` resolves, unique operationIds, real statuses); it lists exactly the routes of
+//! `route()` in `edge-worker/src/routes.rs`; every documented operation answers the live worker with a
+//! documented status, headers and error code; every other method on a documented path is a 405 naming the
+//! documented one; and an OpenAPI validator from npm accepts it (and refuses a broken copy).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use herald_core::Scope;
+use herald_e2e::clients::run_node;
+use herald_e2e::{full_token, repo_root, request, token, unique, Subscription, Wrangler};
+use serde_json::Value;
+
+/// The keys of a path item that are operations (OpenAPI 3.1, "Path Item Object").
+const OPERATION_KEYS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Every status in the IANA HTTP Status Code Registry.
+const REGISTERED_STATUSES: &[u16] = &[
+    100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304,
+    305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415,
+    416, 417, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 506,
+    507, 508, 510, 511,
+];
+
+fn document_on_disk() -> Value {
+    let path = repo_root().join("edge-worker/public/openapi.json");
+    let text = std::fs::read_to_string(&path).expect("edge-worker/public/openapi.json");
+    serde_json::from_str(&text).expect("openapi.json is JSON")
+}
+
+/// Follows `$ref`s (local ones, `#/...`) until a value that is not a reference.
+fn resolve<'a>(doc: &'a Value, mut value: &'a Value) -> &'a Value {
+    for _ in 0..16 {
+        let Some(reference) = value.get("$ref").and_then(Value::as_str) else {
+            return value;
+        };
+        value = pointer(doc, reference).unwrap_or_else(|| panic!("unresolved $ref {reference}"));
+    }
+    panic!("$ref chain too long at {value}")
+}
+
+fn pointer<'a>(doc: &'a Value, reference: &str) -> Option<&'a Value> {
+    doc.pointer(reference.strip_prefix('#')?)
+}
+
+/// Calls `visit(json pointer, value)` for every value in `value`.
+fn walk(value: &Value, at: &str, visit: &mut dyn FnMut(&str, &Value)) {
+    visit(at, value);
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let key = key.replace('~', "~0").replace('/', "~1");
+                walk(child, &format!("{at}/{key}"), visit);
+            }
+        }
+        Value::Array(items) => {
+            for (index, child) in items.iter().enumerate() {
+                walk(child, &format!("{at}/{index}"), visit);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One documented operation.
+#[derive(Debug, Clone)]
+struct Operation {
+    method: String,
+    template: String,
+    id: String,
+    spec: Value,
+}
+
+fn operations(doc: &Value) -> Vec<Operation> {
+    let mut found = Vec::new();
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        let item = resolve(doc, item);
+        for method in OPERATION_KEYS {
+            if let Some(spec) = item.get(method) {
+                found.push(Operation {
+                    method: method.to_ascii_uppercase(),
+                    template: template.clone(),
+                    id: spec["operationId"].as_str().unwrap_or("").to_string(),
+                    spec: spec.clone(),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// `/v1/streams/{connectionId}/stats` -> `/v1/streams/{}/stats`: parameter names do not matter.
+fn normalise(template: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    for c in template.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push_str("{}");
+            }
+            '}' => in_param = false,
+            _ if in_param => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The route table in the worker's source.
+
+/// The characters of `code` outside string and char literals, each with its byte offset and the bracket
+/// depth before it, with `//` comments left out.
+fn code_chars(code: &str) -> Vec<(usize, char, usize)> {
+    let mut out = Vec::new();
+    let mut chars = code.char_indices().peekable();
+    let mut depth = 0usize;
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => {
+                // A string literal, reported as its quotes only.
+                out.push((at, c, depth));
+                while let Some((end, inner)) = chars.next() {
+                    if inner == '\\' {
+                        chars.next();
+                    } else if inner == '"' {
+                        out.push((end, inner, depth));
+                        break;
+                    }
+                }
+            }
+            '\'' if code[at..].chars().nth(2) == Some('\'') => {
+                chars.next();
+                chars.next();
+            }
+            '/' if chars.peek().map(|(_, next)| *next) == Some('/') => {
+                for (_, inner) in chars.by_ref() {
+                    if inner == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => {
+                out.push((at, c, depth));
+                depth += 1;
+            }
+            ')' | ']' | '}' => {
+                depth = depth.saturating_sub(1);
+                out.push((at, c, depth));
+            }
+            _ => out.push((at, c, depth)),
+        }
+    }
+    out
+}
+
+/// The offset of the bracket that closes the one at `open`.
+fn closing(code: &str, open: usize) -> usize {
+    let chars = code_chars(&code[open..]);
+    chars
+        .iter()
+        .skip(1)
+        .find(|(_, c, depth)| *depth == 0 && matches!(c, ')' | ']' | '}'))
+        .map(|(at, _, _)| open + at)
+        .unwrap_or_else(|| panic!("unbalanced bracket at {open}"))
+}
+
+/// The offset of the first `needle` in `code` outside brackets, strings and comments.
+fn top_level(code: &str, needle: &str) -> Option<usize> {
+    code_chars(code)
+        .into_iter()
+        .find(|(at, _, depth)| *depth == 0 && code[*at..].starts_with(needle))
+        .map(|(at, _, _)| at)
+}
+
+/// The string literals in `code`, in order.
+fn literals(code: &str) -> Vec<&str> {
+    let quotes: Vec<usize> = code_chars(code)
+        .into_iter()
+        .filter(|(_, c, _)| *c == '"')
+        .map(|(at, _, _)| at)
+        .collect();
+    quotes
+        .chunks(2)
+        .filter(|pair| pair.len() == 2)
+        .map(|pair| &code[pair[0] + 1..pair[1]])
+        .collect()
+}
+
+/// The `(method, path template)` pairs of `route()`'s match arms. An arm is a slice pattern over the
+/// path's segments (`"v1"` a literal segment, `id` a parameter) and its body ends with the method the
+/// route allows (`["v1", "streams", id, "stats"] => (Route::Stats { .. }, "GET")` is
+/// `GET /v1/streams/{}/stats`); the last HTTP method literal in an arm's body is that method.
+fn route_table(source: &str) -> BTreeSet<(String, String)> {
+    let start = source.find("fn route(").expect("fn route( in routes.rs");
+    let code = &source[start..];
+    let at = code
+        .find("match segments.as_slice()")
+        .expect("route() matches on segments.as_slice()");
+    let open = at + code[at..].find('{').expect("match block");
+    let mut arms = &code[open + 1..closing(code, open)];
+    let mut table = BTreeSet::new();
+    let mut fallback = false;
+    while !arms.trim().is_empty() {
+        let arrow = top_level(arms, "=>").unwrap_or_else(|| panic!("no `=>` in {arms}"));
+        let pattern = arms[..arrow].trim();
+        let rest = arms[arrow + 2..].trim_start();
+        let (body, next) = if rest.starts_with('{') {
+            let end = closing(rest, 0);
+            (&rest[..=end], &rest[end + 1..])
+        } else {
+            let end = top_level(rest, ",").unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        arms = next.trim_start().strip_prefix(',').unwrap_or(next);
+        if pattern == "_" {
+            assert!(body.contains("NotFound"), "the fallback arm is a 404");
+            fallback = true;
+            continue;
+        }
+        let inner = pattern
+            .strip_prefix('[')
+            .and_then(|p| p.strip_suffix(']'))
+            .unwrap_or_else(|| panic!("route() arm is not a slice pattern: {pattern}"));
+        let segments: Vec<String> = inner
+            .split(',')
+            .map(str::trim)
+            .filter(|segment| !segment.is_empty())
+            .map(|segment| {
+                if let Some(literal) = segment.strip_prefix('"') {
+                    literal.trim_end_matches('"').to_string()
+                } else if segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    "{}".to_string()
+                } else {
+                    panic!("unsupported segment pattern {segment:?} in {pattern}")
+                }
+            })
+            .collect();
+        let method = literals(body)
+            .into_iter()
+            .rev()
+            .find(|text| ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(text))
+            .unwrap_or_else(|| panic!("no method literal in the arm for {pattern}"));
+        table.insert((method.to_string(), format!("/{}", segments.join("/"))));
+    }
+    assert!(fallback, "route() ends with a `_` fallback arm");
+    table
+}
+
+#[test]
+fn the_route_parser_reads_slice_patterns_blocks_and_comments() {
+    let source = r#"
+        fn route(method: &Method, path: &str) -> ApiResult<Route> {
+            let (route, allow) = match segments.as_slice() {
+                ["healthz"] => (Route::Health, "GET"),
+                ["v1", "streams", id, "stats"] => (
+                    Route::Stats { connection: (*id).into() }, // "POST" in a comment
+                    "GET",
+                ),
+                ["api", "events", "stream"] => {
+                    let x = query(url, "connectionId").ok_or_else(|| bad("a \"POST\" {"));
+                    if *method != Method::Get {
+                        return Err(ApiError::MethodNotAllowed { allow: "GET" });
+                    }
+                    (Route::Subscribe { connection: x?, family: '}' }, "GET")
+                }
+                ["runner-jobs", job_id, "events",] => (Route::Publish, "POST"),
+                _ => return Err(ApiError::NotFound),
+            };
+        }"#;
+    let table: Vec<(String, String)> = route_table(source).into_iter().collect();
+    let expected = [
+        ("GET", "/api/events/stream"),
+        ("GET", "/healthz"),
+        ("GET", "/v1/streams/{}/stats"),
+        ("POST", "/runner-jobs/{}/events"),
+    ];
+    assert_eq!(
+        table,
+        expected
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        normalise("/runner-jobs/{jobId}/events/stream"),
+        "/runner-jobs/{}/events/stream"
+    );
+}
+
+#[test]
+fn the_document_lists_exactly_the_routes_of_the_worker() {
+    let source = std::fs::read_to_string(repo_root().join("edge-worker/src/routes.rs"))
+        .expect("edge-worker/src/routes.rs");
+    let table = route_table(&source);
+    assert!(
+        table.len() >= 10,
+        "the route parser found too few routes, so it has stopped understanding routes.rs: {table:?}"
+    );
+    let doc = document_on_disk();
+    let documented: BTreeSet<(String, String)> = operations(&doc)
+        .into_iter()
+        .map(|op| (op.method, normalise(&op.template)))
+        .collect();
+    let undocumented: Vec<_> = table.difference(&documented).collect();
+    let not_served: Vec<_> = documented.difference(&table).collect();
+    assert!(
+        undocumented.is_empty() && not_served.is_empty(),
+        "routes the worker serves but openapi.json does not document: {undocumented:?}; \
+         operations openapi.json documents but route() does not serve: {not_served:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The document itself.
+
+fn check_well_formed(doc: &Value) {
+    let version = doc["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3.1."), "OpenAPI 3.1.x, got {version}");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+
+    let mut references = 0;
+    walk(doc, "", &mut |at, value| {
+        if let Some(reference) = value.get("$ref") {
+            let reference = reference.as_str().expect("$ref is a string");
+            assert!(
+                pointer(doc, reference).is_some(),
+                "$ref {reference} at {at} does not resolve"
+            );
+            references += 1;
+        }
+        if let Some(mapping) = value.get("discriminator").and_then(|d| d.get("mapping")) {
+            for target in mapping.as_object().expect("mapping").values() {
+                let target = target.as_str().expect("mapping target");
+                assert!(
+                    pointer(doc, target).is_some(),
+                    "discriminator mapping {target} at {at} does not resolve"
+                );
+            }
+        }
+    });
+    assert!(references > 20, "the document shares its schemas by $ref");
+
+    let ops = operations(doc);
+    assert!(!ops.is_empty(), "the document has operations");
+    let mut ids = BTreeSet::new();
+    for op in &ops {
+        let name = format!("{} {}", op.method, op.template);
+        assert!(!op.id.is_empty(), "{name} has no operationId");
+        assert!(ids.insert(op.id.clone()), "operationId {} twice", op.id);
+        let responses = op.spec["responses"].as_object().expect("responses");
+        assert!(!responses.is_empty(), "{name} documents no response");
+        for (code, response) in responses {
+            let status: u16 = code
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: response key {code:?} is not a status"));
+            assert!(
+                REGISTERED_STATUSES.contains(&status),
+                "{name}: {status} is not an HTTP status"
+            );
+            assert!(
+                resolve(doc, response)["description"].is_string(),
+                "{name} {status} has no description"
+            );
+        }
+        // Every `{name}` in the template is a required path parameter, and there are no others.
+        let in_template: BTreeSet<String> = op
+            .template
+            .split('{')
+            .skip(1)
+            .map(|rest| rest.split('}').next().unwrap_or("").to_string())
+            .collect();
+        let declared: BTreeSet<String> = parameters(doc, op)
+            .into_iter()
+            .filter(|p| p["in"] == "path")
+            .map(|p| {
+                assert_eq!(p["required"], true, "{name}: path parameters are required");
+                p["name"].as_str().expect("name").to_string()
+            })
+            .collect();
+        assert_eq!(in_template, declared, "{name}: path parameters");
+    }
+    let tags: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for op in &ops {
+        let op_tags = op.spec["tags"]
+            .as_array()
+            .expect("every operation is tagged");
+        for tag in op_tags {
+            let tag = tag.as_str().expect("tag");
+            assert!(tags.contains(tag), "{}: tag {tag} is not declared", op.id);
+        }
+    }
+}
+
+fn parameters<'a>(doc: &'a Value, op: &'a Operation) -> Vec<&'a Value> {
+    op.spec["parameters"]
+        .as_array()
+        .map(|list| list.iter().map(|p| resolve(doc, p)).collect())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Answers against what the document says.
+
+/// An answer from the worker, whichever client got it.
+#[derive(Debug)]
+struct Seen {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The `error` codes a documented error response allows (`enum` or `const` on its `error` property,
+/// possibly inside `allOf`), or every code of the `ErrorCode` schema.
+fn allowed_codes(doc: &Value, schema: &Value) -> BTreeSet<String> {
+    let schema = resolve(doc, schema);
+    let mut codes = BTreeSet::new();
+    let mut parts = vec![schema];
+    if let Some(all) = schema["allOf"].as_array() {
+        parts.extend(all.iter().map(|part| resolve(doc, part)));
+    }
+    for part in parts {
+        let error = resolve(doc, &part["properties"]["error"]);
+        if let Some(values) = error["enum"].as_array() {
+            codes = values
+                .iter()
+                .map(|v| v.as_str().expect("code").to_string())
+                .collect();
+        }
+        if let Some(value) = error["const"].as_str() {
+            codes = BTreeSet::from([value.to_string()]);
+        }
+    }
+    codes
+}
+
+/// Checks an answer against one documented response: its media type, its required headers (and their
+/// `const` values), an empty body where no content is documented, and for errors the Error schema's
+/// required fields and a documented code.
+fn check_response(doc: &Value, what: &str, response: &Value, seen: &Seen) {
+    let response = resolve(doc, response);
+    let content_type = seen.header("content-type").map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let content = response["content"].as_object();
+    match (content, &content_type) {
+        (Some(content), Some(media)) => assert!(
+            content.contains_key(media.as_str()),
+            "{what}: content-type {media} is not documented ({:?})",
+            content.keys().collect::<Vec<_>>()
+        ),
+        (Some(_), None) => panic!("{what}: no content-type, but content is documented"),
+        (None, _) => assert!(
+            seen.body.is_empty(),
+            "{what}: a body where the document has none: {}",
+            seen.body
+        ),
+    }
+    if let Some(headers) = response["headers"].as_object() {
+        for (name, header) in headers {
+            let header = resolve(doc, header);
+            let value = seen.header(name);
+            if header["required"] == true {
+                assert!(value.is_some(), "{what}: documented header {name} missing");
+            }
+            if let (Some(value), Some(expected)) = (value, header["schema"]["const"].as_str()) {
+                assert_eq!(value, expected, "{what}: header {name}");
+            }
+        }
+    }
+    if seen.status >= 400 {
+        let body: Value = serde_json::from_str(&seen.body)
+            .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {:?}", seen.body));
+        let error_schema = &doc["components"]["schemas"]["Error"];
+        for field in error_schema["required"].as_array().expect("Error.required") {
+            let field = field.as_str().expect("field name");
+            assert!(
+                body[field].is_string(),
+                "{what}: error body lacks {field}: {body}"
+            );
+        }
+        if error_schema["additionalProperties"] == false {
+            let known = error_schema["properties"].as_object().expect("properties");
+            for key in body.as_object().expect("object").keys() {
+                assert!(known.contains_key(key), "{what}: undocumented field {key}");
+            }
+        }
+        let schema = &response["content"]["application/json"]["schema"];
+        let codes = allowed_codes(doc, schema);
+        let code = body["error"].as_str().unwrap_or("");
+        assert!(
+            codes.contains(code),
+            "{what}: error {code:?} is not documented for {}: {codes:?}",
+            seen.status
+        );
+    }
+}
+
+/// Checks an answer to a documented operation: a documented status, never the route-level 404 or a
+/// 405, never a 5xx, and the documented response's shape.
+fn check_operation_answer(doc: &Value, op: &Operation, probe: &str, seen: &Seen) -> u16 {
+    let what = format!("{} {} ({probe})", op.method, op.template);
+    let responses = op.spec["responses"].as_object().expect("responses");
+    let response = responses.get(&seen.status.to_string()).unwrap_or_else(|| {
+        panic!(
+            "{what}: status {} is not documented ({:?}); body: {}",
+            seen.status,
+            responses.keys().collect::<Vec<_>>(),
+            seen.body
+        )
+    });
+    assert!(
+        !seen.body.contains("\"not_found\"") && seen.status != 405,
+        "{what}: the route itself was refused: {} {}",
+        seen.status,
+        seen.body
+    );
+    assert!(
+        seen.status < 500,
+        "{what}: server error {}: {}",
+        seen.status,
+        seen.body
+    );
+    check_response(doc, &what, response, seen);
+    seen.status
+}
+
+fn is_stream(doc: &Value, op: &Operation) -> bool {
+    resolve(doc, &op.spec["responses"]["200"])["content"]
+        .get("text/event-stream")
+        .is_some()
+}
+
+/// Sends one request for `op`. A stream is opened over a raw socket, its headers read and the connection
+/// dropped; any other answer is read whole.
+fn send(
+    base: &str,
+    doc: &Value,
+    op: &Operation,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> Seen {
+    if op.method == "GET" && is_stream(doc, op) {
+        let sub = Subscription::open(base, path, bearer, &[]);
+        let streaming = sub
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let mut body = Vec::new();
+        if !streaming && sub.status != 204 {
+            // An error: its JSON body, which the subscription's reader hands on as raw bytes.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while serde_json::from_slice::<Value>(&body).is_err() && Instant::now() < deadline {
+                body.extend(sub.raw_bytes());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let seen = Seen {
+            status: sub.status,
+            headers: sub.headers.clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        sub.abort();
+        return seen;
+    }
+    let answer = request(&op.method, &format!("{base}{path}"), bearer, body);
+    Seen {
+        status: answer.status,
+        headers: answer.headers,
+        body: answer.body,
+    }
+}
+
+/// What fills an operation's parameters in one probe.
+struct Fill<'a> {
+    /// Every path parameter and every required query parameter.
+    id: &'a str,
+    /// Leave the required query parameters out.
+    omit_required_query: bool,
+    /// Extra query text (`name=value&...`).
+    extra_query: &'a str,
+}
+
+fn url_for(doc: &Value, op: &Operation, fill: &Fill<'_>) -> String {
+    let mut path = String::new();
+    let mut in_param = false;
+    for c in op.template.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                path.push_str(fill.id);
+            }
+            '}' => in_param = false,
+            _ if in_param => {}
+            _ => path.push(c),
+        }
+    }
+    let mut query: Vec<String> = parameters(doc, op)
+        .into_iter()
+        .filter(|p| p["in"] == "query" && p["required"] == true && !fill.omit_required_query)
+        .map(|p| format!("{}={}", p["name"].as_str().expect("name"), fill.id))
+        .collect();
+    if !fill.extra_query.is_empty() {
+        query.push(fill.extra_query.to_string());
+    }
+    if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
+/// The request body examples of an operation, by name (`example` is named "example").
+fn body_examples(op: &Operation) -> Vec<(String, String)> {
+    let media = &op.spec["requestBody"]["content"]["application/json"];
+    let mut found = Vec::new();
+    if let Some(example) = media.get("example") {
+        found.push(("example".to_string(), example.to_string()));
+    }
+    if let Some(examples) = media["examples"].as_object() {
+        for (name, example) in examples {
+            found.push((name.clone(), example["value"].to_string()));
+        }
+    }
+    found
+}
+
+/// A minimal valid body for an operation that takes one: its first example, else its schema's
+/// example, else `{}`.
+fn valid_body(doc: &Value, op: &Operation) -> Option<String> {
+    let media = &op.spec["requestBody"]["content"]["application/json"];
+    if media.is_null() {
+        return None;
+    }
+    let schema_example = &resolve(doc, &media["schema"])["example"];
+    Some(match body_examples(op).into_iter().next() {
+        Some((_, body)) => body,
+        None if !schema_example.is_null() => schema_example.to_string(),
+        None => "{}".to_string(),
+    })
+}
+
+/// The one operation whose success needs state first: a plan runner reports on an open plan.
+fn setup(base: &str, op: &Operation, bearer: &str) {
+    if op.id == "reportPlanStage" {
+        let opened = request(
+            "POST",
+            &format!("{base}/api/plan"),
+            Some(bearer),
+            Some("{}"),
+        );
+        assert_eq!(opened.status, 204, "open a plan: {}", opened.body);
+    }
+}
+
+#[test]
+fn the_served_document_is_well_formed_and_the_one_in_the_repository() {
+    let wrangler = Wrangler::start(&[]);
+    let answer = request("GET", &wrangler.url("/openapi.json"), None, None);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        answer
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("application/json")),
+        "{:?}",
+        answer.header("content-type")
+    );
+    let served = answer.json();
+    assert_eq!(
+        served,
+        document_on_disk(),
+        "the served document is the file"
+    );
+    check_well_formed(&served);
+    // As the document says of itself: the asset layer, not the Worker, refuses other methods on it.
+    let posted = request("POST", &wrangler.url("/openapi.json"), None, Some("{}"));
+    assert_eq!(
+        (posted.status, posted.body.as_str()),
+        (405, ""),
+        "POST /openapi.json"
+    );
+}
+
+#[test]
+fn every_documented_operation_answers_a_documented_status() {
+    let wrangler = Wrangler::start(&[]);
+    let base = wrangler.base.as_str();
+    let doc = document_on_disk();
+    let ops = operations(&doc);
+    let mut statuses_seen = BTreeSet::new();
+    for op in &ops {
+        // A tenant of its own per operation, so no probe sees another's state.
+        let tenant = unique("openapi");
+        let bearer = full_token(&tenant);
+        let id = unique("probe");
+        let secured = op.spec["security"]
+            .as_array()
+            .is_none_or(|schemes| !schemes.is_empty());
+        let plain = Fill {
+            id: &id,
+            omit_required_query: false,
+            extra_query: "",
+        };
+        let mut probe = |name: &str, fill: &Fill<'_>, bearer: Option<&str>, body: Option<&str>| {
+            let seen = send(base, &doc, op, &url_for(&doc, op, fill), bearer, body);
+            let status = check_operation_answer(&doc, op, name, &seen);
+            statuses_seen.insert((op.id.clone(), status));
+            status
+        };
+
+        // With valid credentials and a valid body: a success.
+        setup(base, op, &bearer);
+        let body = valid_body(&doc, op);
+        let status = probe("valid", &plain, Some(&bearer), body.as_deref());
+        assert!(
+            (200..300).contains(&status),
+            "{}: a valid request gets {status}",
+            op.id
+        );
+        // Every value of every enumerated query parameter is accepted.
+        for param in parameters(&doc, op) {
+            let Some(values) = param["schema"]["enum"].as_array() else {
+                continue;
+            };
+            for value in values {
+                let query = format!(
+                    "{}={}",
+                    param["name"].as_str().unwrap(),
+                    value.as_str().unwrap()
+                );
+                let fill = Fill {
+                    extra_query: &query,
+                    ..plain
+                };
+                let status = probe(&query, &fill, Some(&bearer), body.as_deref());
+                assert!(
+                    (200..300).contains(&status),
+                    "{}: {query} gets {status}",
+                    op.id
+                );
+            }
+        }
+        // Every documented example body gets a documented answer (some need state a fresh tenant lacks).
+        for (name, example) in body_examples(op) {
+            let tenant = unique("openapi");
+            let bearer = full_token(&tenant);
+            setup(base, op, &bearer);
+            probe(
+                &format!("example {name}"),
+                &plain,
+                Some(&bearer),
+                Some(&example),
+            );
+        }
+        // A ticket, where the operation takes one (minted for the stream it reads: the SQLMesh stream
+        // is the connection id `default`).
+        if op.spec["security"]
+            .as_array()
+            .is_some_and(|schemes| schemes.iter().any(|s| s.get("ticket").is_some()))
+        {
+            let connection = if op.template.contains('{')
+                || parameters(&doc, op)
+                    .iter()
+                    .any(|p| p["in"] == "query" && p["required"] == true)
+            {
+                id.as_str()
+            } else {
+                "default"
+            };
+            let minted = request(
+                "POST",
+                &wrangler.url("/v1/tickets"),
+                Some(&bearer),
+                Some(&format!(r#"{{"connectionId":"{connection}"}}"#)),
+            );
+            assert_eq!(minted.status, 200, "{}", minted.body);
+            let ticket = minted.json()["ticket"]
+                .as_str()
+                .expect("ticket")
+                .to_string();
+            let query = format!("ticket={ticket}");
+            let fill = Fill {
+                extra_query: &query,
+                ..plain
+            };
+            let status = probe("ticket", &fill, None, body.as_deref());
+            assert_eq!(status, 200, "{}: a ticket for its stream", op.id);
+        }
+        // Without credentials: 401 (or the answer, on the one open route).
+        let status = probe("no credentials", &plain, None, body.as_deref());
+        if secured {
+            assert_eq!(status, 401, "{}: no credentials", op.id);
+            // A token limited to another stream: 403.
+            let elsewhere = token(
+                &tenant,
+                &[Scope::Publish, Scope::Subscribe],
+                Some(&["elsewhere"]),
+                600,
+            );
+            let status = probe(
+                "another stream's token",
+                &plain,
+                Some(&elsewhere),
+                body.as_deref(),
+            );
+            assert_eq!(status, 403, "{}: a token for another stream", op.id);
+        } else {
+            assert_eq!(status, 200, "{}: needs no credentials", op.id);
+        }
+        // Bad input, where there is input to get wrong: a 400.
+        if body.is_some() {
+            let status = probe("malformed body", &plain, Some(&bearer), Some("{not json"));
+            assert_eq!(status, 400, "{}: malformed body", op.id);
+        }
+        if op.template.contains('{') {
+            let fill = Fill {
+                id: "bad%20id",
+                ..plain
+            };
+            let status = probe(
+                "invalid path parameter",
+                &fill,
+                Some(&bearer),
+                body.as_deref(),
+            );
+            assert_eq!(status, 400, "{}: invalid id", op.id);
+        }
+        for param in parameters(&doc, op) {
+            if param["in"] != "query" {
+                continue;
+            }
+            if param["required"] == true {
+                let fill = Fill {
+                    omit_required_query: true,
+                    ..plain
+                };
+                let status = probe("required query missing", &fill, Some(&bearer), None);
+                assert_eq!(status, 400, "{}: without {}", op.id, param["name"]);
+            }
+            // A value its pattern forbids (a line feed in a filter value).
+            if param["schema"]["items"]["pattern"].is_string() {
+                let query = format!("{}=bad%0Avalue", param["name"].as_str().unwrap());
+                let fill = Fill {
+                    extra_query: &query,
+                    ..plain
+                };
+                let status = probe(&query, &fill, Some(&bearer), None);
+                assert_eq!(status, 400, "{}: {query}", op.id);
+            }
+        }
+    }
+    // The probes reached every operation and more than its success.
+    let probed: BTreeSet<&str> = statuses_seen.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(probed.len(), ops.len());
+    let codes: BTreeSet<u16> = statuses_seen.iter().map(|(_, status)| *status).collect();
+    for status in [200, 204, 400, 401, 403, 409] {
+        assert!(
+            codes.contains(&status),
+            "no probe saw a {status}: {codes:?}"
+        );
+    }
+}
+
+#[test]
+fn every_other_method_is_a_405_naming_the_documented_ones() {
+    let wrangler = Wrangler::start(&[]);
+    let doc = document_on_disk();
+    let bearer = full_token("acme");
+    let method_not_allowed = &doc["components"]["responses"]["MethodNotAllowed"];
+    let not_found = &doc["components"]["responses"]["NotFound"];
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        let item = resolve(&doc, item);
+        let documented: Vec<String> = OPERATION_KEYS
+            .iter()
+            .filter(|m| item.get(**m).is_some())
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
+        let path = normalise(template).replace("{}", "c1");
+        let url = wrangler.url(&path);
+        // OPTIONS is the CORS preflight on every path (204), not a route's method.
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"] {
+            if documented.iter().any(|m| m == method) {
+                continue;
+            }
+            let answer = request(method, &url, Some(&bearer), None);
+            let what = format!("{method} {path}");
+            assert_eq!(answer.status, 405, "{what}: {}", answer.body);
+            assert_eq!(
+                answer.header("allow"),
+                Some(documented.join(", ").as_str()),
+                "{what}: Allow"
+            );
+            let seen = Seen {
+                status: answer.status,
+                headers: answer.headers,
+                body: answer.body,
+            };
+            // A HEAD answer has no body to check.
+            if method != "HEAD" {
+                check_response(&doc, &what, method_not_allowed, &seen);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} method probes");
+    // And a path the document does not list is the route-level 404.
+    for path in ["/v1/streams/c1/nope", "/api", "/v1/tickets/c1"] {
+        let answer = request("GET", &wrangler.url(path), Some(&bearer), None);
+        let seen = Seen {
+            status: answer.status,
+            headers: answer.headers,
+            body: answer.body,
+        };
+        assert_eq!(seen.status, 404, "GET {path}");
+        check_response(&doc, &format!("GET {path}"), not_found, &seen);
+    }
+}
+
+#[test]
+fn an_openapi_validator_accepts_the_document_and_refuses_a_broken_copy() {
+    let good = repo_root().join("edge-worker/public/openapi.json");
+    let mut broken = document_on_disk();
+    broken["components"]["schemas"]
+        .as_object_mut()
+        .expect("schemas")
+        .remove("Error");
+    let broken_path = std::env::temp_dir().join(format!("{}.json", unique("openapi-broken")));
+    std::fs::write(&broken_path, broken.to_string()).expect("write broken copy");
+    let result = run_node(
+        "openapi_validate.mjs",
+        &serde_json::json!({ "documents": [good, &broken_path] }),
+        Duration::from_secs(60),
+    );
+    let _ = std::fs::remove_file(&broken_path);
+    let results = result["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{result}");
+    assert_eq!(
+        results[0]["valid"], true,
+        "the validator refuses openapi.json: {}",
+        results[0]
+    );
+    assert_eq!(results[0]["specification"], "OpenAPI");
+    assert_eq!(
+        results[0]["warnings"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        results[0]
+    );
+    assert_eq!(
+        results[1]["valid"], false,
+        "the validator accepts a document with dangling $refs, so it checks nothing: {}",
+        results[1]
+    );
+}
