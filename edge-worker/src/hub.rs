@@ -300,25 +300,25 @@ impl Hub {
     }
 
     /// Runs one plan transition and publishes the trackers it changed, persisting the session in
-    /// the same storage event as the tracker events.
+    /// the same storage event as the tracker events. The session in memory changes only once the
+    /// trackers are stored: a refused move (illegal, too large, a complete stream) changes nothing.
     fn plan_step(
         &self,
         config: &Config,
         step: impl FnOnce(&mut PlanSession, u64) -> ApiResult<PlanUpdate>,
     ) -> ApiResult<Vec<String>> {
-        let (update, json) = self.with_loaded(|loaded| {
+        let (session, update, json) = self.with_loaded(|loaded| {
             let mut session = loaded.plan.clone().unwrap_or_default();
             let update = step(&mut session, now_ms())?;
             // Trackers carry every stage's details, so they grow; one over the event bound is refused
-            // before the session changes, like an oversized publish.
+            // like an oversized publish.
             config
                 .publish
                 .check_composed(update.events().iter().map(|(_, data)| data.as_str()))
                 .map_err(publish_error)?;
             let json =
                 serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
-            loaded.plan = Some(session);
-            Ok::<_, ApiError>((update, json))
+            Ok::<_, ApiError>((session, update, json))
         })?;
         let events = update
             .into_iter()
@@ -329,7 +329,10 @@ impl Hub {
             })
             .collect();
         let ids = self.publish(config, events)?;
-        self.with_loaded(|loaded| loaded.store.set_meta(PLAN, &json))?;
+        self.with_loaded(|loaded| {
+            loaded.plan = Some(session);
+            loaded.store.set_meta(PLAN, &json)
+        })?;
         Ok(ids)
     }
 

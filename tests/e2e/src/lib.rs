@@ -15,6 +15,7 @@ use herald_core::{mint, Claims, ConnectionId, Parser, Scope, Scopes, TenantId, T
 
 pub mod clients;
 pub mod faults;
+pub mod openapi;
 
 /// The HMAC key every test instance is started with.
 pub const TEST_KEY: &str = "e2e-test-key-0123456789abcdef0123456789abcdef";

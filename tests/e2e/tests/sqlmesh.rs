@@ -247,3 +247,31 @@ fn cancel_with_nothing_running_fails_the_cancel_stage() {
         400
     );
 }
+
+#[test]
+fn a_refused_plan_request_leaves_the_plan_as_it_was() {
+    let wrangler = Wrangler::start(&[]);
+    let plan = Plan {
+        wrangler: &wrangler,
+        token: full_token("acme"),
+    };
+    // A complete stream takes no more events, tracker events included: the plan must not open.
+    let complete = request(
+        "POST",
+        &wrangler.url("/v1/streams/default/events"),
+        Some(&plan.token),
+        Some(r#"{"event":"stream.complete","data":{}}"#),
+    );
+    assert_eq!(complete.status, 200, "{}", complete.body);
+    let refused = plan.post("/api/plan", r#"{"environment":"refused"}"#);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    // A reset carries the plan in memory as its snapshot; there must be none.
+    let late = wrangler.subscribe("/api/events?lastEventId=garbage", Some(&plan.token), &[]);
+    let reset = late.next_event(WAIT).expect("reset");
+    assert_eq!(reset.event, "reset");
+    assert!(
+        !reset.data.contains("snapshot") && !reset.data.contains("refused"),
+        "{}",
+        reset.data
+    );
+}
