@@ -50,23 +50,29 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Runs `node tests/clients/<script> <input JSON>` and returns the JSON of its last stdout line.
-/// Panics with the script's stderr if it fails, prints no JSON, or outlives `timeout`.
-pub fn run_node(script: &str, input: &serde_json::Value, timeout: Duration) -> serde_json::Value {
+/// Starts `command` from the repository root in its own process group (so that [`kill_group`] reaches
+/// everything it starts), with stdout and stderr read on threads as they arrive.
+fn spawn_in_group(command: &mut Command) -> (Child, Receiver<Vec<u8>>, Receiver<Vec<u8>>) {
     use std::os::unix::process::CommandExt;
-    let path = repo_root().join("tests/clients").join(script);
-    let mut child = Command::new("node")
-        .arg(&path)
-        .arg(input.to_string())
+    let mut child = command
         .current_dir(repo_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .expect("start node");
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
     let stdout = pump(child.stdout.take().expect("stdout"));
     let stderr = pump(child.stderr.take().expect("stderr"));
+    (child, stdout, stderr)
+}
+
+/// Runs `node tests/clients/<script> <input JSON>` and returns the JSON of its last stdout line.
+/// Panics with the script's stderr if it fails, prints no JSON, or outlives `timeout`.
+pub fn run_node(script: &str, input: &serde_json::Value, timeout: Duration) -> serde_json::Value {
+    let path = repo_root().join("tests/clients").join(script);
+    let (mut child, stdout, stderr) =
+        spawn_in_group(Command::new("node").arg(&path).arg(input.to_string()));
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait node") {
@@ -224,23 +230,15 @@ pub struct DevCommand {
 impl DevCommand {
     /// Runs the command and waits until it has printed the page link and the worker answers `/healthz`.
     pub fn start(timeout: Duration) -> DevCommand {
-        use std::os::unix::process::CommandExt;
         let port = free_port();
         let state = repo_root().join(".e2e").join(crate::unique("dev-state"));
-        let mut child = Command::new("bash")
-            .arg("scripts/dev.sh")
-            .env("PORT", port.to_string())
-            .env("HERALD_STATE_DIR", &state)
-            .env("HERALD_SKIP_BUILD", "1")
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("start scripts/dev.sh");
-        let stdout = pump(child.stdout.take().expect("stdout"));
-        let stderr = pump(child.stderr.take().expect("stderr"));
+        let (child, stdout, stderr) = spawn_in_group(
+            Command::new("bash")
+                .arg("scripts/dev.sh")
+                .env("PORT", port.to_string())
+                .env("HERALD_STATE_DIR", &state)
+                .env("HERALD_SKIP_BUILD", "1"),
+        );
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + timeout;
         let mut printed = String::new();
