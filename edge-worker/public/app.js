@@ -233,7 +233,8 @@ function planRunning() {
 function renderPlan() {
   const trackers = $('trackers');
   const now = Date.now();
-  trackers.replaceChildren(...TRACKERS.filter((t) => page.plan[t.event]).map((t) => {
+  // A tracker that never started comes as `{}` in a snapshot: nothing to draw.
+  trackers.replaceChildren(...TRACKERS.filter((t) => page.plan[t.event]?.meta).map((t) => {
     const tracker = page.plan[t.event];
     const meta = tracker.meta ?? {};
     const begin = meta.start ?? now;

@@ -232,6 +232,13 @@ fn live_page_shows_a_plan_a_cancel_heartbeats_reconnects_resets_and_a_job() {
         Some(true)
     );
 
+    // A fresh connection draws the same plan from the three trackers it gets first (no ids: they are
+    // a snapshot, not the log).
+    let fresh = &result["fresh"];
+    assert_eq!(fresh["trackers"], cancelled["trackers"]);
+    assert_eq!(fresh["counts"]["events"], 3);
+    assert_eq!(listed_ids(fresh), Vec::<u64>::new());
+
     // The runner job: steps with their output.
     let steps = &result["steps"]["steps"];
     assert_eq!(
