@@ -135,7 +135,9 @@ function onEvent({ event, data, id, hasId }) {
   const json = parse(data);
   if (event === 'reset') {
     page.counts.resets += 1;
-    logRow('reset', '', event, data);
+    // `id` is still the last id the page saw: with the log's oldest id it names what is gone.
+    const gone = json?.reason === 'evicted' && id ? ` (lost: the events after ${id} and before ${json.oldest})` : '';
+    logRow('reset', '', event, data + gone);
     for (const [name, tracker] of Object.entries(json?.snapshot ?? {})) page.plan[name] = tracker;
     renderPlan();
     return;

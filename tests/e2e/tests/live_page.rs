@@ -265,6 +265,23 @@ fn live_page_shows_a_plan_a_cancel_heartbeats_reconnects_resets_and_a_job() {
     let reset = &result["reset"];
     assert_eq!(reset["counts"]["resets"], 1);
     assert_eq!(kinds(reset, "reset"), 1);
+    let reset_row = reset["log"]
+        .as_array()
+        .expect("log rows")
+        .iter()
+        .find(|row| row["kind"] == "reset")
+        .and_then(|row| row["text"].as_str())
+        .expect("reset row");
+    let last_seen = result["steps"]["lastId"]
+        .as_str()
+        .expect("last id before the cut");
+    let (epoch, _) = last_seen.rsplit_once('-').expect("id");
+    assert!(
+        reset_row.ends_with(&format!(
+            "(lost: the events after {last_seen} and before {epoch}-8)"
+        )),
+        "the reset names what was lost: {reset_row}"
+    );
     let complete = &result["complete"];
     assert_eq!(complete["status"], "complete");
     assert_eq!(complete["jobComplete"], true);
