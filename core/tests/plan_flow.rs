@@ -44,6 +44,18 @@ fn dev() -> PlanRequest {
         .expect("valid")
 }
 
+/// An apply plan opened at 0 ms whose overview succeeded at 1 ms: the apply tracker is next.
+fn applying() -> PlanSession {
+    let mut session = PlanSession::new();
+    session.open_apply(dev(), 0);
+    ok(
+        &mut session,
+        r#"{"op":"finish","tracker":"overview","success":true}"#,
+        1,
+    );
+    session
+}
+
 #[test]
 fn a_plan_runs_overview_then_apply_to_success() {
     let mut session = PlanSession::new();
@@ -154,13 +166,7 @@ fn a_plan_runs_overview_then_apply_to_success() {
 
 #[test]
 fn a_cancelled_apply_waits_for_the_runner_then_fails_the_apply_tracker() {
-    let mut session = PlanSession::new();
-    session.open_apply(dev(), 0);
-    ok(
-        &mut session,
-        r#"{"op":"finish","tracker":"overview","success":true}"#,
-        1,
-    );
+    let mut session = applying();
     ok(&mut session, r#"{"op":"start","stage":"backfill"}"#, 2);
 
     let events = ok(&mut session, r#"{"op":"cancel"}"#, 3);
@@ -279,13 +285,7 @@ fn a_failed_overview_stage_ends_an_apply_plan() {
 
 #[test]
 fn a_stored_session_restores_and_carries_on() {
-    let mut session = PlanSession::new();
-    session.open_apply(dev(), 0);
-    ok(
-        &mut session,
-        r#"{"op":"finish","tracker":"overview","success":true}"#,
-        1,
-    );
+    let mut session = applying();
     ok(
         &mut session,
         r#"{"op":"start","stage":"backfill","details":{"tasks":{"m":{"completed":0,"total":2}}}}"#,
@@ -312,13 +312,7 @@ fn a_stored_session_restores_and_carries_on() {
 
 #[test]
 fn a_tampered_session_is_refused_on_restore() {
-    let mut session = PlanSession::new();
-    session.open_apply(dev(), 0);
-    ok(
-        &mut session,
-        r#"{"op":"finish","tracker":"overview","success":true}"#,
-        1,
-    );
+    let mut session = applying();
     ok(&mut session, r#"{"op":"start","stage":"creation"}"#, 2);
     let stored = serde_json::to_string(&session).expect("serialises");
     assert!(stored.starts_with(r#"{"state":"applying","#), "{stored}");

@@ -105,7 +105,7 @@ impl Quiet {
         self.stream
             .set_read_timeout(Some(timeout))
             .expect("read timeout");
-        let head = read_head(&mut self.stream);
+        let head = crate::read_head_text(&mut self.stream);
         status_of(&head)
     }
 
@@ -138,7 +138,7 @@ impl Quiet {
         self.stream
             .set_read_timeout(Some(idle))
             .expect("read timeout");
-        let head = read_head(&mut self.stream);
+        let head = crate::read_head_text(&mut self.stream);
         let status = status_of(&head);
         let chunked = head
             .to_ascii_lowercase()
@@ -219,18 +219,6 @@ impl Quiet {
             ended,
         }
     }
-}
-
-fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).to_string()
 }
 
 fn status_of(head: &str) -> u16 {

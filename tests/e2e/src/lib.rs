@@ -543,8 +543,9 @@ pub fn send_get(base: &str, path: &str, bearer: Option<&str>, extra: &[(&str, &s
     stream
 }
 
-/// Reads the status line and headers; returns a reader positioned at the (de-chunked) body.
-fn read_head(mut stream: TcpStream) -> (u16, Vec<(String, String)>, Box<dyn Read + Send>) {
+/// Reads a response's status line and headers a byte at a time, so that nothing of the body is
+/// consumed: everything up to and including the blank line (less if the connection ends first).
+pub(crate) fn read_head_text(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -553,7 +554,12 @@ fn read_head(mut stream: TcpStream) -> (u16, Vec<(String, String)>, Box<dyn Read
             _ => break,
         }
     }
-    let text = String::from_utf8_lossy(&head).to_string();
+    String::from_utf8_lossy(&head).to_string()
+}
+
+/// Reads the status line and headers; returns a reader positioned at the (de-chunked) body.
+fn read_head(mut stream: TcpStream) -> (u16, Vec<(String, String)>, Box<dyn Read + Send>) {
+    let text = read_head_text(&mut stream);
     let mut lines = text.split("\r\n");
     let status = lines
         .next()
