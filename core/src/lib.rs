@@ -105,5 +105,7 @@ pub use plan::{
     Stage, StageMeta, StageState, Status, Tracker, TrackerBase, PLAN_APPLY, PLAN_CANCEL,
     PLAN_OVERVIEW,
 };
-pub use publish::{parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits};
+pub use publish::{
+    parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits, STREAM_COMPLETE,
+};
 pub use resume::Resume;

@@ -9,11 +9,12 @@
 
 use alloc::collections::vec_deque::{self, VecDeque};
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::fmt;
 
 use bytes::Bytes;
 
-use crate::{EventId, EventName};
+use crate::{EventId, EventName, Frame, NewEvent};
 
 /// Where an event sits in a hub's history: the log's epoch and the event's sequence number.
 ///
@@ -383,6 +384,36 @@ impl ReplayLog {
             epoch: self.epoch,
             seq: self.next_seq,
         }
+    }
+
+    /// Numbers a batch from [`ReplayLog::next_position`] on and encodes each event's frame once, with its
+    /// `id:`, ready to [`ReplayLog::push`] in order. The log does not change: the caller decides when the
+    /// batch is in (after storage has it).
+    #[must_use]
+    pub fn number(&self, events: Vec<NewEvent>) -> Vec<LogEntry> {
+        let first_seq = self.next_seq;
+        events
+            .into_iter()
+            .zip(first_seq..)
+            .map(|(event, seq)| {
+                let id = Position {
+                    epoch: self.epoch,
+                    seq,
+                }
+                .to_event_id();
+                let frame = Frame::new()
+                    .id(&id)
+                    .event(&event.name)
+                    .data(&event.data)
+                    .to_bytes();
+                LogEntry {
+                    seq,
+                    name: event.name,
+                    category: event.category,
+                    frame,
+                }
+            })
+            .collect()
     }
 
     /// The newest retained position.

@@ -102,6 +102,18 @@ pub struct NewEvent {
     pub category: Option<String>,
 }
 
+/// The event name that marks a stream complete (a finished job): the stream takes no more events, and a
+/// client that has seen it gets `204 No Content` on reconnect, which tells EventSource to stop.
+pub const STREAM_COMPLETE: &str = "stream.complete";
+
+impl NewEvent {
+    /// Whether this event completes its stream ([`STREAM_COMPLETE`]).
+    #[must_use]
+    pub fn completes_stream(&self) -> bool {
+        self.name.as_str() == STREAM_COMPLETE
+    }
+}
+
 /// The longest category, in bytes.
 const CATEGORY_BYTES_MAX: usize = 64;
 

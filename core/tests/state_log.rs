@@ -5,7 +5,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use bytes::Bytes;
 use herald_core::{
-    EventName, GapReason, LogEntry, LogLimits, Position, Replay, ReplayLog, RestoreError,
+    EventName, GapReason, LogEntry, LogLimits, NewEvent, Position, Replay, ReplayLog, RestoreError,
+    STREAM_COMPLETE,
 };
 
 const EPOCH: u64 = 1_700_000_000_000;
@@ -472,4 +473,55 @@ mod prop {
             prop_assert_eq!(parsed, naive_parse(&text));
         }
     }
+}
+
+#[test]
+fn number_gives_a_batch_the_next_ids_and_encodes_each_frame_once() {
+    let mut log = ReplayLog::new(EPOCH, LogLimits::default());
+    let _ = log.push(entry(1, 10));
+    let event = |name: &str, data: &str, category: Option<&str>| NewEvent {
+        name: EventName::new(name).unwrap(),
+        data: data.into(),
+        category: category.map(Into::into),
+    };
+    let batch = vec![
+        event("job.created", r#"{"n":1}"#, Some("ai")),
+        event("step.output", "one\ntwo", None),
+        event(STREAM_COMPLETE, "", None),
+    ];
+    assert_eq!(
+        batch
+            .iter()
+            .map(NewEvent::completes_stream)
+            .collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    let entries = log.number(batch);
+    assert_eq!(log.next_seq(), 2, "numbering does not push");
+    let frames: Vec<&[u8]> = entries.iter().map(|e| &e.frame[..]).collect();
+    assert_eq!(
+        frames,
+        [
+            &b"id: 1700000000000-2\nevent: job.created\ndata: {\"n\":1}\n\n"[..],
+            &b"id: 1700000000000-3\nevent: step.output\ndata: one\ndata: two\n\n"[..],
+            &b"id: 1700000000000-4\nevent: stream.complete\ndata:\n\n"[..],
+        ]
+    );
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| (e.seq, e.category.as_deref()))
+            .collect::<Vec<_>>(),
+        [(2, Some("ai")), (3, None), (4, None)]
+    );
+    for entry in entries {
+        assert_eq!(log.push(entry).through_seq, None);
+    }
+    assert_eq!(
+        log.last_position(),
+        Some(Position {
+            epoch: EPOCH,
+            seq: 4
+        })
+    );
 }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use herald_core::{
     open_frame, parse_publish, reset_frame, EventName, Filter, Frame, HeartbeatPolicy,
-    HeartbeatProfile, LogEntry, NewEvent, Outbox, PlanCommand, PlanError, PlanRequest, PlanSession,
+    HeartbeatProfile, NewEvent, Outbox, PlanCommand, PlanError, PlanRequest, PlanSession,
     PlanUpdate, Position, ReplayLog, Resume,
 };
 use serde::Serialize;
@@ -18,9 +18,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::routes::{publish_error, Family};
 use crate::storage::{Store, PLAN};
 use crate::stream::{now_ms, Subscriber, SubscriberStream, Subscribers};
-
-/// The event name that marks a stream complete (a finished job): later reconnects get 204.
-const COMPLETE_EVENT: &str = "stream.complete";
 
 /// What the Hub keeps in memory once it has read its storage.
 #[derive(Debug)]
@@ -91,32 +88,6 @@ fn sse_headers() -> worker::Result<Headers> {
 
 fn illegal(error: PlanError) -> ApiError {
     ApiError::conflict("illegal_transition", error)
-}
-
-/// Gives each event the next id of `log` and encodes its frame once; subscribers share these bytes.
-fn encode_batch(log: &ReplayLog, events: Vec<NewEvent>) -> Vec<LogEntry> {
-    let first = log.next_position();
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(offset, event)| {
-            let position = Position {
-                epoch: first.epoch,
-                seq: first.seq + offset as u64,
-            };
-            let frame = Frame::new()
-                .id(&position.to_event_id())
-                .event(&event.name)
-                .data(&event.data)
-                .to_bytes();
-            LogEntry {
-                seq: position.seq,
-                name: event.name,
-                category: event.category,
-                frame,
-            }
-        })
-        .collect()
 }
 
 fn query(url: &Url, name: &str) -> Option<String> {
@@ -252,10 +223,8 @@ impl Hub {
                 "the stream is complete; it takes no more events",
             ));
         }
-        let completes = events
-            .iter()
-            .any(|event| event.name.as_str() == COMPLETE_EVENT);
-        let entries = encode_batch(&loaded.log, events);
+        let completes = events.iter().any(NewEvent::completes_stream);
+        let entries = loaded.log.number(events);
         let mut evicted_through = None;
         for entry in entries.iter().cloned() {
             evicted_through = loaded.log.push(entry).through_seq.or(evicted_through);
