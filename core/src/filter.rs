@@ -20,7 +20,10 @@ const VALUES_MAX: usize = 64;
 /// matches `job`, `job:state_change` and `job.x`, but not `jobs`. Categories match exactly. When both
 /// parameters are given, an event must match both; an event without a category never matches a category
 /// filter.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// A filter serializes (as `{"types":[..]|null,"categories":[..]|null}`) so that it can ride with a
+/// subscriber's socket while its hub hibernates.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     types: Option<Vec<String>>,
     categories: Option<Vec<String>>,

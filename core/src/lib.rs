@@ -12,6 +12,9 @@
 //! - Fan-out: [`Outbox`] is a subscriber's bounded queue; [`Filter`] selects events by `types=` and
 //!   `categories=`; [`HeartbeatPolicy`] says when a heartbeat is due and what it looks like;
 //!   [`open_frame`], [`reset_frame`] and [`lagging_frame`] are the control frames (never with an id).
+//! - Streams: [`Hub`] is one stream's hub (publish, subscribe, the offer rule, over a log that may
+//!   stay in storage: [`LogSummary`]); [`Relay`] is one subscriber's side (first bytes, bounded
+//!   outbox, heartbeats, maximum age); a [`HubMessage`] carries frames from one to the other.
 //! - SQLMesh plans: [`PlanSession`] is the stage-tracker state machine behind `/api/plan`.
 //! - Access: [`verify`] and [`mint`] handle HS256 tokens and tickets ([`Claims`]); [`ConnectionId`]
 //!   and [`TenantId`] name a hub ([`hub_name`]); [`parse_publish`] validates publish bodies.
@@ -76,12 +79,15 @@ mod control;
 mod encode;
 mod filter;
 mod heartbeat;
+mod hub;
 mod log;
 mod outbox;
 mod parse;
 mod plan;
 mod publish;
+mod relay;
 mod resume;
+mod wire;
 
 pub use auth::{
     hub_name, mint, verify, AuthError, Claims, ConnectionId, Forbidden, IdentifierError, Scope,
@@ -93,6 +99,7 @@ pub use filter::{Filter, FilterError, FilterErrorKind, FilterParam, Vocabulary};
 pub use heartbeat::{
     HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, UnknownHeartbeat, DEFAULT_HEARTBEAT_MS,
 };
+pub use hub::{Batch, Hub, LogSummary, Refused, SubscriberRecord, Subscription};
 pub use log::{
     Evicted, GapReason, LogEntry, LogLimits, Position, PositionError, Replay, ReplayLog,
     RestoreError,
@@ -108,4 +115,6 @@ pub use plan::{
 pub use publish::{
     parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits, STREAM_COMPLETE,
 };
+pub use relay::{Relay, RelayPoll, RelaySettings};
 pub use resume::Resume;
+pub use wire::{HubMessage, WireError, WireFrame};

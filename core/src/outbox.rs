@@ -117,6 +117,12 @@ impl Outbox {
         }
     }
 
+    /// Sets the epoch a `lagging` frame names: a relay learns it from the hub's first message, after
+    /// its outbox already holds the opening frame.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
     /// Stops accepting frames without a `lagging` frame: for a stream that just queued its terminal event.
     pub fn close_after_drain(&mut self) {
         self.closing = true;
