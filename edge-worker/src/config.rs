@@ -7,6 +7,9 @@ use worker::Env;
 
 use crate::error::{ApiError, ApiResult};
 
+/// The most hibernatable WebSockets the runtime lets one Durable Object accept.
+const SOCKETS_PER_OBJECT_MAX: u64 = 32_768;
+
 /// Settings shared by the Worker and the Hub.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -16,8 +19,12 @@ pub(crate) struct Config {
     pub(crate) outbox: OutboxLimits,
     pub(crate) publish: PublishLimits,
     pub(crate) ticket_ttl_s: u64,
-    /// The most open subscribers one hub (one stream) holds; each costs a queue and a timer.
+    /// The most open subscribers one hub (one stream) holds: each is one hibernatable WebSocket,
+    /// and the runtime takes at most 32,768 per object.
     pub(crate) subscribers_max: usize,
+    /// The longest one SSE response stays open; then the Worker ends it after a whole frame and the
+    /// client resumes with `Last-Event-ID`. It bounds the CPU one invocation can spend.
+    pub(crate) stream_max_age_s: u64,
     pub(crate) cors_origins: Vec<String>,
     pub(crate) categories: &'static [&'static str],
 }
@@ -122,7 +129,9 @@ impl Config {
             outbox,
             publish,
             ticket_ttl_s: number(env, "HERALD_TICKET_TTL_S", 300)?.max(1),
-            subscribers_max: number(env, "HERALD_SUBSCRIBERS_MAX", 10_000)? as usize,
+            subscribers_max: number(env, "HERALD_SUBSCRIBERS_MAX", 10_000)?
+                .min(SOCKETS_PER_OBJECT_MAX) as usize,
+            stream_max_age_s: number(env, "HERALD_STREAM_MAX_AGE_S", 900)?.max(1),
             cors_origins: list(env, "HERALD_CORS_ORIGINS").unwrap_or_default(),
             categories: categories(env),
         })

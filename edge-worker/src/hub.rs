@@ -1,45 +1,52 @@
 //! The Hub: one Durable Object per (tenant, connection id). It numbers events, keeps the bounded
-//! replay log in SQLite, fans each frame out to its subscribers and runs the SQLMesh plan session.
-//! Every rule it applies is herald-core's.
+//! replay log in SQLite, runs the SQLMesh plan session, and sends each subscriber's relay (in the
+//! Worker) one WebSocket message per batch. Every rule it applies is herald-core's ([`StreamHub`]).
+//!
+//! The Hub holds no open request, no streamed body and no timer: subscribers are hibernatable
+//! WebSockets whose filter and cursor ride in their attachments, so the runtime can evict the Hub
+//! between publishes. On wake it reads only its meta rows; the log is read when a replay needs it.
 
 use std::cell::RefCell;
-use std::rc::Rc;
 
 use herald_core::{
-    open_frame, parse_publish, reset_frame, EventName, Filter, Frame, HeartbeatPolicy,
-    HeartbeatProfile, NewEvent, Outbox, PlanCommand, PlanError, PlanRequest, PlanSession,
-    PlanUpdate, Position, ReplayLog, Resume,
+    parse_publish, Batch, EventName, Hub as StreamHub, NewEvent, PlanCommand, PlanError,
+    PlanRequest, PlanSession, PlanUpdate, Refused, SubscriberRecord, Subscription,
 };
 use serde::Serialize;
-use worker::{durable_object, DurableObject, Env, Headers, Method, Request, Response, State, Url};
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
+};
 
+use crate::call::HubCall;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{publish_error, Family};
 use crate::storage::{Store, PLAN};
-use crate::stream::{now_ms, Subscriber, SubscriberStream, Subscribers};
+use crate::stream::now_ms;
 
-/// What the Hub keeps in memory once it has read its storage.
+/// What the Hub keeps in memory once it has read its meta rows.
 #[derive(Debug)]
 struct Loaded {
     store: Store,
-    log: ReplayLog,
-    complete: bool,
+    hub: StreamHub,
     plan: Option<PlanSession>,
 }
 
-#[durable_object(fetch)]
+#[durable_object]
 pub struct Hub {
     state: State,
     env: Env,
+    /// When this in-memory instance started (its constructor ran): a wake from hibernation, an
+    /// eviction or a restart shows as a new value in `/stats`.
+    started_ms: u64,
     loaded: RefCell<Option<Loaded>>,
-    subscribers: Rc<RefCell<Subscribers>>,
 }
 
 impl core::fmt::Debug for Hub {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Hub")
-            .field("subscribers", &self.subscribers.borrow().len())
+            .field("started_ms", &self.started_ms)
             .finish_non_exhaustive()
     }
 }
@@ -49,17 +56,43 @@ impl DurableObject for Hub {
         Hub {
             state,
             env,
+            started_ms: now_ms(),
             loaded: RefCell::new(None),
-            subscribers: Rc::default(),
         }
     }
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
-        let result = self.serve(&mut request).await;
-        match result {
+        match self.serve(&mut request).await {
             Ok(response) => Ok(response),
             Err(error) => error.into_response(),
         }
+    }
+
+    async fn websocket_message(
+        &self,
+        _ws: WebSocket,
+        _message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        // Relays never speak; a message is ignored rather than answered.
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> worker::Result<()> {
+        // The relay went away (its client left or its stream ended). Completing the close handshake
+        // takes the socket out of `get_websockets` at once; the runtime may already have done so.
+        let _ = ws.close(Some(1000), Some("relay closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        let _ = ws.close(Some(1011), Some("socket error"));
+        Ok(())
     }
 }
 
@@ -71,6 +104,8 @@ struct Stats {
     log_events: usize,
     log_bytes: usize,
     complete: bool,
+    hub_started_ms: u64,
+    log_loaded: bool,
 }
 
 #[derive(Serialize)]
@@ -78,54 +113,64 @@ struct Published {
     ids: Vec<String>,
 }
 
-fn sse_headers() -> worker::Result<Headers> {
-    let headers = Headers::new();
-    headers.set("content-type", "text/event-stream; charset=utf-8")?;
-    headers.set("cache-control", "no-cache, no-transform")?;
-    headers.set("x-accel-buffering", "no")?;
-    Ok(headers)
-}
-
 fn illegal(error: PlanError) -> ApiError {
     ApiError::conflict("illegal_transition", error)
 }
 
-fn query(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
+fn refused(error: Refused, config: &Config) -> ApiError {
+    match error {
+        Refused::UnknownCategory { category } => ApiError::bad_request(
+            "invalid_event",
+            format!(
+                "unknown category {category:?} (known: {})",
+                config.categories.join(", ")
+            ),
+        ),
+        Refused::Complete => ApiError::conflict("stream_complete", Refused::Complete),
+    }
+}
+
+fn not_loaded() -> ApiError {
+    ApiError::Internal("the hub's state is not loaded".into())
 }
 
 impl Hub {
     async fn serve(&self, request: &mut Request) -> ApiResult<Response> {
         let config = Config::get(&self.env)?;
+        let call = HubCall::decode(&request.method(), &request.url()?)?;
+        // Read a body before touching state: a request awaits nothing once it holds the Hub's state.
+        let body = if call.has_body() {
+            request.bytes().await?
+        } else {
+            Vec::new()
+        };
         self.ensure_loaded(config)?;
-        let url = request.url()?;
-        match (request.method(), url.path()) {
-            (Method::Get, "/subscribe") => self.subscribe(request, &url, config),
-            (Method::Post, "/publish") => {
-                let body = request.bytes().await?;
+        match call {
+            HubCall::Subscribe {
+                filter,
+                last_event_id,
+            } => self.subscribe(request, config, filter, last_event_id.as_deref()),
+            HubCall::Publish => {
                 let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
                 let ids = self.publish(config, events)?;
                 Ok(Response::from_json(&Published { ids })?)
             }
-            (Method::Get, "/stats") => self.stats(),
-            (Method::Post, "/disconnect") => {
-                let subscribers = self.subscribers.borrow();
-                for subscriber in subscribers.iter() {
-                    subscriber.borrow_mut().close();
+            HubCall::Stats => self.stats(),
+            HubCall::Disconnect => {
+                let sockets = self.state.get_websockets();
+                for socket in &sockets {
+                    let _ = socket.close(Some(1000), Some("disconnected"));
                 }
                 Ok(Response::from_json(
-                    &serde_json::json!({ "disconnected": subscribers.len() }),
+                    &serde_json::json!({ "disconnected": sockets.len() }),
                 )?)
             }
-            (Method::Post, path @ ("/plan/open" | "/plan/apply")) => {
-                let body = request.bytes().await?;
+            HubCall::PlanOpen | HubCall::PlanApply => {
                 config.publish.check_body(&body).map_err(publish_error)?;
                 let plan_request = PlanRequest::from_json(&body)
                     .map_err(|e| ApiError::bad_request("invalid_plan", e))?;
                 // SQLMesh: `/api/plan` previews (overview only); `/api/commands/apply` also applies.
-                let apply = path == "/plan/apply";
+                let apply = call == HubCall::PlanApply;
                 self.plan_step(config, |session, now| {
                     let opened = if apply {
                         session.open_apply(plan_request, now)
@@ -136,8 +181,7 @@ impl Hub {
                 })?;
                 Ok(Response::empty()?.with_status(204))
             }
-            (Method::Post, "/plan/command") => {
-                let body = request.bytes().await?;
+            HubCall::PlanCommand => {
                 config.publish.check_body(&body).map_err(publish_error)?;
                 let command = PlanCommand::from_json(&body)
                     .map_err(|e| ApiError::bad_request("invalid_plan_command", e))?;
@@ -145,19 +189,18 @@ impl Hub {
                     session.apply(command, now).map_err(illegal)
                 })?;
                 let cancelling = self.with_loaded(|loaded| {
-                    loaded.plan.as_ref().is_some_and(PlanSession::is_cancelling)
-                });
+                    Ok(loaded.plan.as_ref().is_some_and(PlanSession::is_cancelling))
+                })?;
                 Ok(Response::from_json(
                     &serde_json::json!({ "ids": ids, "cancelling": cancelling }),
                 )?)
             }
-            (Method::Post, "/plan/cancel") => {
+            HubCall::PlanCancel => {
                 self.plan_step(config, |session, now| {
                     session.apply(PlanCommand::Cancel, now).map_err(illegal)
                 })?;
                 Ok(Response::empty()?.with_status(204))
             }
-            _ => Err(ApiError::NotFound),
         }
     }
 
@@ -166,8 +209,8 @@ impl Hub {
             return Ok(());
         }
         let store = Store::open(&self.state)?;
-        let stored = store.load(config.log, now_ms())?;
-        let plan = match stored.plan_json {
+        let meta = store.load_meta(now_ms())?;
+        let plan = match meta.plan_json {
             Some(json) => Some(
                 serde_json::from_str(&json)
                     .map_err(|e| ApiError::Internal(format!("stored plan unreadable: {e}")))?,
@@ -176,96 +219,100 @@ impl Hub {
         };
         *self.loaded.borrow_mut() = Some(Loaded {
             store,
-            log: stored.log,
-            complete: stored.complete,
+            hub: StreamHub::from_summary(meta.summary, config.log, meta.complete),
             plan,
         });
         Ok(())
     }
 
-    fn with_loaded<T>(&self, f: impl FnOnce(&mut Loaded) -> T) -> T {
+    /// Runs `f` on the loaded state; an error if a failed write made the Hub forget it meanwhile.
+    fn with_loaded<T>(&self, f: impl FnOnce(&mut Loaded) -> ApiResult<T>) -> ApiResult<T> {
         let mut loaded = self.loaded.borrow_mut();
-        f(loaded.as_mut().expect("ensure_loaded runs first"))
+        f(loaded.as_mut().ok_or_else(not_loaded)?)
     }
 
     fn stats(&self) -> ApiResult<Response> {
-        let stats = self.with_loaded(|loaded| Stats {
-            subscribers: self.subscribers.borrow().len(),
-            last_id: loaded.log.last_position().map(|p| p.to_string()),
-            oldest_id: loaded.log.oldest_position().map(|p| p.to_string()),
-            log_events: loaded.log.len(),
-            log_bytes: loaded.log.bytes(),
-            complete: loaded.complete,
-        });
+        let stats = self.with_loaded(|loaded| {
+            let summary = loaded.hub.summary();
+            Ok(Stats {
+                subscribers: self.state.get_websockets().len(),
+                last_id: summary.last_position().map(|p| p.to_string()),
+                oldest_id: summary.oldest_position().map(|p| p.to_string()),
+                log_events: summary.events,
+                log_bytes: summary.bytes,
+                complete: loaded.hub.is_complete(),
+                hub_started_ms: self.started_ms,
+                log_loaded: loaded.hub.is_log_loaded(),
+            })
+        })?;
         Ok(Response::from_json(&stats)?)
     }
 
     /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before the
-    /// first write, so a batch is all or nothing.
+    /// first write, so a batch is all or nothing; subscribers hear of it only once storage has it.
     fn publish(&self, config: &Config, events: Vec<NewEvent>) -> ApiResult<Vec<String>> {
         let vocabulary = Family::Generic.vocabulary(config);
-        if let Some(category) = events
-            .iter()
-            .filter_map(|e| e.category.as_deref())
-            .find(|c| !vocabulary.knows_category(c))
-        {
-            let known = config.categories.join(", ");
-            return Err(ApiError::bad_request(
-                "invalid_event",
-                format!("unknown category {category:?} (known: {known})"),
-            ));
-        }
         let mut guard = self.loaded.borrow_mut();
-        let loaded = guard.as_mut().expect("ensure_loaded runs first");
-        if loaded.complete {
-            return Err(ApiError::conflict(
-                "stream_complete",
-                "the stream is complete; it takes no more events",
-            ));
-        }
-        let completes = events.iter().any(NewEvent::completes_stream);
-        let entries = loaded.log.number(events);
-        let mut evicted_through = None;
-        for entry in entries.iter().cloned() {
-            evicted_through = loaded.log.push(entry).through_seq.or(evicted_through);
-        }
-        // Subscribers hear of the batch only once storage has it. Should storage throw, the in-memory
-        // log is ahead of the truth, so the Hub forgets it and reads storage again on the next request.
+        let loaded = guard.as_mut().ok_or_else(not_loaded)?;
+        let batch = loaded
+            .hub
+            .prepare(events, &vocabulary)
+            .map_err(|e| refused(e, config))?;
+        let evicted = if loaded.hub.commit_reads_storage(&batch) {
+            let sizes = loaded.store.oldest_sizes_lossy();
+            loaded.hub.commit(&batch, sizes)
+        } else {
+            loaded.hub.commit(&batch, core::iter::empty())
+        };
         let stored = loaded
             .store
-            .append(&entries, loaded.log.next_seq(), evicted_through)
+            .append(&batch.entries, &loaded.hub.summary(), evicted)
             .and_then(|()| {
-                if completes {
+                if batch.completes {
                     loaded.store.set_complete()
                 } else {
                     Ok(())
                 }
             });
+        // Should storage throw, memory is ahead of the truth: forget it and read storage again on
+        // the next request (the runtime rolls back this event's writes).
         if let Err(error) = stored {
             *guard = None;
             return Err(error.into());
         }
-        loaded.complete |= completes;
-        for subscriber in self.subscribers.borrow().iter() {
-            let mut subscriber = subscriber.borrow_mut();
-            for entry in &entries {
-                subscriber.offer(entry);
-            }
-            if completes {
-                subscriber.close();
+        let epoch = loaded.hub.epoch();
+        drop(guard);
+        self.fan_out(epoch, &batch);
+        Ok(batch.ids(epoch))
+    }
+
+    /// Sends each subscriber what the batch holds for it: one message per subscriber, encoded once
+    /// per distinct filter (a subscriber whose cursor is inside the batch gets its own).
+    fn fan_out(&self, epoch: u64, batch: &Batch) {
+        let first_seq = batch.entries.first().map_or(u64::MAX, |e| e.seq);
+        let mut encoded: Vec<(herald_core::Filter, Option<Vec<u8>>)> = Vec::new();
+        for socket in self.state.get_websockets() {
+            let Ok(Some(record)) = socket.deserialize_attachment::<SubscriberRecord>() else {
+                let _ = socket.close(Some(1011), Some("subscriber record unreadable"));
+                continue;
+            };
+            let bytes = if record.cursor_seq < first_seq {
+                match encoded.iter().find(|(filter, _)| *filter == record.filter) {
+                    Some((_, bytes)) => bytes.clone(),
+                    None => {
+                        let bytes = record.message_for(epoch, batch).map(|m| m.encode());
+                        encoded.push((record.filter, bytes.clone()));
+                        bytes
+                    }
+                }
+            } else {
+                record.message_for(epoch, batch).map(|m| m.encode())
+            };
+            if let Some(bytes) = bytes {
+                // A socket that is closing refuses the send; its relay is gone anyway.
+                let _ = socket.send_with_bytes(bytes);
             }
         }
-        let epoch = loaded.log.epoch();
-        Ok(entries
-            .iter()
-            .map(|entry| {
-                Position {
-                    epoch,
-                    seq: entry.seq,
-                }
-                .to_string()
-            })
-            .collect())
     }
 
     /// Runs one plan transition and publishes the trackers it changed, persisting the session in
@@ -287,7 +334,7 @@ impl Hub {
                 .map_err(publish_error)?;
             let json =
                 serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok::<_, ApiError>((session, update, json))
+            Ok((session, update, json))
         })?;
         let events = update
             .into_iter()
@@ -300,68 +347,77 @@ impl Hub {
         let ids = self.publish(config, events)?;
         self.with_loaded(|loaded| {
             loaded.plan = Some(session);
-            loaded.store.set_meta(PLAN, &json)
+            Ok(loaded.store.set_meta(PLAN, &json)?)
         })?;
         Ok(ids)
     }
 
-    fn subscribe(&self, request: &Request, url: &Url, config: &Config) -> ApiResult<Response> {
-        let family = query(url, "family")
-            .and_then(|f| Family::parse(&f))
-            .unwrap_or(Family::Generic);
-        let filter = Filter::from_query(
-            &query(url, "filter").unwrap_or_default(),
-            &family.vocabulary(config),
-        )
-        .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
-        let last_event_id = request
+    /// Accepts a subscriber's relay as a hibernatable WebSocket. The first message (reset, replay or
+    /// snapshot) is sent in the same synchronous step as the accept, so no publish can fall between
+    /// the replay and the live stream.
+    fn subscribe(
+        &self,
+        request: &Request,
+        config: &Config,
+        filter: herald_core::Filter,
+        last_event_id: Option<&str>,
+    ) -> ApiResult<Response> {
+        if !request
             .headers()
-            .get("last-event-id")?
-            .filter(|id| !id.is_empty())
-            .or_else(|| query(url, "last_event_id"));
-        let profile = HeartbeatProfile::requested(
-            query(url, "heartbeat").as_deref(),
-            family.heartbeat_profile(),
-        )
-        .map_err(|e| ApiError::bad_request("invalid_heartbeat", e))?;
-        let heartbeat = HeartbeatPolicy::new(profile, config.heartbeat_ms);
-        let open = self.subscribers.borrow().len();
+            .get("upgrade")?
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_hub_call",
+                "subscribe is a WebSocket upgrade",
+            ));
+        }
+        let open = self.state.get_websockets().len();
         if open >= config.subscribers_max {
             return Err(ApiError::TooManySubscribers(format!(
                 "this stream has {open} subscribers, the most it takes (HERALD_SUBSCRIBERS_MAX)"
             )));
         }
         self.with_loaded(|loaded| {
-            let mut subscriber =
-                Subscriber::new(filter, Outbox::new(loaded.log.epoch(), config.outbox));
-            subscriber.push_control(open_frame(config.retry_ms));
             let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
-            match loaded.log.resume(last_event_id.as_deref(), loaded.complete) {
-                Resume::Finished => return Ok(Response::empty()?.with_status(204)),
-                Resume::Replay { reset, entries } => {
-                    if let Some((reason, oldest)) = reset {
-                        let snapshot = snapshot.as_ref().map(PlanUpdate::to_json_object);
-                        subscriber.push_control(reset_frame(reason, oldest, snapshot.as_deref()));
-                    }
-                    for entry in entries {
-                        subscriber.offer(entry);
-                    }
+            let mut decision =
+                loaded
+                    .hub
+                    .subscribe(filter.clone(), last_event_id, snapshot.as_ref());
+            if decision == Subscription::NeedsLog {
+                let evicted = loaded
+                    .hub
+                    .load_log(loaded.store.entries()?)
+                    .map_err(|e| ApiError::Internal(format!("stored log unreadable: {e}")))?;
+                if let Some(through) = evicted.through_seq {
+                    loaded.store.delete_through(through)?;
                 }
-                Resume::Live => {
-                    // A fresh SQLMesh client gets the current trackers, as SQLMesh's /api/meta re-sync does.
-                    for (name, json) in snapshot.iter().flat_map(PlanUpdate::events) {
-                        let event = EventName::from_static(name);
-                        let frame = Frame::new().event(&event).data(json).to_bytes();
-                        subscriber.offer_unlogged(frame, name);
+                decision = loaded
+                    .hub
+                    .subscribe(filter, last_event_id, snapshot.as_ref());
+            }
+            match decision {
+                Subscription::Finished => Ok(Response::empty()?.with_status(204)),
+                Subscription::NeedsLog => Err(ApiError::Internal(
+                    "the hub needs its log after loading it".into(),
+                )),
+                Subscription::Accept { message, record } => {
+                    let pair = WebSocketPair::new()?;
+                    // The attachment is checked before the accept (whose helper cannot fail
+                    // gracefully): a filter too large to ride with the socket is refused.
+                    pair.server.serialize_attachment(&record).map_err(|e| {
+                        ApiError::bad_request(
+                            "invalid_filter",
+                            format!("the filter is too large to keep with a subscriber: {e}"),
+                        )
+                    })?;
+                    self.state.accept_web_socket(&pair.server);
+                    if !message.is_empty() {
+                        pair.server.send_with_bytes(message.encode())?;
                     }
+                    Ok(Response::from_websocket(pair.client)?)
                 }
             }
-            if loaded.complete {
-                subscriber.close();
-            }
-            let subscriber = Rc::new(RefCell::new(subscriber));
-            let stream = SubscriberStream::register(&self.subscribers, subscriber, heartbeat);
-            Ok(Response::from_stream(stream)?.with_headers(sse_headers()?))
         })
     }
 }

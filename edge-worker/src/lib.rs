@@ -7,6 +7,7 @@
 
 #![cfg(target_arch = "wasm32")]
 
+mod call;
 mod config;
 mod cors;
 mod error;

@@ -2,15 +2,17 @@
 //! opens, and forward to the Hub named by (tenant, connection id).
 
 use herald_core::{
-    hub_name, mint, verify, Claims, ConnectionId, Filter, HeartbeatProfile, Scope, TenantId,
-    TokenKind, Vocabulary,
+    hub_name, mint, verify, Claims, ConnectionId, Filter, HeartbeatPolicy, HeartbeatProfile,
+    RelaySettings, Scope, TenantId, TokenKind, Vocabulary,
 };
 use serde::{Deserialize, Serialize};
 use worker::{Date, Env, Headers, Method, Request, RequestInit, Response, Url};
 
+use crate::call::HubCall;
 use crate::config::Config;
 use crate::cors;
 use crate::error::{ApiError, ApiResult};
+use crate::stream::{sse_headers, RelayStream};
 
 /// The connection id of a tenant's SQLMesh stream (`/api/events` and the `/api/plan` routes).
 pub(crate) const SQLMESH_CONNECTION: &str = "default";
@@ -29,26 +31,6 @@ pub(crate) enum Family {
 }
 
 impl Family {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Family::Generic => "generic",
-            Family::SqlMesh => "sqlmesh",
-            Family::Sluice => "sluice",
-            Family::RunnerJob => "runner",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<Family> {
-        [
-            Family::Generic,
-            Family::SqlMesh,
-            Family::Sluice,
-            Family::RunnerJob,
-        ]
-        .into_iter()
-        .find(|family| family.as_str() == text)
-    }
-
     /// The heartbeat this family's clients expect.
     pub(crate) fn heartbeat_profile(self) -> HeartbeatProfile {
         match self {
@@ -221,63 +203,53 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             let connection = connection_id(&connection)?;
             let claims = subscriber_claims(&request, &url, key, now_s)?;
             let tenant = permit(&claims, Scope::Subscribe, &connection)?;
-            // Validate the filter here so that a bad value is a 400 before any stream opens.
-            let query = url.query().unwrap_or("");
-            Filter::from_query(query, &family.vocabulary(config))
+            // Validate the filter and heartbeat here so that a bad value is a 400 before any stream opens.
+            let filter = Filter::from_query(url.query().unwrap_or(""), &family.vocabulary(config))
                 .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
-            let heartbeat = query_value(&url, "heartbeat");
-            HeartbeatProfile::requested(heartbeat.as_deref(), family.heartbeat_profile())
-                .map_err(|e| ApiError::bad_request("invalid_heartbeat", e))?;
-            let mut target = hub_url("subscribe")?;
-            target
-                .query_pairs_mut()
-                .append_pair("family", family.as_str())
-                .append_pair("filter", query);
-            if let Some(heartbeat) = heartbeat {
-                target
-                    .query_pairs_mut()
-                    .append_pair("heartbeat", &heartbeat);
-            }
+            let profile = HeartbeatProfile::requested(
+                query_value(&url, "heartbeat").as_deref(),
+                family.heartbeat_profile(),
+            )
+            .map_err(|e| ApiError::bad_request("invalid_heartbeat", e))?;
             // An empty value means "no id yet", as an empty Last-Event-ID header does (a page that builds
             // `?lastEventId=${lastId}` before it has seen an event sends one).
-            if let Some(id) = query_value(&url, "lastEventId")
+            let last_event_id = request
+                .headers()
+                .get("last-event-id")?
+                .or_else(|| query_value(&url, "lastEventId"))
                 .or_else(|| query_value(&url, "last_event_id"))
-                .filter(|id| !id.is_empty())
-            {
-                target.query_pairs_mut().append_pair("last_event_id", &id);
-            }
-            let headers = Headers::new();
-            if let Some(id) = request.headers().get("last-event-id")? {
-                headers.set("last-event-id", &id)?;
-            }
-            forward(
-                env,
-                &tenant,
-                &connection,
-                Method::Get,
-                target,
-                headers,
-                None,
-            )
-            .await
+                .filter(|id| !id.is_empty());
+            let call = HubCall::Subscribe {
+                filter,
+                last_event_id,
+            };
+            let settings = RelaySettings {
+                outbox: config.outbox,
+                heartbeat: HeartbeatPolicy::new(profile, config.heartbeat_ms),
+                retry_ms: config.retry_ms,
+                max_age_ms: config.stream_max_age_s.saturating_mul(1000),
+            };
+            relay(env, &tenant, &connection, &call, settings, &request).await
         }
         // The rest take a Bearer token and go to one hub operation each. The SQLMesh plan routes act
         // on the tenant's SQLMesh hub and need the publish scope.
         other => {
             let sqlmesh = || String::from(SQLMESH_CONNECTION);
-            let (connection, scope, op) = match other {
-                Route::Publish { connection } => (connection, Scope::Publish, "publish"),
-                Route::Stats { connection } => (connection, Scope::Subscribe, "stats"),
-                Route::Disconnect { connection } => (connection, Scope::Publish, "disconnect"),
-                Route::PlanOpen => (sqlmesh(), Scope::Publish, "plan/open"),
-                Route::PlanApply => (sqlmesh(), Scope::Publish, "plan/apply"),
-                Route::PlanStage => (sqlmesh(), Scope::Publish, "plan/command"),
-                Route::PlanCancel => (sqlmesh(), Scope::Publish, "plan/cancel"),
+            let (connection, scope, call) = match other {
+                Route::Publish { connection } => (connection, Scope::Publish, HubCall::Publish),
+                Route::Stats { connection } => (connection, Scope::Subscribe, HubCall::Stats),
+                Route::Disconnect { connection } => {
+                    (connection, Scope::Publish, HubCall::Disconnect)
+                }
+                Route::PlanOpen => (sqlmesh(), Scope::Publish, HubCall::PlanOpen),
+                Route::PlanApply => (sqlmesh(), Scope::Publish, HubCall::PlanApply),
+                Route::PlanStage => (sqlmesh(), Scope::Publish, HubCall::PlanCommand),
+                Route::PlanCancel => (sqlmesh(), Scope::Publish, HubCall::PlanCancel),
                 Route::Health | Route::Ticket | Route::Subscribe { .. } => {
-                    unreachable!("answered above")
+                    return Err(ApiError::Internal("route answered twice".into()))
                 }
             };
-            forward_bearer(request, env, key, now_s, &connection, scope, op).await
+            forward_bearer(request, env, key, now_s, &connection, scope, call).await
         }
     }
 }
@@ -291,26 +263,16 @@ async fn forward_bearer(
     now_s: u64,
     connection: &str,
     scope: Scope,
-    op: &str,
+    call: HubCall,
 ) -> ApiResult<Response> {
     let connection = connection_id(connection)?;
     let tenant = permit(&bearer_claims(&request, key, now_s)?, scope, &connection)?;
-    let method = request.method();
-    let body = if method == Method::Post {
+    let body = if call.has_body() {
         Some(request.bytes().await?)
     } else {
         None
     };
-    forward(
-        env,
-        &tenant,
-        &connection,
-        method,
-        hub_url(op)?,
-        Headers::new(),
-        body,
-    )
-    .await
+    forward(env, &tenant, &connection, &call, Headers::new(), body).await
 }
 
 #[derive(Deserialize)]
@@ -397,31 +359,47 @@ fn permit(claims: &Claims, scope: Scope, connection: &ConnectionId) -> ApiResult
     Ok(claims.tenant.clone())
 }
 
-fn hub_url(op: &str) -> ApiResult<Url> {
-    Url::parse(&format!("https://hub.herald.internal/{op}"))
-        .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// Sends an internal request to the Hub of (tenant, connection). The Hub's name is derived from both,
-/// so no tenant can address another's hub.
+/// Sends a call to the Hub of (tenant, connection). The Hub's name is derived from both, so no
+/// tenant can address another's hub.
 async fn forward(
     env: &Env,
     tenant: &TenantId,
     connection: &ConnectionId,
-    method: Method,
-    mut target: Url,
+    call: &HubCall,
     headers: Headers,
     body: Option<Vec<u8>>,
 ) -> ApiResult<Response> {
     let name = hub_name(tenant, connection);
-    target.query_pairs_mut().append_pair("hub", &name);
-    let namespace = env.durable_object("HUB")?;
-    let stub = namespace.id_from_name(&name)?.get_stub()?;
+    let stub = env.durable_object("HUB")?.id_from_name(&name)?.get_stub()?;
     let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
+    init.with_method(call.method()).with_headers(headers);
     if let Some(body) = body {
         init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
     }
-    let request = Request::new_with_init(target.as_str(), &init)?;
+    let request = Request::new_with_init(call.url(&name)?.as_str(), &init)?;
     Ok(stub.fetch_with_request(request).await?)
+}
+
+/// Opens a subscription: the Hub answers with a WebSocket (or with a plain answer such as 204 for a
+/// finished stream, 429, or an error, which goes back to the client as it is), and the Worker holds
+/// the SSE response, relaying what the Hub sends.
+async fn relay(
+    env: &Env,
+    tenant: &TenantId,
+    connection: &ConnectionId,
+    call: &HubCall,
+    settings: RelaySettings,
+    request: &Request,
+) -> ApiResult<Response> {
+    let headers = Headers::new();
+    headers.set("upgrade", "websocket")?;
+    let answer = forward(env, tenant, connection, call, headers, None).await?;
+    if answer.status_code() != 101 {
+        return Ok(answer);
+    }
+    let socket = answer
+        .websocket()
+        .ok_or_else(|| ApiError::Internal("the hub answered 101 without a socket".into()))?;
+    let stream = RelayStream::start(socket, settings, Some(request.inner().signal()))?;
+    Ok(Response::from_stream(stream)?.with_headers(sse_headers()?))
 }

@@ -1,12 +1,13 @@
 //! The Hub's durable state in its SQLite storage: the replay log (one row an event, holding the
-//! encoded frame) and a small key/value table (epoch, next sequence number, completion, plan).
+//! encoded frame) and a small key/value table (the log's summary, completion, plan). A woken Hub
+//! reads only the key/value rows; the log's rows are read when a replay needs them.
 //!
 //! Every write of one publish happens inside one Durable Object event with no `await` in between,
 //! which the runtime commits atomically; and the Hub validates everything before the first write,
 //! so a bad batch writes nothing.
 
 use bytes::Bytes;
-use herald_core::{EventName, LogEntry, LogLimits, ReplayLog};
+use herald_core::{EventName, Evicted, LogEntry, LogSummary};
 use worker::{SqlStorage, SqlStorageValue, State};
 
 const SCHEMA: &str = "
@@ -21,13 +22,15 @@ CREATE TABLE IF NOT EXISTS herald_log (
 /// Keys of `herald_meta`.
 const EPOCH: &str = "epoch";
 const NEXT_SEQ: &str = "next_seq";
+/// The log's summary (epoch, next seq, oldest retained, totals) as JSON: all a woken Hub reads.
+const LOG: &str = "log";
 const COMPLETE: &str = "complete";
 pub(crate) const PLAN: &str = "plan";
 
-/// What a Hub finds in storage when it wakes.
+/// What a Hub reads when it wakes: a few meta rows, never the log itself.
 #[derive(Debug)]
-pub(crate) struct Loaded {
-    pub(crate) log: ReplayLog,
+pub(crate) struct Meta {
+    pub(crate) summary: LogSummary,
     pub(crate) complete: bool,
     pub(crate) plan_json: Option<String>,
 }
@@ -69,20 +72,96 @@ impl Store {
         Ok(())
     }
 
-    /// Reads the log back, creating a new epoch (from the wall clock) for a Hub that has none: a Hub
+    fn set_summary(&self, summary: &LogSummary) -> worker::Result<()> {
+        self.set_meta(LOG, &serde_json::to_string(summary).map_err(internal)?)
+    }
+
+    /// Reads the meta rows, creating a new epoch (from the wall clock) for a Hub that has none: a Hub
     /// whose storage was lost starts a new epoch, so old ids are detected as another epoch's.
-    pub(crate) fn load(&self, limits: LogLimits, now_ms: u64) -> worker::Result<Loaded> {
-        let epoch = match self.meta(EPOCH)? {
-            Some(text) => text.parse().map_err(internal)?,
+    ///
+    /// A Hub written before the summary existed has only `epoch` and `next_seq`: its summary is
+    /// computed once from the log's rows and stored.
+    pub(crate) fn load_meta(&self, now_ms: u64) -> worker::Result<Meta> {
+        let summary = match self.meta(LOG)? {
+            Some(json) => serde_json::from_str(&json).map_err(internal)?,
             None => {
-                self.set_meta(EPOCH, &now_ms.to_string())?;
-                now_ms
+                let summary = match self.meta(EPOCH)? {
+                    None => LogSummary::new(now_ms),
+                    Some(epoch) => {
+                        let epoch = epoch.parse().map_err(internal)?;
+                        let next_seq = match self.meta(NEXT_SEQ)? {
+                            Some(text) => text.parse().map_err(internal)?,
+                            None => 1,
+                        };
+                        self.summarize(epoch, next_seq)?
+                    }
+                };
+                self.set_summary(&summary)?;
+                summary
             }
         };
-        let next_seq = match self.meta(NEXT_SEQ)? {
-            Some(text) => text.parse().map_err(internal)?,
-            None => 1,
+        Ok(Meta {
+            summary,
+            complete: self.meta(COMPLETE)?.as_deref() == Some("true"),
+            plan_json: self.meta(PLAN)?,
+        })
+    }
+
+    fn summarize(&self, epoch: u64, next_seq: u64) -> worker::Result<LogSummary> {
+        let mut summary = LogSummary {
+            epoch,
+            next_seq,
+            oldest_seq: next_seq,
+            events: 0,
+            bytes: 0,
         };
+        for (index, row) in self.oldest_sizes().enumerate() {
+            let (seq, bytes) = row?;
+            if index == 0 {
+                summary.oldest_seq = seq;
+            }
+            summary.events += 1;
+            summary.bytes += bytes;
+        }
+        Ok(summary)
+    }
+
+    /// `(seq, frame bytes)` of the stored entries, oldest first, read lazily: a caller that stops
+    /// early reads no further rows.
+    fn oldest_sizes(&self) -> impl Iterator<Item = worker::Result<(u64, usize)>> {
+        let rows = self
+            .sql
+            .exec(
+                "SELECT seq, length(frame) FROM herald_log ORDER BY seq",
+                None,
+            )
+            .map(|cursor| cursor.raw());
+        let (rows, error) = match rows {
+            Ok(rows) => (Some(rows), None),
+            Err(error) => (None, Some(Err(error))),
+        };
+        error
+            .into_iter()
+            .chain(rows.into_iter().flatten().map(|row| {
+                let mut values = row?.into_iter();
+                match (values.next(), values.next()) {
+                    (
+                        Some(SqlStorageValue::Integer(seq)),
+                        Some(SqlStorageValue::Integer(bytes)),
+                    ) => Ok((seq as u64, bytes as usize)),
+                    _ => Err(internal("herald_log size row has an unexpected shape")),
+                }
+            }))
+    }
+
+    /// The sizes [`herald_core::Hub::commit`] asks for; a storage error ends the sequence early
+    /// (the Hub then evicts from the batch itself, never more than it must).
+    pub(crate) fn oldest_sizes_lossy(&self) -> impl Iterator<Item = (u64, usize)> {
+        self.oldest_sizes().map_while(Result::ok)
+    }
+
+    /// Every stored entry, oldest first: what a replay needs.
+    pub(crate) fn entries(&self) -> worker::Result<Vec<LogEntry>> {
         let mut entries = Vec::new();
         for row in self
             .sql
@@ -119,28 +198,24 @@ impl Store {
                 frame,
             });
         }
-        // Limits may have shrunk since these rows were written: the log says what no longer fits.
-        let (log, evicted) =
-            ReplayLog::restore(epoch, next_seq, limits, entries).map_err(internal)?;
-        if let Some(through) = evicted.through_seq {
-            self.sql.exec(
-                "DELETE FROM herald_log WHERE seq <= ?",
-                vec![SqlStorageValue::Integer(through as i64)],
-            )?;
-        }
-        Ok(Loaded {
-            log,
-            complete: self.meta(COMPLETE)?.as_deref() == Some("true"),
-            plan_json: self.meta(PLAN)?,
-        })
+        Ok(entries)
     }
 
-    /// Appends a batch of entries and trims the rows the in-memory log evicted.
+    /// Deletes the rows the log evicted (through `seq`).
+    pub(crate) fn delete_through(&self, seq: u64) -> worker::Result<()> {
+        self.sql.exec(
+            "DELETE FROM herald_log WHERE seq <= ?",
+            vec![SqlStorageValue::Integer(seq as i64)],
+        )?;
+        Ok(())
+    }
+
+    /// Appends a batch of entries, stores the log's new summary and trims the rows it evicted.
     pub(crate) fn append(
         &self,
         entries: &[LogEntry],
-        next_seq: u64,
-        evicted_through: Option<u64>,
+        summary: &LogSummary,
+        evicted: Evicted,
     ) -> worker::Result<()> {
         for entry in entries {
             self.sql.exec(
@@ -153,12 +228,9 @@ impl Store {
                 ],
             )?;
         }
-        self.set_meta(NEXT_SEQ, &next_seq.to_string())?;
-        if let Some(through) = evicted_through {
-            self.sql.exec(
-                "DELETE FROM herald_log WHERE seq <= ?",
-                vec![SqlStorageValue::Integer(through as i64)],
-            )?;
+        self.set_summary(summary)?;
+        if let Some(through) = evicted.through_seq {
+            self.delete_through(through)?;
         }
         Ok(())
     }

@@ -1,177 +1,209 @@
-//! One subscriber: its filter and bounded outbox (herald-core), a waker for the body stream, and the
-//! body stream itself, which drains the outbox, sends heartbeats when the policy says one is due, and
-//! removes the subscriber from its Hub the moment the runtime drops the body (client gone).
+//! The Worker's side of one subscription: the SSE response body, fed by the Hub over a hibernatable
+//! WebSocket. herald-core's [`Relay`] decides what to write and when (first bytes, outbox, seam rule,
+//! heartbeats, maximum age); this file only connects it to the socket, a timer and the response.
+//!
+//! The socket is closed the moment the stream ends, the body is dropped, or the client's request is
+//! aborted (the client went away), so the Hub's subscriber count drops at once.
 
 use std::cell::RefCell;
 use std::pin::Pin;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{FutureExt, Stream};
-use herald_core::{Filter, HeartbeatDue, HeartbeatPolicy, LogEntry, Outbox};
-use worker::{Date, Delay};
+use herald_core::{Relay, RelayPoll, RelaySettings};
+use worker::js_sys::{ArrayBuffer, Uint8Array};
+use worker::wasm_bindgen::closure::Closure;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::web_sys::{AbortSignal, EventTarget, MessageEvent};
+use worker::{console_error, Date, Delay, Headers, WebSocket};
 
 pub(crate) fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
-/// A subscriber's state, shared by the Hub (which offers frames) and its body stream (which drains).
+/// The headers of every SSE response.
+pub(crate) fn sse_headers() -> worker::Result<Headers> {
+    let headers = Headers::new();
+    headers.set("content-type", "text/event-stream; charset=utf-8")?;
+    headers.set("cache-control", "no-cache, no-transform")?;
+    headers.set("x-accel-buffering", "no")?;
+    Ok(headers)
+}
+
+/// What the socket's listeners and the body stream share.
 #[derive(Debug)]
-pub(crate) struct Subscriber {
-    filter: Filter,
-    outbox: Outbox,
+struct Shared {
+    relay: Relay,
     waker: Option<Waker>,
 }
 
-impl Subscriber {
-    pub(crate) fn new(filter: Filter, outbox: Outbox) -> Subscriber {
-        Subscriber {
-            filter,
-            outbox,
-            waker: None,
-        }
-    }
-
+impl Shared {
     fn wake(&mut self) {
         if let Some(waker) = self.waker.take() {
             waker.wake();
         }
     }
+}
 
-    /// Offers one logged event. Frames at or before the last one queued were already sent by the
-    /// replay, so they are dropped: no duplicate across the replay/live seam.
-    pub(crate) fn offer(&mut self, entry: &LogEntry) {
-        if !self
-            .filter
-            .matches(entry.name.as_str(), entry.category.as_deref())
-        {
-            return;
-        }
-        if self.outbox.last_seq().is_some_and(|last| entry.seq <= last) {
-            return;
-        }
-        // An overflow needs nothing from us: the outbox has queued its `lagging` frame and accepts
-        // no more, so the stream drains it and ends; the client resumes from the id it names.
-        let _ = self.outbox.push(entry.frame.clone(), Some(entry.seq));
-        self.wake();
-    }
+type Listener = Closure<dyn FnMut(JsValue)>;
 
-    /// Offers a named frame that is not in the log (a tracker snapshot): filtered like any event, but
-    /// with no sequence number, so it never moves a cursor.
-    pub(crate) fn offer_unlogged(&mut self, frame: Bytes, name: &str) {
-        if self.filter.matches(name, None) {
-            self.push_control(frame);
-        }
-    }
+/// An event listener, removed from its target when dropped.
+struct Listening {
+    target: EventTarget,
+    kind: &'static str,
+    listener: Listener,
+}
 
-    /// Queues a frame that is not in the log (open frame, reset): it never moves a cursor.
-    pub(crate) fn push_control(&mut self, frame: Bytes) {
-        let _ = self.outbox.push(frame, None);
-        self.wake();
-    }
-
-    /// Sends what is queued, then ends the stream.
-    pub(crate) fn close(&mut self) {
-        self.outbox.close_after_drain();
-        self.wake();
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self
+            .target
+            .remove_event_listener_with_callback(self.kind, self.listener.as_ref().unchecked_ref());
     }
 }
 
-/// The Hub's open subscribers.
-#[derive(Debug, Default)]
-pub(crate) struct Subscribers {
-    next_id: u64,
-    list: Vec<(u64, Rc<RefCell<Subscriber>>)>,
-}
-
-impl Subscribers {
-    pub(crate) fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Rc<RefCell<Subscriber>>> {
-        self.list.iter().map(|(_, subscriber)| subscriber)
-    }
-
-    fn insert(&mut self, subscriber: Rc<RefCell<Subscriber>>) -> u64 {
-        self.next_id += 1;
-        self.list.push((self.next_id, subscriber));
-        self.next_id
-    }
-
-    fn remove(&mut self, id: u64) {
-        self.list.retain(|(other, _)| *other != id);
-    }
+fn listen(
+    target: &EventTarget,
+    kind: &'static str,
+    f: impl FnMut(JsValue) + 'static,
+) -> worker::Result<Listening> {
+    let listener: Listener = Closure::new(f);
+    target
+        .add_event_listener_with_callback(kind, listener.as_ref().unchecked_ref())
+        .map_err(worker::Error::from)?;
+    Ok(Listening {
+        target: target.clone(),
+        kind,
+        listener,
+    })
 }
 
 /// The body of one SSE response.
-#[derive(Debug)]
-pub(crate) struct SubscriberStream {
-    id: u64,
-    subscriber: Rc<RefCell<Subscriber>>,
-    registry: Weak<RefCell<Subscribers>>,
-    heartbeat: HeartbeatPolicy,
-    last_write_ms: u64,
-    timer: Option<Delay>,
-    chunk: Vec<u8>,
+pub(crate) struct RelayStream {
+    shared: Rc<RefCell<Shared>>,
+    socket: WebSocket,
+    timer: Option<(u64, Delay)>,
+    _listeners: Vec<Listening>,
+    closed: bool,
 }
 
-impl SubscriberStream {
-    /// Registers `subscriber` with the Hub; it stays registered until the stream is dropped.
-    pub(crate) fn register(
-        registry: &Rc<RefCell<Subscribers>>,
-        subscriber: Rc<RefCell<Subscriber>>,
-        heartbeat: HeartbeatPolicy,
-    ) -> SubscriberStream {
-        let id = registry.borrow_mut().insert(subscriber.clone());
-        SubscriberStream {
-            id,
-            subscriber,
-            registry: Rc::downgrade(registry),
-            heartbeat,
-            last_write_ms: now_ms(),
+impl core::fmt::Debug for RelayStream {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RelayStream")
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+fn message_bytes(event: &JsValue) -> Option<Vec<u8>> {
+    let data = event.dyn_ref::<MessageEvent>()?.data();
+    if let Some(buffer) = data.dyn_ref::<ArrayBuffer>() {
+        return Some(Uint8Array::new(buffer).to_vec());
+    }
+    data.as_string().map(String::into_bytes)
+}
+
+impl RelayStream {
+    /// Starts relaying from `socket` (the Hub's answer to a subscribe), ending when the client's
+    /// request is aborted (`client_gone`).
+    pub(crate) fn start(
+        socket: WebSocket,
+        settings: RelaySettings,
+        client_gone: Option<AbortSignal>,
+    ) -> worker::Result<RelayStream> {
+        let shared = Rc::new(RefCell::new(Shared {
+            relay: Relay::new(settings, now_ms()),
+            waker: None,
+        }));
+        let target: &EventTarget = socket.as_ref().as_ref();
+        let mut listeners = Vec::with_capacity(4);
+        listeners.push(listen(target, "message", {
+            let shared = shared.clone();
+            move |event| {
+                let mut shared = shared.borrow_mut();
+                match message_bytes(&event) {
+                    Some(bytes) => {
+                        if let Err(error) = shared.relay.receive(&bytes) {
+                            console_error!("hub message refused: {error}");
+                        }
+                    }
+                    None => shared.relay.hub_gone(),
+                }
+                shared.wake();
+            }
+        })?);
+        for kind in ["close", "error"] {
+            listeners.push(listen(target, kind, {
+                let shared = shared.clone();
+                move |_| {
+                    let mut shared = shared.borrow_mut();
+                    shared.relay.hub_gone();
+                    shared.wake();
+                }
+            })?);
+        }
+        if let Some(signal) = client_gone {
+            listeners.push(listen(signal.as_ref(), "abort", {
+                let shared = shared.clone();
+                let socket = socket.clone();
+                move |_| {
+                    // The runtime may never poll the body again: close the Hub's socket now.
+                    let _ = socket.close(Some(1000), Some("client gone"));
+                    let mut shared = shared.borrow_mut();
+                    shared.relay.hub_gone();
+                    shared.wake();
+                }
+            })?);
+        }
+        socket.accept()?;
+        Ok(RelayStream {
+            shared,
+            socket,
             timer: None,
-            chunk: Vec::new(),
+            _listeners: listeners,
+            closed: false,
+        })
+    }
+
+    fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let _ = self.socket.close(Some(1000), Some("stream ended"));
         }
     }
 }
 
-impl Stream for SubscriberStream {
+impl Stream for RelayStream {
     type Item = Result<Vec<u8>, worker::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            {
-                let mut subscriber = this.subscriber.borrow_mut();
-                // Everything queued goes out as one chunk: one copy into JS per wake, not per frame.
-                this.chunk.clear();
-                while let Some(frame) = subscriber.outbox.pop() {
-                    this.chunk.extend_from_slice(&frame);
+            let now = now_ms();
+            let next = {
+                let mut shared = this.shared.borrow_mut();
+                let next = shared.relay.poll(now);
+                if let RelayPoll::Wait { .. } = next {
+                    shared.waker = Some(cx.waker().clone());
                 }
-                if !this.chunk.is_empty() {
-                    this.last_write_ms = now_ms();
-                    this.timer = None;
-                    return Poll::Ready(Some(Ok(core::mem::take(&mut this.chunk))));
-                }
-                if subscriber.outbox.is_finished() {
+                next
+            };
+            match next {
+                RelayPoll::Write(bytes) => return Poll::Ready(Some(Ok(bytes))),
+                RelayPoll::End => {
+                    this.close();
                     return Poll::Ready(None);
                 }
-                subscriber.waker = Some(cx.waker().clone());
-            }
-            let now = now_ms();
-            match this.heartbeat.poll(now, this.last_write_ms) {
-                HeartbeatDue::Now { frame, .. } => {
-                    this.last_write_ms = now;
-                    this.timer = None;
-                    return Poll::Ready(Some(Ok(frame.to_vec())));
-                }
-                HeartbeatDue::Later { at_ms } => {
-                    let timer = this.timer.get_or_insert_with(|| {
-                        Delay::from(Duration::from_millis(at_ms.saturating_sub(now).max(1)))
-                    });
+                RelayPoll::Wait { until_ms } => {
+                    if this.timer.as_ref().is_none_or(|(at, _)| *at != until_ms) {
+                        let wait = Duration::from_millis(until_ms.saturating_sub(now).max(1));
+                        this.timer = Some((until_ms, Delay::from(wait)));
+                    }
+                    let Some((_, timer)) = this.timer.as_mut() else {
+                        return Poll::Pending;
+                    };
                     match timer.poll_unpin(cx) {
                         Poll::Ready(()) => this.timer = None,
                         Poll::Pending => return Poll::Pending,
@@ -182,10 +214,8 @@ impl Stream for SubscriberStream {
     }
 }
 
-impl Drop for SubscriberStream {
+impl Drop for RelayStream {
     fn drop(&mut self) {
-        if let Some(registry) = self.registry.upgrade() {
-            registry.borrow_mut().remove(self.id);
-        }
+        self.close();
     }
 }
