@@ -12,23 +12,12 @@ use crate::call::HubCall;
 use crate::config::Config;
 use crate::cors;
 use crate::error::{ApiError, ApiResult};
+pub(crate) use crate::route_table::Family;
+use crate::route_table::{self, Endpoint, Matched};
 use crate::stream::{sse_headers, RelayStream};
 
 /// The connection id of a tenant's SQLMesh stream (`/api/events` and the `/api/plan` routes).
 pub(crate) const SQLMESH_CONNECTION: &str = "default";
-
-/// Which seed system's dialect a stream speaks: it picks the heartbeat and the filter vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Family {
-    /// `/v1/streams/{id}`: comment heartbeats, any type, the configured categories.
-    Generic,
-    /// `/api/events`: SQLMesh's `ping` events and its plan trackers.
-    SqlMesh,
-    /// `/api/events/stream`: sluice's `heartbeat` events and `types=job,worker,queue`.
-    Sluice,
-    /// `/runner-jobs/{id}/events/stream`: CI runner step events, comment heartbeats.
-    RunnerJob,
-}
 
 impl Family {
     /// The heartbeat this family's clients expect.
@@ -64,90 +53,38 @@ enum Route {
     PlanCancel,
 }
 
+/// Matches the request against the route table and takes the connection id from where the route
+/// keeps it (the path, the `connectionId` query parameter for sluice, or the tenant's SQLMesh hub).
 fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (route, allow) = match segments.as_slice() {
-        ["healthz"] => (Route::Health, "GET"),
-        ["v1", "tickets"] => (Route::Ticket, "POST"),
-        ["v1", "streams", id] => (
-            Route::Subscribe {
-                connection: (*id).into(),
-                family: Family::Generic,
-            },
-            "GET",
-        ),
-        ["v1", "streams", id, "events"] => (
-            Route::Publish {
-                connection: (*id).into(),
-            },
-            "POST",
-        ),
-        ["v1", "streams", id, "stats"] => (
-            Route::Stats {
-                connection: (*id).into(),
-            },
-            "GET",
-        ),
-        ["v1", "streams", id, "disconnect"] => (
-            Route::Disconnect {
-                connection: (*id).into(),
-            },
-            "POST",
-        ),
-        ["api", "events"] => (
-            Route::Subscribe {
-                connection: SQLMESH_CONNECTION.into(),
-                family: Family::SqlMesh,
-            },
-            "GET",
-        ),
-        ["api", "events", "stream"] => {
-            let connection = query_value(url, "connectionId").ok_or_else(|| {
-                ApiError::bad_request(
-                    "missing_connection_id",
-                    "the connectionId query parameter is required",
-                )
-            });
-            // The method check comes first: a POST without connectionId is a 405, not a 400.
-            if *method != Method::Get {
-                return Err(ApiError::MethodNotAllowed { allow: "GET" });
-            }
-            (
-                Route::Subscribe {
-                    connection: connection?,
-                    family: Family::Sluice,
-                },
-                "GET",
-            )
+    let (spec, param) = match route_table::find(method.as_ref(), path) {
+        Matched::Route { spec, param } => (spec, param.unwrap_or_default().to_string()),
+        Matched::WrongMethod { allow } => return Err(ApiError::MethodNotAllowed { allow }),
+        Matched::NotFound => return Err(ApiError::NotFound),
+    };
+    Ok(match spec.endpoint {
+        Endpoint::Health => Route::Health,
+        Endpoint::Ticket => Route::Ticket,
+        Endpoint::Subscribe(family) => {
+            let connection = match family {
+                Family::SqlMesh => SQLMESH_CONNECTION.into(),
+                Family::Sluice => query_value(url, "connectionId").ok_or_else(|| {
+                    ApiError::bad_request(
+                        "missing_connection_id",
+                        "the connectionId query parameter is required",
+                    )
+                })?,
+                Family::Generic | Family::RunnerJob => param,
+            };
+            Route::Subscribe { connection, family }
         }
-        ["api", "plan"] => (Route::PlanOpen, "POST"),
-        ["api", "plan", "stages"] => (Route::PlanStage, "POST"),
-        ["api", "commands", "apply"] => (Route::PlanApply, "POST"),
-        ["api", "plan", "cancel"] => (Route::PlanCancel, "POST"),
-        ["runner-jobs", id, "events", "stream"] => (
-            Route::Subscribe {
-                connection: (*id).into(),
-                family: Family::RunnerJob,
-            },
-            "GET",
-        ),
-        ["runner-jobs", id, "events"] => (
-            Route::Publish {
-                connection: (*id).into(),
-            },
-            "POST",
-        ),
-        _ => return Err(ApiError::NotFound),
-    };
-    let method_ok = match allow {
-        "GET" => *method == Method::Get,
-        _ => *method == Method::Post,
-    };
-    if method_ok {
-        Ok(route)
-    } else {
-        Err(ApiError::MethodNotAllowed { allow })
-    }
+        Endpoint::Publish => Route::Publish { connection: param },
+        Endpoint::Stats => Route::Stats { connection: param },
+        Endpoint::Disconnect => Route::Disconnect { connection: param },
+        Endpoint::PlanOpen => Route::PlanOpen,
+        Endpoint::PlanApply => Route::PlanApply,
+        Endpoint::PlanStage => Route::PlanStage,
+        Endpoint::PlanCancel => Route::PlanCancel,
+    })
 }
 
 fn query_value(url: &Url, name: &str) -> Option<String> {

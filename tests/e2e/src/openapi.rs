@@ -1,5 +1,6 @@
 //! Reading OpenAPI documents and the worker's route table, for `tests/openapi.rs`: `$ref` resolution, the
-//! documented operations, and a small reader of `route()`'s match arms in `edge-worker/src/routes.rs`.
+//! documented operations, and the route table the worker's router matches against
+//! (`edge-worker/src/route_table.rs`, included as it is).
 
 use std::collections::BTreeSet;
 
@@ -112,145 +113,18 @@ pub fn normalise(template: &str) -> String {
 // ---------------------------------------------------------------------------------------------------
 // The route table in the worker's source.
 
-/// The characters of `code` outside string and char literals, each with its byte offset and the bracket
-/// depth before it, with `//` comments left out.
-fn code_chars(code: &str) -> Vec<(usize, char, usize)> {
-    let mut out = Vec::new();
-    let mut chars = code.char_indices().peekable();
-    let mut depth = 0usize;
-    while let Some((at, c)) = chars.next() {
-        match c {
-            '"' => {
-                // A string literal, reported as its quotes only.
-                out.push((at, c, depth));
-                while let Some((end, inner)) = chars.next() {
-                    if inner == '\\' {
-                        chars.next();
-                    } else if inner == '"' {
-                        out.push((end, inner, depth));
-                        break;
-                    }
-                }
-            }
-            '\'' if code[at..].chars().nth(2) == Some('\'') => {
-                chars.next();
-                chars.next();
-            }
-            '/' if chars.peek().map(|(_, next)| *next) == Some('/') => {
-                for (_, inner) in chars.by_ref() {
-                    if inner == '\n' {
-                        break;
-                    }
-                }
-            }
-            '(' | '[' | '{' => {
-                out.push((at, c, depth));
-                depth += 1;
-            }
-            ')' | ']' | '}' => {
-                depth = depth.saturating_sub(1);
-                out.push((at, c, depth));
-            }
-            _ => out.push((at, c, depth)),
-        }
-    }
-    out
-}
+// The worker's route table, included as it is: the same data the router matches against.
+#[path = "../../../edge-worker/src/route_table.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod worker_routes;
 
-/// The offset of the bracket that closes the one at `open`.
-fn closing(code: &str, open: usize) -> usize {
-    let chars = code_chars(&code[open..]);
-    chars
+/// The `(method, path template)` pairs the worker serves, from its route table (templates
+/// normalised like the document's, `{}` for every parameter).
+pub fn route_table() -> BTreeSet<(String, String)> {
+    worker_routes::ROUTES
         .iter()
-        .skip(1)
-        .find(|(_, c, depth)| *depth == 0 && matches!(c, ')' | ']' | '}'))
-        .map(|(at, _, _)| open + at)
-        .unwrap_or_else(|| panic!("unbalanced bracket at {open}"))
-}
-
-/// The offset of the first `needle` in `code` outside brackets, strings and comments.
-fn top_level(code: &str, needle: &str) -> Option<usize> {
-    code_chars(code)
-        .into_iter()
-        .find(|(at, _, depth)| *depth == 0 && code[*at..].starts_with(needle))
-        .map(|(at, _, _)| at)
-}
-
-/// The string literals in `code`, in order.
-fn literals(code: &str) -> Vec<&str> {
-    let quotes: Vec<usize> = code_chars(code)
-        .into_iter()
-        .filter(|(_, c, _)| *c == '"')
-        .map(|(at, _, _)| at)
-        .collect();
-    quotes
-        .chunks(2)
-        .filter(|pair| pair.len() == 2)
-        .map(|pair| &code[pair[0] + 1..pair[1]])
+        .map(|spec| (spec.method.to_string(), normalise(spec.template)))
         .collect()
-}
-
-/// The `(method, path template)` pairs of `route()`'s match arms. An arm is a slice pattern over the
-/// path's segments (`"v1"` a literal segment, `id` a parameter) and its body ends with the method the
-/// route allows (`["v1", "streams", id, "stats"] => (Route::Stats { .. }, "GET")` is
-/// `GET /v1/streams/{}/stats`); the last HTTP method literal in an arm's body is that method.
-pub fn route_table(source: &str) -> BTreeSet<(String, String)> {
-    let start = source.find("fn route(").expect("fn route( in routes.rs");
-    let code = &source[start..];
-    let at = code
-        .find("match segments.as_slice()")
-        .expect("route() matches on segments.as_slice()");
-    let open = at + code[at..].find('{').expect("match block");
-    let mut arms = &code[open + 1..closing(code, open)];
-    let mut table = BTreeSet::new();
-    let mut fallback = false;
-    while !arms.trim().is_empty() {
-        let arrow = top_level(arms, "=>").unwrap_or_else(|| panic!("no `=>` in {arms}"));
-        let pattern = arms[..arrow].trim();
-        let rest = arms[arrow + 2..].trim_start();
-        let (body, next) = if rest.starts_with('{') {
-            let end = closing(rest, 0);
-            (&rest[..=end], &rest[end + 1..])
-        } else {
-            let end = top_level(rest, ",").unwrap_or(rest.len());
-            (&rest[..end], &rest[end..])
-        };
-        arms = next.trim_start().strip_prefix(',').unwrap_or(next);
-        if pattern == "_" {
-            assert!(body.contains("NotFound"), "the fallback arm is a 404");
-            fallback = true;
-            continue;
-        }
-        let inner = pattern
-            .strip_prefix('[')
-            .and_then(|p| p.strip_suffix(']'))
-            .unwrap_or_else(|| panic!("route() arm is not a slice pattern: {pattern}"));
-        let segments: Vec<String> = inner
-            .split(',')
-            .map(str::trim)
-            .filter(|segment| !segment.is_empty())
-            .map(|segment| {
-                if let Some(literal) = segment.strip_prefix('"') {
-                    literal.trim_end_matches('"').to_string()
-                } else if segment
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
-                    "{}".to_string()
-                } else {
-                    panic!("unsupported segment pattern {segment:?} in {pattern}")
-                }
-            })
-            .collect();
-        let method = literals(body)
-            .into_iter()
-            .rev()
-            .find(|text| ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(text))
-            .unwrap_or_else(|| panic!("no method literal in the arm for {pattern}"));
-        table.insert((method.to_string(), format!("/{}", segments.join("/"))));
-    }
-    assert!(fallback, "route() ends with a `_` fallback arm");
-    table
 }
 
 #[cfg(test)]
@@ -258,40 +132,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_route_parser_reads_slice_patterns_blocks_and_comments() {
-        let source = r#"
-            fn route(method: &Method, path: &str) -> ApiResult<Route> {
-                let (route, allow) = match segments.as_slice() {
-                    ["healthz"] => (Route::Health, "GET"),
-                    ["v1", "streams", id, "stats"] => (
-                        Route::Stats { connection: (*id).into() }, // "POST" in a comment
-                        "GET",
-                    ),
-                    ["api", "events", "stream"] => {
-                        let x = query(url, "connectionId").ok_or_else(|| bad("a \"POST\" {"));
-                        if *method != Method::Get {
-                            return Err(ApiError::MethodNotAllowed { allow: "GET" });
-                        }
-                        (Route::Subscribe { connection: x?, family: '}' }, "GET")
-                    }
-                    ["runner-jobs", job_id, "events",] => (Route::Publish, "POST"),
-                    _ => return Err(ApiError::NotFound),
-                };
-            }"#;
-        let table: Vec<(String, String)> = route_table(source).into_iter().collect();
-        let expected = [
-            ("GET", "/api/events/stream"),
-            ("GET", "/healthz"),
-            ("GET", "/v1/streams/{}/stats"),
-            ("POST", "/runner-jobs/{}/events"),
-        ];
-        assert_eq!(
-            table,
-            expected
-                .iter()
-                .map(|(m, p)| (m.to_string(), p.to_string()))
-                .collect::<Vec<_>>()
-        );
+    fn templates_normalise_their_parameters() {
         assert_eq!(
             normalise("/runner-jobs/{jobId}/events/stream"),
             "/runner-jobs/{}/events/stream"
