@@ -131,7 +131,8 @@ pub enum Refused {
         /// The category, as sent.
         category: String,
     },
-    /// The stream is complete and takes no more events (409).
+    /// The stream is complete and takes no more events, or the batch has events after
+    /// `stream.complete` (409).
     Complete,
 }
 
@@ -307,10 +308,12 @@ impl Hub {
                 category: category.into(),
             });
         }
-        if self.complete {
+        // `stream.complete` ends the batch too: an event after it would reach a complete stream.
+        let complete_at = events.iter().position(NewEvent::completes_stream);
+        if self.complete || complete_at.is_some_and(|at| at + 1 < events.len()) {
             return Err(Refused::Complete);
         }
-        let completes = events.iter().any(NewEvent::completes_stream);
+        let completes = complete_at.is_some();
         let summary = self.summary();
         let entries = events
             .into_iter()
