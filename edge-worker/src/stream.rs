@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, Stream};
 use herald_core::{Relay, RelayPoll, RelaySettings};
-use worker::js_sys::{ArrayBuffer, Uint8Array};
+use worker::js_sys::{Reflect, Uint8Array};
 use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::web_sys::{AbortSignal, EventTarget, MessageEvent};
+use worker::web_sys::{AbortSignal, BinaryType, EventTarget};
 use worker::{console_error, Date, Delay, Headers, WebSocket};
 
 pub(crate) fn now_ms() -> u64 {
@@ -97,12 +97,14 @@ impl core::fmt::Debug for RelayStream {
     }
 }
 
+/// The payload of a socket's `message` event. The runtime's event and buffer classes need not be
+/// the global ones (`instanceof` can fail), so the data is read by property and viewed as bytes.
 fn message_bytes(event: &JsValue) -> Option<Vec<u8>> {
-    let data = event.dyn_ref::<MessageEvent>()?.data();
-    if let Some(buffer) = data.dyn_ref::<ArrayBuffer>() {
-        return Some(Uint8Array::new(buffer).to_vec());
+    let data = Reflect::get(event, &JsValue::from_str("data")).ok()?;
+    if let Some(text) = data.as_string() {
+        return Some(text.into_bytes());
     }
-    data.as_string().map(String::into_bytes)
+    data.is_object().then(|| Uint8Array::new(&data).to_vec())
 }
 
 impl RelayStream {
@@ -117,6 +119,8 @@ impl RelayStream {
             relay: Relay::new(settings, now_ms()),
             waker: None,
         }));
+        // Binary messages as ArrayBuffers (a Blob would need an async read).
+        socket.as_ref().set_binary_type(BinaryType::Arraybuffer);
         let target: &EventTarget = socket.as_ref().as_ref();
         let mut listeners = Vec::with_capacity(4);
         listeners.push(listen(target, "message", {
