@@ -131,9 +131,14 @@ pub enum Refused {
         /// The category, as sent.
         category: String,
     },
-    /// The stream is complete and takes no more events, or the batch has events after
-    /// `stream.complete` (409).
+    /// The stream is complete and takes no more events (409).
     Complete,
+    /// `stream.complete` is not the batch's last event: what follows it would reach a complete
+    /// stream (400).
+    EventsAfterComplete {
+        /// The index of `stream.complete` in the batch.
+        index: usize,
+    },
 }
 
 impl fmt::Display for Refused {
@@ -141,6 +146,10 @@ impl fmt::Display for Refused {
         match self {
             Refused::UnknownCategory { category } => write!(f, "unknown category {category:?}"),
             Refused::Complete => f.write_str("the stream is complete; it takes no more events"),
+            Refused::EventsAfterComplete { index } => write!(
+                f,
+                "event {index} is stream.complete, so it must be the batch's last event"
+            ),
         }
     }
 }
@@ -310,7 +319,10 @@ impl Hub {
         }
         // `stream.complete` ends the batch too: an event after it would reach a complete stream.
         let complete_at = events.iter().position(NewEvent::completes_stream);
-        if self.complete || complete_at.is_some_and(|at| at + 1 < events.len()) {
+        if let Some(index) = complete_at.filter(|at| at + 1 < events.len()) {
+            return Err(Refused::EventsAfterComplete { index });
+        }
+        if self.complete {
             return Err(Refused::Complete);
         }
         let completes = complete_at.is_some();

@@ -127,6 +127,9 @@ fn refused(error: Refused, config: &Config) -> ApiError {
             ),
         ),
         Refused::Complete => ApiError::conflict("stream_complete", Refused::Complete),
+        error @ Refused::EventsAfterComplete { .. } => {
+            ApiError::bad_request("invalid_event", error)
+        }
     }
 }
 

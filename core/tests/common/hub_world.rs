@@ -363,8 +363,8 @@ impl World {
             (Some(c), _, Err(Refused::UnknownCategory { category })) => {
                 return assert_eq!(category, c)
             }
-            (None, true, Err(Refused::Complete)) => return,
-            (None, false, Err(Refused::Complete)) if early_end => return,
+            (None, _, Err(Refused::EventsAfterComplete { .. })) if early_end => return,
+            (None, true, Err(Refused::Complete)) if !early_end => return,
             (None, false, Ok(batch)) => batch,
             (unknown, complete, answer) => panic!("{unknown:?} {complete}: {answer:?}"),
         };
