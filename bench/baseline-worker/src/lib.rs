@@ -12,8 +12,14 @@
 //! - `POST /p/{hub}` sends the request body, which the load generator has already encoded as a whole
 //!   SSE frame, unchanged to every open stream of that hub.
 //!
+//! The same-shape baseline for a Herald whose Worker holds the SSE response and relays from a
+//! hibernatable Durable Object (see `relay`): `GET /w/{hub}` subscribes, `POST /pw/{hub}` publishes
+//! (the body is a whole SSE frame), `POST /cw/{hub}` closes every socket of the hub.
+//!
 //! No auth, parsing, ids, storage, filters or heartbeats: whatever Herald adds on top shows up as
 //! the difference.
+
+mod relay;
 
 use std::cell::RefCell;
 
@@ -35,6 +41,10 @@ const OPEN_FRAME: &[u8] = b": open\n\n";
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, _context: Context) -> Result<Response> {
     let path = request.path();
+    let request = match relay::route(request, &path, &env).await {
+        Ok(response) => return response,
+        Err(request) => request,
+    };
     let hub = match path
         .strip_prefix("/s/")
         .or_else(|| path.strip_prefix("/r/"))
