@@ -86,9 +86,9 @@ impl HubMessage {
 
     /// The message's bytes.
     ///
-    /// # Panics
-    ///
-    /// If one frame is 4 GiB or longer (publish limits keep frames far below that).
+    /// A frame's length is written as 32 bits. No frame comes near 4 GiB (publish limits keep them
+    /// far below, and an isolate has 128 MB); one that did would be written with a length that
+    /// [`HubMessage::decode`] refuses, never read as something else.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let len = HEADER_BYTES
@@ -103,7 +103,7 @@ impl HubMessage {
         out.extend_from_slice(&self.epoch.to_le_bytes());
         for frame in &self.frames {
             out.extend_from_slice(&frame.seq.unwrap_or(0).to_le_bytes());
-            let frame_len = u32::try_from(frame.frame.len()).expect("frames are below 4 GiB");
+            let frame_len = u32::try_from(frame.frame.len()).unwrap_or(u32::MAX);
             out.extend_from_slice(&frame_len.to_le_bytes());
             out.extend_from_slice(&frame.frame);
         }

@@ -23,6 +23,12 @@ pub(crate) enum Kind {
     Baseline,
     /// The baseline worker streaming through a Rust `Stream`, as workers-rs (and Herald) do.
     BaselineRust,
+    /// The same-shape baseline: the Worker holds the SSE response (a Rust `Stream`) and relays
+    /// from a hibernatable Durable Object over one WebSocket per stream (`/w`, `/pw`, `/cw`).
+    BaselineWs,
+    /// The same relay with the Worker writing each message into a JS stream (`/wj`): the shape's
+    /// ceiling, without the Rust bridge on the per-message path.
+    BaselineWsJs,
 }
 
 impl Kind {
@@ -31,7 +37,25 @@ impl Kind {
             Kind::Herald => "herald",
             Kind::Baseline => "baseline",
             Kind::BaselineRust => "baseline-rs",
+            Kind::BaselineWs => "baseline-ws",
+            Kind::BaselineWsJs => "baseline-wsjs",
         }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Kind> {
+        [
+            Kind::Herald,
+            Kind::Baseline,
+            Kind::BaselineRust,
+            Kind::BaselineWs,
+            Kind::BaselineWsJs,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == name)
+    }
+
+    pub(crate) fn is_baseline(self) -> bool {
+        self != Kind::Herald
     }
 }
 
@@ -48,6 +72,8 @@ impl Target {
             Kind::Herald => format!("/v1/streams/{hub}"),
             Kind::Baseline => format!("/s/{hub}"),
             Kind::BaselineRust => format!("/r/{hub}"),
+            Kind::BaselineWs => format!("/w/{hub}"),
+            Kind::BaselineWsJs => format!("/wj/{hub}"),
         }
     }
 
@@ -56,6 +82,7 @@ impl Target {
         match self.kind {
             Kind::Herald => format!("/v1/streams/{hub}/disconnect"),
             Kind::Baseline | Kind::BaselineRust => format!("/c/{hub}"),
+            Kind::BaselineWs | Kind::BaselineWsJs => format!("/cw/{hub}"),
         }
     }
 
@@ -63,6 +90,7 @@ impl Target {
         match self.kind {
             Kind::Herald => format!("/v1/streams/{hub}/events"),
             Kind::Baseline | Kind::BaselineRust => format!("/p/{hub}"),
+            Kind::BaselineWs | Kind::BaselineWsJs => format!("/pw/{hub}"),
         }
     }
 
@@ -80,9 +108,7 @@ impl Target {
     fn publish_body(&self, seq: u64, sent_us: u64) -> Vec<u8> {
         match self.kind {
             Kind::Herald => format!(r#"{{"event":"tick","data":{{"t":{sent_us}}}}}"#).into_bytes(),
-            Kind::Baseline | Kind::BaselineRust => {
-                format!("id: 1-{seq}\nevent: tick\ndata: {{\"t\":{sent_us}}}\n\n").into_bytes()
-            }
+            _ => format!("id: 1-{seq}\nevent: tick\ndata: {{\"t\":{sent_us}}}\n\n").into_bytes(),
         }
     }
 }
@@ -130,6 +156,8 @@ pub(crate) struct Report {
     pub(crate) server_closes: u64,
     pub(crate) client_cpu_pct: f64,
     pub(crate) server_cpu_pct: f64,
+    /// `server_cpu_pct` by process role (see `Server::cpu_s`).
+    pub(crate) server_cpu_parts: Vec<(String, f64)>,
     pub(crate) storm: Option<Storm>,
     /// Delivered events/s of every run of the phase (more than one when `Spec::runs` > 1).
     pub(crate) all_runs: Vec<f64>,
@@ -417,7 +445,7 @@ async fn publisher(
                         .next()
                         .and_then(|s| s.trim_end_matches(['"', ']', '}']).parse().ok())
                         .unwrap_or(0),
-                    Kind::Baseline | Kind::BaselineRust => seq,
+                    _ => seq,
                 };
                 if assigned != seq {
                     // An earlier publish was stored although its answer was lost.
@@ -459,12 +487,13 @@ async fn close_hubs(target: &Target, names: &[Arc<str>]) {
     }
 }
 
-/// Runs one phase against a running server. `server_cpu_s` reads the server's CPU seconds so far.
+/// Runs one phase against a running server. `server_cpu_s` reads the server's CPU seconds so far,
+/// by process role.
 pub(crate) async fn run(
     target: Arc<Target>,
     spec: &Spec,
     prefix: &str,
-    server_cpu_s: &(dyn Fn() -> f64 + Sync),
+    server_cpu_s: &(dyn Fn() -> Vec<(String, f64)> + Sync),
 ) -> Report {
     let hubs = spec.hubs.max(1);
     let shared = Arc::new(Shared {
@@ -535,7 +564,18 @@ pub(crate) async fn run(
     shared.measuring.store(false, Ordering::Relaxed);
     let window_s = (now_us() - started) as f64 / 1e6;
     report.client_cpu_pct = (crate::server::own_cpu_s() - client0) / window_s * 100.0;
-    report.server_cpu_pct = (server_cpu_s() - server0) / window_s * 100.0;
+    let server1 = server_cpu_s();
+    report.server_cpu_parts = server1
+        .iter()
+        .map(|(role, used)| {
+            let before = server0
+                .iter()
+                .find(|(r, _)| r == role)
+                .map_or(0.0, |(_, s)| *s);
+            (role.clone(), (used - before) / window_s * 100.0)
+        })
+        .collect();
+    report.server_cpu_pct = report.server_cpu_parts.iter().map(|(_, pct)| pct).sum();
     report.published_per_s =
         (shared.publishes.load(Ordering::Relaxed) - publishes0) as f64 / window_s;
     report.delivered_per_s = shared.delivered.load(Ordering::Relaxed) as f64 / window_s;

@@ -1,35 +1,52 @@
 //! `herald-load`: the load benchmark behind `scripts/bench-load.sh`.
 //!
-//! Runs each phase on Herald's worker and then on the baseline worker (bench/baseline-worker: a
-//! Durable Object that only fans pre-encoded frames out), each on a fresh `wrangler dev` (so both see
-//! the same background load and no phase inherits another's leftovers), and prints tables with the
-//! targets. `HERALD_LOAD_KEEP=1` keeps each run's wrangler logs under .e2e/. Options (all optional):
+//! Runs each phase on Herald's worker and on baseline workers (bench/baseline-worker: Durable
+//! Objects that only fan pre-encoded frames out), each on a fresh server (so every side sees the same
+//! background load and no phase inherits another's leftovers), and prints tables with Herald's ratios
+//! to the same-shape baseline and the targets. `HERALD_LOAD_KEEP=1` keeps each run's logs under
+//! .e2e/. Options (all optional):
 //!
-//! - `--quick`: short windows and 2,000 instead of 5,000 streams, for a smoke run.
+//! - `--quick`: short windows, one flat-out run instead of three, and 2,000 instead of 5,000 streams.
 //! - `--measure-s S`: the measured window of each phase (default 10).
 //! - `--streams-per-hub K`: how the streams are spread over hubs (default 100 per hub).
-//! - `--sides herald,baseline,baseline-rs` (default herald,baseline): what to load. `baseline` is the
-//!   baseline worker writing JS streams directly (the ceiling), `baseline-rs` the same worker
-//!   streaming through a Rust `Stream` as workers-rs and Herald do.
-//! - `--phases s100,s1000,s5000,max`: run only these phases.
-//! - `--via direct|proxy|both` (default direct): load the workerd socket directly, wrangler dev's port
-//!   (its dev proxy relays everything through Node), or each in turn.
+//! - `--sides herald,baseline-ws,...` (default herald,baseline-ws): what to load, from `herald`,
+//!   `baseline-ws` (the same-shape baseline: the Worker holds the SSE response and relays from a
+//!   hibernatable Durable Object over a WebSocket, through a Rust `Stream`), `baseline-wsjs` (the same
+//!   relay writing JS streams: that shape's ceiling), `baseline` (the Durable Object writes a JS
+//!   stream it returned itself: the old shape's ceiling) and `baseline-rs` (that, through a Rust
+//!   `Stream`). The first baseline named is the one Herald's ratios are taken against.
+//! - `--phases max,s100,s1000,s5000`: run only these phases.
+//! - `--runtime workerd|workerd-inspector|wrangler|wrangler-proxy` (default workerd; a comma list runs
+//!   each in turn): `workerd` runs the worker on the workerd binary wrangler ships, from a config
+//!   written from its wrangler.toml, with no inspector; `workerd-inspector` the same with the
+//!   inspector port open and nothing attached; `wrangler` under `wrangler dev` (inspector attached)
+//!   loading that workerd's own socket; `wrangler-proxy` wrangler dev's port (its dev proxy relays
+//!   everything through Node). `--via direct|proxy|both` is the old spelling of the last two.
+//! - `--ceiling E`: the runtime's flat-out ceiling in delivered events/s. The fixed-rate phases
+//!   (s100, s1000, s5000) each deliver `--load-pct` (default 50) percent of it in total. Without
+//!   `--ceiling`, the flat-out phase runs first and the reference baseline's best run sets it; when
+//!   that phase is not run either, `DEFAULT_CEILING` (measured on the 2-core machine) does.
 
 mod http;
 mod load;
 mod server;
 mod stats;
 mod table;
+mod workerd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use herald_core::{mint, Claims, Scopes, TenantId, TokenKind};
 use load::{Kind, Report, Spec, Target};
-use server::Server;
+use server::{Runtime, Server};
 
 /// The HMAC key the Herald instance is started with (a local, throwaway key).
 const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
+
+/// Delivered events/s of the same-shape baseline flat out on the 2-core machine, workerd without
+/// inspector (see README.md, Benchmarks); used when a run neither measures nor is given one.
+const DEFAULT_CEILING: f64 = 10_000.0;
 
 #[derive(Debug)]
 struct Options {
@@ -38,10 +55,47 @@ struct Options {
     streams_per_hub: usize,
     sides: Vec<Kind>,
     phases: Option<Vec<String>>,
-    via: Vec<Via>,
+    setups: Vec<Setup>,
+    ceiling: Option<f64>,
+    load_pct: f64,
 }
 
-/// How the load reaches the worker.
+/// What runs the worker and where the load goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Setup {
+    runtime: Runtime,
+    via: Via,
+}
+
+impl Setup {
+    fn parse(name: &str) -> Setup {
+        let (runtime, via) = match name {
+            "workerd" => (Runtime::Workerd { inspector: false }, Via::Direct),
+            "workerd-inspector" => (Runtime::Workerd { inspector: true }, Via::Direct),
+            "wrangler" => (Runtime::Wrangler, Via::Direct),
+            "wrangler-proxy" => (Runtime::Wrangler, Via::Proxy),
+            other => panic!(
+                "--runtime takes workerd, workerd-inspector, wrangler, wrangler-proxy; not {other}"
+            ),
+        };
+        Setup { runtime, via }
+    }
+
+    fn describe(self) -> String {
+        match self.runtime {
+            Runtime::Wrangler => format!(
+                "{}, load sent to the {}",
+                self.runtime.as_str(),
+                self.via.as_str()
+            ),
+            Runtime::Workerd { .. } => {
+                format!("{}, load sent to its socket", self.runtime.as_str())
+            }
+        }
+    }
+}
+
+/// How the load reaches a worker under wrangler dev.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Via {
     /// wrangler dev's own port: its dev proxy (a proxy worker and wrangler's Node process) relays
@@ -65,9 +119,11 @@ fn options() -> Options {
         quick: false,
         measure_s: 10.0,
         streams_per_hub: 100,
-        sides: vec![Kind::Herald, Kind::Baseline],
+        sides: vec![Kind::Herald, Kind::BaselineWs],
         phases: None,
-        via: vec![Via::Direct],
+        setups: vec![Setup::parse("workerd")],
+        ceiling: None,
+        load_pct: 50.0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -79,22 +135,27 @@ fn options() -> Options {
                 options.streams_per_hub = value().parse().expect("--streams-per-hub count")
             }
             "--phases" => options.phases = Some(value().split(',').map(str::to_owned).collect()),
+            "--ceiling" => options.ceiling = Some(value().parse().expect("--ceiling events/s")),
+            "--load-pct" => options.load_pct = value().parse().expect("--load-pct percent"),
+            "--runtime" => options.setups = value().split(',').map(Setup::parse).collect(),
             "--via" => {
-                options.via = match value().as_str() {
-                    "direct" => vec![Via::Direct],
-                    "proxy" => vec![Via::Proxy],
-                    "both" => vec![Via::Direct, Via::Proxy],
+                options.setups = match value().as_str() {
+                    "direct" => vec![Setup::parse("wrangler")],
+                    "proxy" => vec![Setup::parse("wrangler-proxy")],
+                    "both" => vec![Setup::parse("wrangler"), Setup::parse("wrangler-proxy")],
                     other => panic!("--via direct|proxy|both, not {other}"),
                 }
             }
             "--sides" => {
                 options.sides = value()
                     .split(',')
-                    .map(|side| match side {
-                        "herald" => Kind::Herald,
-                        "baseline" => Kind::Baseline,
-                        "baseline-rs" => Kind::BaselineRust,
-                        other => panic!("--sides takes herald,baseline,baseline-rs, not {other}"),
+                    .map(|side| {
+                        Kind::parse(side).unwrap_or_else(|| {
+                            panic!(
+                                "--sides takes herald, baseline-ws, baseline-wsjs, baseline, \
+                                 baseline-rs; not {side}"
+                            )
+                        })
                     })
                     .collect()
             }
@@ -107,12 +168,14 @@ fn options() -> Options {
     options
 }
 
+/// The phases, flat out first (it measures the ceiling the fixed rates are set from). The fixed
+/// rates are filled in by `with_rate` once the ceiling is known.
 fn phases(options: &Options) -> Vec<Spec> {
-    let spec = |label: &str, connections: usize, rate_per_hub: f64, storm: bool| Spec {
+    let spec = |label: &str, connections: usize, storm: bool| Spec {
         label: label.into(),
         connections,
         hubs: connections.div_ceil(options.streams_per_hub.max(1)),
-        rate_per_hub,
+        rate_per_hub: 0.0,
         warm_s: if options.quick { 1.0 } else { 2.0 },
         measure_s: options.measure_s,
         storm,
@@ -120,16 +183,16 @@ fn phases(options: &Options) -> Vec<Spec> {
     };
     let big = if options.quick { 2_000 } else { 5_000 };
     let all = vec![
-        // Every stream gets 10 events/s: each hub publishes 10/s to its share of the streams.
-        spec("s100", 100, 10.0, false),
-        spec("s1000", 1_000, 10.0, true),
-        // Many streams held, 1 event/s each.
-        spec(&format!("s{big}"), big, 1.0, false),
         // Flat out: one publish in flight per hub, as fast as the worker answers; best of 3.
         Spec {
             runs: if options.quick { 1 } else { 3 },
-            ..spec("max", 1_000, 0.0, false)
+            ..spec("max", 1_000, false)
         },
+        // At a fixed share of the ceiling: few streams, many, and many held, each phase delivering
+        // the same events/s in total; the reconnect storm follows the 1,000-stream phase.
+        spec("s100", 100, false),
+        spec("s1000", 1_000, true),
+        spec(&format!("s{big}"), big, false),
     ];
     match &options.phases {
         Some(wanted) => all
@@ -137,6 +200,15 @@ fn phases(options: &Options) -> Vec<Spec> {
             .filter(|spec| wanted.contains(&spec.label))
             .collect(),
         None => all,
+    }
+}
+
+/// A fixed-rate phase's publish rate per hub: its streams together receive `events_per_s`.
+fn with_rate(spec: &Spec, events_per_s: f64) -> Spec {
+    let streams_per_hub = spec.connections as f64 / spec.hubs.max(1) as f64;
+    Spec {
+        rate_per_hub: events_per_s / spec.hubs.max(1) as f64 / streams_per_hub,
+        ..spec.clone()
     }
 }
 
@@ -159,6 +231,88 @@ fn token() -> String {
     mint(&claims, KEY.as_bytes())
 }
 
+/// Where and how each kind of worker is started: (name, config, probe path, what its answer holds).
+fn worker_of(kind: Kind) -> (&'static str, &'static str, &'static str, &'static str) {
+    match kind {
+        Kind::Herald => ("herald", "wrangler.toml", "/healthz", "\"ok\""),
+        _ => (
+            "baseline",
+            "bench/baseline-worker/wrangler.toml",
+            "/",
+            "not found",
+        ),
+    }
+}
+
+/// Runs one phase once on one side, on a fresh server.
+fn run_once(
+    runtime: &tokio::runtime::Runtime,
+    root: &std::path::Path,
+    setup: Setup,
+    kind: Kind,
+    spec: &Spec,
+    token: &str,
+) -> Report {
+    // A fresh server for every phase: wrangler dev's proxy workerd keeps sockets of finished
+    // streams open (they pile up to the descriptor limit over a few phases), and a clean start
+    // keeps one phase from taxing the next.
+    let (name, config, probe, expect) = worker_of(kind);
+    let mut server = Server::start(
+        root,
+        name,
+        config,
+        &[("HERALD_TOKEN_KEY", KEY)],
+        probe,
+        setup.runtime,
+    );
+    let port = match (setup.runtime, setup.via) {
+        (Runtime::Wrangler, Via::Direct) => server
+            .direct_port(probe, expect)
+            .expect("the worker's own workerd socket"),
+        _ => server.port,
+    };
+    let target = Arc::new(Target {
+        kind,
+        host: format!("127.0.0.1:{port}"),
+        token: token.to_owned(),
+    });
+    // The baselines have no ids to resume from: the storm is Herald's alone.
+    let spec = Spec {
+        storm: spec.storm && kind == Kind::Herald,
+        ..spec.clone()
+    };
+    eprintln!(
+        "{} on {}: {} streams over {} hubs, {} ...",
+        kind.name(),
+        setup.describe(),
+        spec.connections,
+        spec.hubs,
+        if spec.rate_per_hub > 0.0 {
+            format!("{:.2} events/s per hub", spec.rate_per_hub)
+        } else {
+            "flat out".into()
+        }
+    );
+    let prefix = format!(
+        "load{}-{}-{:?}-{:?}",
+        std::process::id(),
+        kind.name(),
+        setup.runtime,
+        setup.via
+    )
+    .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "");
+    let cpu = || server.cpu_s();
+    let report = runtime.block_on(load::run(target, &spec, &prefix, &cpu));
+    eprintln!("  {report:?}");
+    server.kill();
+    if std::env::var_os("HERALD_LOAD_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&server.dir);
+    } else {
+        eprintln!("  logs in {}", server.dir.display());
+    }
+    report
+}
+
 fn main() {
     let options = options();
     let root: PathBuf = std::env::var_os("HERALD_ROOT")
@@ -171,72 +325,33 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let specs = phases(&options);
     let token = token();
-    let mut results: Vec<(Via, Kind, Vec<Report>)> = Vec::new();
-    for &via in &options.via {
-        for kind in &options.sides {
-            results.push((via, *kind, Vec::new()));
-        }
-        for spec in &specs {
-            for (run, &kind) in
-                (0..spec.runs).flat_map(|run| options.sides.iter().map(move |kind| (run, kind)))
-            {
-                // A fresh server for every phase: wrangler dev's proxy workerd keeps sockets of
-                // finished streams open (they pile up to the descriptor limit over a few phases),
-                // and a clean start keeps one phase from taxing the next.
-                let (name, config, probe, expect) = match kind {
-                    Kind::Herald => ("herald", "wrangler.toml", "/healthz", "\"ok\""),
-                    Kind::Baseline | Kind::BaselineRust => (
-                        "baseline",
-                        "bench/baseline-worker/wrangler.toml",
-                        "/",
-                        "not found",
-                    ),
-                };
-                let mut server =
-                    Server::start(&root, name, config, &[("HERALD_TOKEN_KEY", KEY)], probe);
-                let port = match via {
-                    Via::Proxy => server.port,
-                    Via::Direct => server
-                        .direct_port(probe, expect)
-                        .expect("the worker's own workerd socket"),
-                };
-                let target = Arc::new(Target {
-                    kind,
-                    host: format!("127.0.0.1:{port}"),
-                    token: token.clone(),
-                });
-                // The baseline has no ids to resume from: the storm is Herald's alone.
-                let spec = Spec {
-                    storm: spec.storm && kind == Kind::Herald,
-                    ..spec.clone()
-                };
-                eprintln!(
-                    "{} via {}: {} streams over {} hubs, {} ...",
-                    kind.name(),
-                    via.as_str(),
-                    spec.connections,
-                    spec.hubs,
-                    if spec.rate_per_hub > 0.0 {
-                        format!("{} events/s per hub", spec.rate_per_hub)
-                    } else {
-                        "flat out".into()
-                    }
-                );
-                let prefix = format!("load{}-{}-{:?}", std::process::id(), kind.name(), via);
-                let cpu = || server.cpu_s();
-                let report = runtime.block_on(load::run(target, &spec, &prefix, &cpu));
-                eprintln!("  {report:?}");
-                server.kill();
-                if std::env::var_os("HERALD_LOAD_KEEP").is_none() {
-                    let _ = std::fs::remove_dir_all(&server.dir);
-                } else {
-                    eprintln!("  wrangler logs in {}", server.dir.display());
-                }
-                if let Some((_, _, reports)) =
-                    results.iter_mut().find(|(v, k, _)| *v == via && *k == kind)
-                {
+    let reference = options
+        .sides
+        .iter()
+        .copied()
+        .find(|kind| kind.is_baseline());
+    for &setup in &options.setups {
+        let mut specs = phases(&options);
+        let mut results: Vec<(Kind, Vec<Report>)> = options
+            .sides
+            .iter()
+            .map(|kind| (*kind, Vec::new()))
+            .collect();
+        let mut ceiling = options.ceiling;
+        for spec in specs.iter_mut() {
+            if spec.label != "max" {
+                let events_per_s =
+                    options.load_pct / 100.0 * *ceiling.get_or_insert(DEFAULT_CEILING);
+                *spec = with_rate(spec, events_per_s);
+            }
+            let spec = spec.clone();
+            for run in 0..spec.runs {
+                for &kind in &options.sides {
+                    let report = run_once(&runtime, &root, setup, kind, &spec, &token);
+                    let Some((_, reports)) = results.iter_mut().find(|(k, _)| *k == kind) else {
+                        continue;
+                    };
                     if run == 0 {
                         let mut report = report;
                         report.all_runs = vec![report.delivered_per_s];
@@ -251,14 +366,25 @@ fn main() {
                     }
                 }
             }
+            // The flat-out phase measured the ceiling: the reference baseline's best run.
+            if spec.label == "max" && ceiling.is_none() {
+                ceiling = reference
+                    .and_then(|kind| results.iter().find(|(k, _)| *k == kind))
+                    .and_then(|(_, reports)| reports.last())
+                    .map(|report| report.delivered_per_s)
+                    .filter(|rate| *rate > 0.0);
+            }
         }
-    }
-    for &via in &options.via {
         let sides: Vec<(Kind, &[Report])> = results
             .iter()
-            .filter(|(v, _, _)| *v == via)
-            .map(|(_, kind, reports)| (*kind, reports.as_slice()))
+            .map(|(kind, reports)| (*kind, reports.as_slice()))
             .collect();
-        table::print(via.as_str(), &specs, &sides);
+        table::print(
+            &setup.describe(),
+            &specs,
+            &sides,
+            reference,
+            ceiling.map(|c| (c, options.load_pct)),
+        );
     }
 }

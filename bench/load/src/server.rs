@@ -68,13 +68,14 @@ fn probe(port: u16, path: &str) -> Option<u16> {
 /// (wrangler would rebuild and reload whenever someone edits the sources mid-run), without `[assets]`
 /// (the live page is not under load, and assets put a router worker in front of the one measured) and with `main`
 /// pointing at a copy of the build directory (so a rebuild elsewhere cannot swap it either).
-/// Returns the config's path.
-fn private_config(root: &Path, config: &str, dir: &Path) -> PathBuf {
+/// Returns the config's path, the build copy and `main` relative to it.
+fn private_config(root: &Path, config: &str, dir: &Path) -> (PathBuf, PathBuf, String) {
     let source = root.join(config);
     let text = std::fs::read_to_string(&source).expect("wrangler config");
     let base = source.parent().expect("config directory");
     let mut out = String::new();
     let mut in_build = false;
+    let mut copied = None;
     for line in text.lines() {
         let trimmed = line.trim_start();
         if trimmed.starts_with('[') {
@@ -92,8 +93,10 @@ fn private_config(root: &Path, config: &str, dir: &Path) -> PathBuf {
                 .expect("main is <build>/worker/shim.mjs");
             let copy = dir.join("build");
             copy_dir(&base.join(build), &copy);
-            let shim = copy.join(main.strip_prefix(build).expect("inside build"));
+            let relative = main.strip_prefix(build).expect("inside build");
+            let shim = copy.join(relative);
             out.push_str(&format!("main = {:?}\n", shim.display().to_string()));
+            copied = Some((copy, relative.to_string_lossy().into_owned()));
         } else {
             out.push_str(line);
             out.push('\n');
@@ -101,7 +104,8 @@ fn private_config(root: &Path, config: &str, dir: &Path) -> PathBuf {
     }
     let path = dir.join("wrangler.toml");
     std::fs::write(&path, out).expect("write private wrangler.toml");
-    path
+    let (copy, main) = copied.expect("the config names main");
+    (path, copy, main)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -116,14 +120,52 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The workerd that wrangler runs (the npm package `@cloudflare/workerd-linux-64`, installed with
+/// wrangler); `HERALD_WORKERD` overrides it.
+fn workerd_binary(root: &Path) -> PathBuf {
+    if let Some(path) = std::env::var_os("HERALD_WORKERD") {
+        return PathBuf::from(path);
+    }
+    let nested =
+        root.join("node_modules/wrangler/node_modules/@cloudflare/workerd-linux-64/bin/workerd");
+    if nested.exists() {
+        return nested;
+    }
+    root.join("node_modules/@cloudflare/workerd-linux-64/bin/workerd")
+}
+
+/// What runs the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Runtime {
+    /// `wrangler dev`: workerd started by wrangler with its inspector on and wrangler attached to
+    /// it, plus a dev proxy (a second workerd and wrangler's Node process) in front.
+    Wrangler,
+    /// The same workerd binary started directly on a configuration written from the worker's
+    /// wrangler.toml (see `workerd.rs`), with no inspector unless `inspector` (then the inspector
+    /// port is open but nothing attaches to it).
+    Workerd { inspector: bool },
+}
+
+impl Runtime {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Wrangler => "wrangler dev (inspector attached)",
+            Runtime::Workerd { inspector: false } => "workerd, no inspector",
+            Runtime::Workerd { inspector: true } => "workerd, inspector port open, none attached",
+        }
+    }
+}
+
 impl Server {
-    /// Starts `wrangler dev -c <config>` and waits until `probe_path` answers with any status.
+    /// Starts the worker of `<config>` on `runtime` and waits until `probe_path` answers with any
+    /// status.
     pub(crate) fn start(
         root: &Path,
         name: &str,
         config: &str,
         vars: &[(&str, &str)],
         probe_path: &str,
+        runtime: Runtime,
     ) -> Server {
         use std::os::unix::process::CommandExt;
         let stamp = std::time::SystemTime::now()
@@ -135,8 +177,36 @@ impl Server {
             .join(format!("load-{name}-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("persist dir");
         let port = free_port();
-        let config = private_config(root, config, &dir);
+        let (config, build, main) = private_config(root, config, &dir);
         let log = |file: &str| Stdio::from(std::fs::File::create(dir.join(file)).expect("log"));
+        if let Runtime::Workerd { inspector } = runtime {
+            let manifest = crate::workerd::Manifest::parse(
+                &std::fs::read_to_string(&config).expect("private config"),
+            );
+            let state = dir.join("state");
+            std::fs::create_dir_all(&state).expect("state dir");
+            let text = crate::workerd::config(&manifest, &dir, &build, &main, &state, port, vars);
+            let capnp = dir.join("workerd.capnp");
+            std::fs::write(&capnp, text).expect("write workerd.capnp");
+            let mut command = Command::new(workerd_binary(root));
+            command.current_dir(&dir).arg("serve").arg(&capnp);
+            if inspector {
+                command.arg(format!("--inspector-addr=127.0.0.1:{}", free_port()));
+            }
+            command
+                .stdin(Stdio::null())
+                .stdout(log("workerd.out"))
+                .stderr(log("workerd.err"))
+                .process_group(0);
+            let child = command.spawn().expect("start workerd");
+            let mut server = Server {
+                child: Some(child),
+                port,
+                dir,
+            };
+            server.wait_ready(name, probe_path);
+            return server;
+        }
         let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
         command
             .current_dir(root)
@@ -163,6 +233,13 @@ impl Server {
             port,
             dir,
         };
+        server.wait_ready(name, probe_path);
+        server
+    }
+
+    fn wait_ready(&mut self, name: &str, probe_path: &str) {
+        let server = self;
+        let port = server.port;
         let deadline = Instant::now() + Duration::from_secs(120);
         while probe(port, probe_path).is_none() {
             if let Some(status) = server
@@ -171,18 +248,17 @@ impl Server {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 panic!(
-                    "wrangler dev ({name}) exited with {status}; see {}",
+                    "the server ({name}) exited with {status}; see {}",
                     server.dir.display()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "wrangler dev ({name}) not ready in 120 s; see {}",
+                "the server ({name}) not ready in 120 s; see {}",
                 server.dir.display()
             );
             std::thread::sleep(Duration::from_millis(250));
         }
-        server
     }
 
     /// The user worker's own socket: `wrangler dev` puts a dev proxy (a proxy worker plus its Node
@@ -227,26 +303,52 @@ impl Server {
         None
     }
 
-    /// CPU seconds used so far by every process of the server's group (wrangler, workerd, ...).
-    pub(crate) fn cpu_s(&self) -> f64 {
+    /// CPU seconds used so far by the processes of the server's group, by role: `workerd` (the one
+    /// running the worker), `workerd-proxy` (wrangler dev's dev proxy), `node` (wrangler), and any
+    /// other by its command name. Sorted by role.
+    pub(crate) fn cpu_s(&self) -> Vec<(String, f64)> {
         let Some(pgid) = self.child.as_ref().map(Child::id) else {
-            return 0.0;
+            return Vec::new();
         };
-        let mut ticks = 0u64;
+        let mut parts: std::collections::BTreeMap<String, u64> = Default::default();
         let Ok(entries) = std::fs::read_dir("/proc") else {
-            return 0.0;
+            return Vec::new();
         };
         for entry in entries.flatten() {
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
-            if let Some((group, used)) = parse_stat(&stat) {
-                if group == pgid {
-                    ticks += used;
-                }
+            let Some((group, used)) = parse_stat(&stat) else {
+                continue;
+            };
+            if group != pgid {
+                continue;
             }
+            let name = stat
+                .split_once('(')
+                .and_then(|(_, rest)| rest.rsplit_once(')'))
+                .map_or("?", |(name, _)| name);
+            let role = if name == "workerd" {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                // wrangler dev runs the worker on a workerd bound to `entry=127.0.0.1:0`; its
+                // other workerd (on wrangler's port) is the dev proxy.
+                if cmdline.contains("--socket-addr=entry=")
+                    && !cmdline.contains("entry=127.0.0.1:0")
+                {
+                    "workerd-proxy".to_owned()
+                } else {
+                    "workerd".to_owned()
+                }
+            } else {
+                name.to_owned()
+            };
+            *parts.entry(role).or_default() += used;
         }
-        ticks as f64 / clock_ticks_per_s()
+        parts
+            .into_iter()
+            .map(|(role, ticks)| (role, ticks as f64 / clock_ticks_per_s()))
+            .collect()
     }
 
     pub(crate) fn kill(&mut self) {

@@ -14,11 +14,36 @@ fn rate(spec: &Spec) -> String {
     }
 }
 
+/// Server CPU microseconds per delivered event (NaN with nothing delivered).
+fn us_per_event(report: &Report) -> f64 {
+    report.server_cpu_pct / 100.0 / report.delivered_per_s * 1e6
+}
+
 fn loss(report: &Report) -> u64 {
     report.gaps + report.duplicates + report.missing_at_end
 }
 
-pub(crate) fn print(via: &str, specs: &[Spec], sides: &[(Kind, &[Report])]) {
+/// `candidate` over `reference` as a factor, when both are there.
+fn factor(candidate: Option<f64>, reference: Option<f64>) -> Option<f64> {
+    match (candidate, reference) {
+        (Some(c), Some(r)) if r > 0.0 => Some(c / r),
+        _ => None,
+    }
+}
+
+fn times(value: Option<f64>) -> String {
+    value.map_or("-".into(), |v| format!("{v:.2}x"))
+}
+
+/// Prints one setup's results. `reference` is the baseline Herald's ratios are taken against;
+/// `ceiling` the flat-out events/s the fixed rates were set from, with the share used (percent).
+pub(crate) fn print(
+    setup: &str,
+    specs: &[Spec],
+    sides: &[(Kind, &[Report])],
+    reference: Option<Kind>,
+    ceiling: Option<(f64, f64)>,
+) {
     let side = |kind: Kind| {
         sides
             .iter()
@@ -26,14 +51,21 @@ pub(crate) fn print(via: &str, specs: &[Spec], sides: &[(Kind, &[Report])]) {
             .map(|(_, reports)| *reports)
     };
     let herald = side(Kind::Herald);
-    let baseline = side(Kind::Baseline);
+    let baseline = reference.and_then(side);
+    let reference_name = reference.map_or("baseline", Kind::name);
     println!();
-    println!("Load benchmark under wrangler dev, loopback, load sent to the {via}");
-    println!("latency = publish request sent to event parsed by the subscriber; cli%/srv% = CPU of load generator / wrangler+workerd (100% = one core)");
+    println!("Load benchmark on {setup}, loopback");
+    if let Some((ceiling, pct)) = ceiling {
+        println!(
+            "fixed-rate phases: {pct:.0}% of a ceiling of {ceiling:.0} delivered events/s = {:.0} events/s per phase",
+            ceiling * pct / 100.0
+        );
+    }
+    println!("latency = publish request sent to event parsed by the subscriber; cli%/srv% = CPU of load generator / server processes (100% = one core); us/ev = server CPU microseconds per delivered event");
     println!(
-        "{:<7} {:<11} {:>7} {:>5} {:>8} {:>6} {:>8} {:>8} {:>11} {:>7} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>6} {:>6} {:>6} {:>6}",
+        "{:<7} {:<13} {:>7} {:>5} {:>8} {:>6} {:>8} {:>8} {:>11} {:>7} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6}",
         "phase", "worker", "streams", "hubs", "rate/hub", "held", "open s", "pub/s", "delivered/s",
-        "p50 ms", "p99 ms", "max ms", "gaps", "dups", "missing", "anom", "closed", "tail s", "cli%", "srv%"
+        "p50 ms", "p99 ms", "max ms", "gaps", "dups", "missing", "anom", "closed", "tail s", "cli%", "srv%", "us/ev"
     );
     for (index, spec) in specs.iter().enumerate() {
         for (kind, reports) in sides {
@@ -42,7 +74,7 @@ pub(crate) fn print(via: &str, specs: &[Spec], sides: &[(Kind, &[Report])]) {
                 continue;
             };
             println!(
-                "{:<7} {:<11} {:>7} {:>5} {:>8} {:>6} {:>8.1} {:>8.0} {:>11.0} {:>7} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>6} {:>6.1} {:>6.0} {:>6.0}",
+                "{:<7} {:<13} {:>7} {:>5} {:>8} {:>6} {:>8.1} {:>8.0} {:>11.0} {:>7} {:>7} {:>7} {:>5} {:>5} {:>7} {:>5} {:>6} {:>6.1} {:>6.0} {:>6.0} {:>6.0}",
                 spec.label,
                 name,
                 spec.connections,
@@ -63,7 +95,23 @@ pub(crate) fn print(via: &str, specs: &[Spec], sides: &[(Kind, &[Report])]) {
                 report.drain_s,
                 report.client_cpu_pct,
                 report.server_cpu_pct,
+                us_per_event(report),
             );
+        }
+        for (kind, reports) in sides {
+            if let Some(report) = reports.get(index).filter(|r| r.server_cpu_parts.len() > 1) {
+                let parts: Vec<String> = report
+                    .server_cpu_parts
+                    .iter()
+                    .map(|(role, pct)| format!("{role} {pct:.0}%"))
+                    .collect();
+                println!(
+                    "{:<7} {} server CPU: {}",
+                    spec.label,
+                    kind.name(),
+                    parts.join(", ")
+                );
+            }
         }
         for (kind, reports) in sides {
             if let Some(report) = reports.get(index) {
@@ -102,19 +150,26 @@ pub(crate) fn print(via: &str, specs: &[Spec], sides: &[(Kind, &[Report])]) {
                 }
             }
         }
-        for other in [Kind::Baseline, Kind::BaselineRust] {
-            if let (Some(h), Some(b)) = (
-                herald.and_then(|r| r.get(index)),
-                side(other).and_then(|r| r.get(index)),
-            ) {
-                if b.delivered_per_s > 0.0 {
-                    println!(
-                        "{:<7} herald/{} delivered: {:.0}%",
-                        spec.label,
-                        other.name(),
-                        h.delivered_per_s / b.delivered_per_s * 100.0
-                    );
-                }
+        // Herald over each baseline measured: throughput flat out, latency at a fixed rate.
+        for (other, reports) in sides.iter().filter(|(k, _)| k.is_baseline()) {
+            let (Some(h), Some(b)) = (herald.and_then(|r| r.get(index)), reports.get(index)) else {
+                continue;
+            };
+            if spec.rate_per_hub > 0.0 {
+                println!(
+                    "{:<7} herald/{}: p50 {}, p99 {}",
+                    spec.label,
+                    other.name(),
+                    times(factor(h.p50_ms, b.p50_ms)),
+                    times(factor(h.p99_ms, b.p99_ms))
+                );
+            } else if b.delivered_per_s > 0.0 {
+                println!(
+                    "{:<7} herald/{} delivered: {:.0}%",
+                    spec.label,
+                    other.name(),
+                    h.delivered_per_s / b.delivered_per_s * 100.0
+                );
             }
         }
     }
@@ -130,76 +185,96 @@ pub(crate) fn print(via: &str, specs: &[Spec], sides: &[(Kind, &[Report])]) {
         );
     }
 
-    let find = |label_prefix: &str| {
-        specs
-            .iter()
-            .position(|s| s.label.starts_with(label_prefix))
-            .and_then(|i| herald.and_then(|r| r.get(i)).map(|r| (i, r)))
+    let pair = |index: usize| {
+        herald
+            .and_then(|r| r.get(index))
+            .map(|h| (h, baseline.and_then(|b| b.get(index))))
     };
     let verdict = |ok: bool| if ok { "met" } else { "NOT MET" };
+    let line = |target: String, measured: String, ok: bool| {
+        println!("{target:<64} {measured:<40} {}", verdict(ok));
+    };
     println!();
-    println!("{:<58} {:<36} verdict", "target", "measured");
-    if let Some((_, r)) = find("s1000") {
-        let p99 = r.p99_ms.unwrap_or(f64::INFINITY);
-        println!(
-            "{:<58} {:<36} {}",
-            "1,000 streams at 10 events/s each: p99 < 50 ms",
-            format!("p99 {p99:.1} ms ({:.0} events/s)", r.delivered_per_s),
-            verdict(p99 < 50.0 && r.delivered_per_s > 0.0)
-        );
-        println!(
-            "{:<58} {:<36} {}",
-            "1,000 streams at 10 events/s each: zero loss",
-            format!("gaps+dups+missing {}, anomalies {}", loss(r), r.anomalies),
-            verdict(loss(r) == 0 && r.anomalies == 0)
-        );
-    }
-    if let Some((i, r)) = find(&format!("s{}", specs.get(2).map_or(0, |s| s.connections))) {
-        let wanted = specs[i].connections;
-        println!(
-            "{:<58} {:<36} {}",
-            format!("at least 5,000 streams held (this run: {wanted})"),
-            format!(
-                "{} held, missing {}, failures {}",
-                r.held, r.missing_at_end, r.connect_failures
-            ),
-            verdict(wanted >= 5_000 && r.held >= wanted && loss(r) == 0)
-        );
-    }
-    if let (Some((i, h)), Some(b)) = (find("max"), baseline) {
-        if let Some(b) = b.get(i) {
-            let ratio = h.delivered_per_s / b.delivered_per_s.max(1.0);
-            println!(
-                "{:<58} {:<36} {}",
-                "delivered throughput (flat out) >= 70% of the baseline's",
+    println!("{:<64} {:<40} verdict", "target", "measured");
+    for (index, spec) in specs.iter().enumerate() {
+        let Some((h, b)) = pair(index) else {
+            continue;
+        };
+        if spec.rate_per_hub <= 0.0 {
+            if let Some(b) = b {
+                let ratio = h.delivered_per_s / b.delivered_per_s.max(1.0);
+                line(
+                    format!("flat out: Herald >= 90% of {reference_name}'s delivered events/s"),
+                    format!(
+                        "{:.0} vs {:.0} events/s = {:.0}%",
+                        h.delivered_per_s,
+                        b.delivered_per_s,
+                        ratio * 100.0
+                    ),
+                    ratio >= 0.90,
+                );
+            }
+            continue;
+        }
+        let per_stream = spec.rate_per_hub;
+        if let Some(b) = b {
+            for (quantile, hq, bq) in [("p50", h.p50_ms, b.p50_ms), ("p99", h.p99_ms, b.p99_ms)] {
+                let ratio = factor(hq, bq);
+                line(
+                    format!(
+                        "{} ({} streams x {per_stream:.2}/s): Herald {quantile} <= 1.5x {reference_name}",
+                        spec.label, spec.connections
+                    ),
+                    format!("{} vs {} ms = {}", ms(hq), ms(bq), times(ratio)),
+                    ratio.is_some_and(|r| r <= 1.5),
+                );
+            }
+        }
+        if spec.label == "s1000" {
+            let p99 = h.p99_ms.unwrap_or(f64::INFINITY);
+            line(
+                format!("s1000 (1,000 streams x {per_stream:.2}/s): Herald p99 < 50 ms"),
+                format!("p99 {p99:.1} ms ({:.0} events/s)", h.delivered_per_s),
+                p99 < 50.0 && h.delivered_per_s > 0.0,
+            );
+        }
+        if spec.connections >= 2_000 {
+            line(
                 format!(
-                    "{:.0} vs {:.0} events/s = {:.0}%",
-                    h.delivered_per_s,
-                    b.delivered_per_s,
-                    ratio * 100.0
+                    "at least 5,000 streams held (this run: {})",
+                    spec.connections
                 ),
-                verdict(ratio >= 0.70)
+                format!(
+                    "{} held, missing {}, failures {}",
+                    h.held, h.missing_at_end, h.connect_failures
+                ),
+                spec.connections >= 5_000 && h.held >= spec.connections && loss(h) == 0,
             );
         }
     }
     if let Some((_, storm)) = storm {
-        println!(
-            "{:<58} {:<36} {}",
-            "reconnect storm: every stream resumes, no gap, no duplicate",
+        line(
+            "reconnect storm: every stream resumes, no gap, no duplicate".into(),
             format!(
                 "{:.2} s to catch up, gaps {}, dups {}",
                 storm.recovered_s, storm.gaps, storm.duplicates
             ),
-            verdict(storm.unrecovered == 0 && storm.gaps == 0 && storm.duplicates == 0)
+            storm.unrecovered == 0 && storm.gaps == 0 && storm.duplicates == 0,
         );
     }
-    if let Some(reports) = herald {
+    for (kind, reports) in sides {
         let total: u64 = reports.iter().map(loss).sum();
-        println!(
-            "{:<58} {:<36} {}",
-            "every Herald phase: zero gaps, duplicates, missing",
-            format!("{total} in all"),
-            verdict(total == 0)
+        let anomalies: u64 = reports.iter().map(|r| r.anomalies).sum();
+        let (gaps, dups, missing) = reports.iter().fold((0, 0, 0), |(g, d, m), r| {
+            (g + r.gaps, d + r.duplicates, m + r.missing_at_end)
+        });
+        line(
+            format!(
+                "every {} phase: zero gaps, duplicates, missing",
+                kind.name()
+            ),
+            format!("gaps {gaps}, dups {dups}, missing {missing}, anomalies {anomalies}"),
+            total == 0 && anomalies == 0,
         );
     }
 }
