@@ -7,6 +7,7 @@ cd "$root"
 port="${PORT:-8787}"
 state_dir="${HERALD_STATE_DIR:-.wrangler/state}"
 bash scripts/setup.sh
+export PATH="$root/node_modules/.bin:$PATH" # Node 22 from npm (scripts/setup.sh) for wrangler and node
 
 # The token key lives in .dev.vars (git-ignored), created once with a random key.
 if [[ ! -f .dev.vars ]]; then

@@ -30,9 +30,12 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $bindgen_version\$"; then
   cargo install wasm-bindgen-cli --version "$bindgen_version"
 fi
 
-# npm packages (wrangler 4.86 is the last for Node 20; binaryen for wasm-opt; esbuild; test clients).
+# npm packages: Node 22 itself (npm package `node`; wrangler 4.164 needs Node >= 22.12, while npm keeps
+# running on the system Node 20), wrangler, binaryen for wasm-opt, esbuild, test clients. The scripts put
+# node_modules/.bin first on PATH, so wrangler, wasm-opt and the Node test clients run on that Node 22.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [[ "$(cat node_modules/.herald-lock-hash 2>/dev/null)" != "$lock_hash" ]]; then
+if [[ "$(cat node_modules/.herald-lock-hash 2>/dev/null)" != "$lock_hash" ]] ||
+  ! node_modules/.bin/node --version >/dev/null 2>&1; then
   say "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_hash" > node_modules/.herald-lock-hash

@@ -134,6 +134,13 @@ fn workerd_binary(root: &Path) -> PathBuf {
     root.join("node_modules/@cloudflare/workerd-linux-64/bin/workerd")
 }
 
+/// PATH with the repository's `node_modules/.bin` (Node 22 from npm, package `node`) first.
+fn node_path(root: &Path) -> std::ffi::OsString {
+    let system = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(root.join("node_modules/.bin"));
+    std::env::join_paths(dirs.chain(std::env::split_paths(&system))).expect("PATH")
+}
+
 /// What runs the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Runtime {
@@ -216,6 +223,8 @@ impl Server {
             .arg(port.to_string())
             .args(["--inspector-port", "0", "--persist-to"])
             .arg(dir.join("state"))
+            // wrangler's `#!/usr/bin/env node` must find the Node 22 from npm, not the system's Node 20.
+            .env("PATH", node_path(root))
             .env("CI", "true")
             .env("WRANGLER_SEND_METRICS", "false")
             .env("HERALD_SKIP_BUILD", "1")

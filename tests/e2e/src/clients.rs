@@ -67,12 +67,17 @@ fn spawn_in_group(command: &mut Command) -> (Child, Receiver<Vec<u8>>, Receiver<
     (child, stdout, stderr)
 }
 
+/// The Node 22 that npm installs (package `node`, see scripts/setup.sh), not the system's Node 20.
+fn node() -> std::path::PathBuf {
+    repo_root().join("node_modules/.bin/node")
+}
+
 /// Runs `node tests/clients/<script> <input JSON>` and returns the JSON of its last stdout line.
 /// Panics with the script's stderr if it fails, prints no JSON, or outlives `timeout`.
 pub fn run_node(script: &str, input: &serde_json::Value, timeout: Duration) -> serde_json::Value {
     let path = repo_root().join("tests/clients").join(script);
     let (mut child, stdout, stderr) =
-        spawn_in_group(Command::new("node").arg(&path).arg(input.to_string()));
+        spawn_in_group(Command::new(node()).arg(&path).arg(input.to_string()));
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait node") {

@@ -28,6 +28,14 @@ pub fn repo_root() -> PathBuf {
         .expect("repo root")
 }
 
+/// PATH with the repository's `node_modules/.bin` first, so wrangler (`#!/usr/bin/env node`) runs on the
+/// Node 22 that npm installs (package `node`, see scripts/setup.sh), not on the system's Node 20.
+fn node_path() -> std::ffi::OsString {
+    let system = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(repo_root().join("node_modules/.bin"));
+    std::env::join_paths(dirs.chain(std::env::split_paths(&system))).expect("PATH")
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_s() -> u64 {
     SystemTime::now()
@@ -150,6 +158,7 @@ impl Wrangler {
             ])
             .arg("--persist-to")
             .arg(&self.persist)
+            .env("PATH", node_path())
             .env("CI", "true")
             .env("WRANGLER_SEND_METRICS", "false")
             .env("HERALD_SKIP_BUILD", "1")
