@@ -6,8 +6,12 @@
 //! control frame is queued last, naming the id to resume from; then the stream closes. Memory is bounded
 //! by the limits plus that one control frame.
 //!
+//! A subscriber that does not take its frames at all is the caller's to notice (it has the clock):
+//! [`Outbox::drop_unpopped`] then frees everything queued and names the last id actually popped.
+//!
 //! States: `Open` (accepting) and `Closing` (refusing; drains what is queued, then the caller closes the
-//! stream). `Open -> Closing` on overflow or [`Outbox::close_after_drain`]; there is no way back.
+//! stream). `Open -> Closing` on overflow, [`Outbox::cut`], [`Outbox::drop_unpopped`] or
+//! [`Outbox::close_after_drain`]; there is no way back.
 
 use alloc::collections::VecDeque;
 
@@ -50,11 +54,14 @@ pub enum Pushed {
 pub struct Outbox {
     epoch: u64,
     limits: OutboxLimits,
-    queue: VecDeque<Bytes>,
+    /// Frames with their sequence numbers, so that the last one written is known.
+    queue: VecDeque<(Bytes, Option<u64>)>,
     queued_bytes: usize,
     /// The `lagging` frame, sent after everything in `queue`; kept apart so it is outside the limits.
     farewell: Option<Bytes>,
     last_seq: Option<u64>,
+    /// The sequence number of the last frame popped (handed to the writer) that had one.
+    popped_seq: Option<u64>,
     closing: bool,
 }
 
@@ -69,6 +76,7 @@ impl Outbox {
             queued_bytes: 0,
             farewell: None,
             last_seq: None,
+            popped_seq: None,
             closing: false,
         }
     }
@@ -88,29 +96,57 @@ impl Outbox {
         let fits = self.queue.len() < self.limits.frames_max
             && frame.len() <= self.limits.bytes_max - self.queued_bytes;
         if !fits {
-            self.closing = true;
-            self.farewell = Some(match self.last_seq {
-                Some(seq) => lagging_frame(Position {
-                    epoch: self.epoch,
-                    seq,
-                }),
-                None => lagging_frame_without_resume(),
-            });
+            self.cut();
             return Pushed::Overflowed;
         }
         self.queued_bytes += frame.len();
-        self.queue.push_back(frame);
+        self.queue.push_back((frame, seq));
         if seq.is_some() {
             self.last_seq = seq;
         }
         Pushed::Queued
     }
 
+    /// Closes the outbox as an overflow does, whatever room is left: everything accepted stays queued,
+    /// then one `lagging` frame naming the last accepted id. For a caller with a bound of its own (a
+    /// byte budget shared by many outboxes). An outbox that is already closing is left as it is.
+    pub fn cut(&mut self) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        self.farewell = Some(self.lagging(self.last_seq));
+    }
+
+    /// Drops every frame not yet popped and closes with a `lagging` frame naming the last id popped
+    /// (`{}` if none was): for a subscriber that has not taken its frames in time. The client resumes
+    /// from what it was actually given, so the dropped frames make no gap.
+    pub fn drop_unpopped(&mut self) {
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.last_seq = self.popped_seq;
+        self.closing = true;
+        self.farewell = Some(self.lagging(self.popped_seq));
+    }
+
+    fn lagging(&self, seq: Option<u64>) -> Bytes {
+        match seq {
+            Some(seq) => lagging_frame(Position {
+                epoch: self.epoch,
+                seq,
+            }),
+            None => lagging_frame_without_resume(),
+        }
+    }
+
     /// The next frame to write, oldest first; the `lagging` frame, if any, comes last.
     pub fn pop(&mut self) -> Option<Bytes> {
         match self.queue.pop_front() {
-            Some(frame) => {
+            Some((frame, seq)) => {
                 self.queued_bytes -= frame.len();
+                if seq.is_some() {
+                    self.popped_seq = seq;
+                }
                 Some(frame)
             }
             None => self.farewell.take(),
@@ -128,7 +164,8 @@ impl Outbox {
         self.closing = true;
     }
 
-    /// Whether the outbox refuses new frames (after an overflow or [`Outbox::close_after_drain`]).
+    /// Whether the outbox refuses new frames (after an overflow, [`Outbox::cut`],
+    /// [`Outbox::drop_unpopped`] or [`Outbox::close_after_drain`]).
     #[must_use]
     pub fn is_closing(&self) -> bool {
         self.closing

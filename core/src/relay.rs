@@ -7,6 +7,11 @@
 //! - the first bytes: the opening `retry:` frame is queued before the hub has answered anything;
 //! - the bounded outbox ([`Outbox`]): a subscriber that cannot keep up gets a `lagging` frame naming
 //!   the id to resume from, then its stream ends;
+//! - room granted per message ([`Relay::receive_within`]): a frame that would take the queue past the
+//!   room its caller grants (a byte budget shared by many relays) cuts the relay the same way;
+//! - the drain bound ([`Relay::check_drain`]): frames queued and not taken by the writer within
+//!   `drain_ms_max` are dropped, and the stream closes with a `lagging` frame naming the last id the
+//!   writer did take, so a client that never reads holds neither memory nor the hub's socket;
 //! - the seam rule: a frame whose sequence number is at or before the last one queued is dropped;
 //! - heartbeats ([`HeartbeatPolicy`]) after a silence, in the family's format;
 //! - the end: after the complete stream's last frame, when the hub goes away, or at the stream's
@@ -14,7 +19,8 @@
 //!
 //! States: `Open` (accepting frames), then `Closing` (drains what is queued, accepts nothing), then
 //! `Ended` ([`RelayPoll::End`]). `Open -> Closing` on a close from the hub, [`Relay::hub_gone`], the
-//! maximum age, or an overflow; there is no way back.
+//! maximum age, an overflow, a frame past the granted room, or the drain bound; there is no way back.
+//! A closing relay needs nothing more from the hub: its caller closes the hub's socket at once.
 
 use alloc::vec::Vec;
 
@@ -57,10 +63,18 @@ pub struct Relay {
     heartbeat: HeartbeatPolicy,
     last_write_ms: u64,
     ends_at_ms: u64,
+    drain_ms_max: u64,
+    /// Since when frames have been waiting for the writer (`None` when it has taken them all).
+    waiting_since_ms: Option<u64>,
+    /// The latest time a caller passed in: what [`Relay::receive`] uses as the arrival time.
+    clock_ms: u64,
 }
 
 impl Relay {
-    /// A relay opened at `now_ms`, with the opening frame queued.
+    /// The default drain bound: how long queued frames may wait for a writer that takes nothing.
+    pub const DRAIN_MS_MAX_DEFAULT: u64 = 30_000;
+
+    /// A relay opened at `now_ms`, with the opening frame queued and the default drain bound.
     #[must_use]
     pub fn new(settings: RelaySettings, now_ms: u64) -> Relay {
         let mut outbox = Outbox::new(0, settings.outbox);
@@ -70,17 +84,41 @@ impl Relay {
             heartbeat: settings.heartbeat,
             last_write_ms: now_ms,
             ends_at_ms: now_ms.saturating_add(settings.max_age_ms),
+            drain_ms_max: Self::DRAIN_MS_MAX_DEFAULT,
+            waiting_since_ms: Some(now_ms),
+            clock_ms: now_ms,
         }
     }
 
-    /// Takes in one message from the hub, as received.
-    ///
-    /// A message that does not decode is an error and the relay starts closing: what it already
-    /// queued is still written, and the client resumes from there.
+    /// The same relay with another drain bound (see [`Relay::check_drain`]).
+    #[must_use]
+    pub fn with_drain_ms_max(mut self, drain_ms_max: u64) -> Relay {
+        self.drain_ms_max = drain_ms_max;
+        self
+    }
+
+    /// Takes in one message from the hub, as received, with no room limit beyond the outbox's own and
+    /// the latest time the relay was given as its arrival time. See [`Relay::receive_within`].
     pub fn receive(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        self.receive_within(bytes, self.clock_ms, usize::MAX)
+    }
+
+    /// Takes in one message from the hub, as received at `now_ms`, when the relay's queue may hold at
+    /// most `room_bytes` (the caller's share of a budget; `usize::MAX` for none).
+    ///
+    /// The drain bound is checked first ([`Relay::check_drain`]). A message that does not decode is an
+    /// error and the relay starts closing: what it already queued is still written, and the client
+    /// resumes from there.
+    pub fn receive_within(
+        &mut self,
+        bytes: &[u8],
+        now_ms: u64,
+        room_bytes: usize,
+    ) -> Result<(), WireError> {
+        self.check_drain(now_ms);
         match HubMessage::decode(bytes) {
             Ok(message) => {
-                self.deliver(message);
+                self.deliver_within(message, now_ms, room_bytes);
                 Ok(())
             }
             Err(error) => {
@@ -90,25 +128,68 @@ impl Relay {
         }
     }
 
-    /// Queues a message's frames. A logged frame at or before the last one queued was already sent
-    /// (by the replay), so it is dropped: no duplicate across the replay/live seam.
+    /// Queues a message's frames, with no room limit beyond the outbox's own. See
+    /// [`Relay::deliver_within`].
     pub fn deliver(&mut self, message: HubMessage) {
+        self.deliver_within(message, self.clock_ms, usize::MAX);
+    }
+
+    /// Queues a message's frames, arrived at `now_ms`. A logged frame at or before the last one queued
+    /// was already sent (by the replay), so it is dropped: no duplicate across the replay/live seam.
+    /// A frame that does not fit the outbox, or would take the queue past `room_bytes`, closes the
+    /// relay with a `lagging` frame naming the last id queued.
+    pub fn deliver_within(&mut self, message: HubMessage, now_ms: u64, room_bytes: usize) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         self.outbox.set_epoch(message.epoch);
+        let mut queued = false;
         for frame in message.frames {
             if let (Some(seq), Some(last)) = (frame.seq, self.outbox.last_seq()) {
                 if seq <= last {
                     continue;
                 }
             }
+            // The outbox holds nothing but accepted frames while it is open, so `bytes()` is what
+            // this relay takes of the caller's budget.
+            if frame.frame.len() > room_bytes.saturating_sub(self.outbox.bytes()) {
+                self.outbox.cut();
+            }
             if self.outbox.push(frame.frame, frame.seq) == Pushed::Overflowed {
                 // The outbox has queued its `lagging` frame and accepts no more: the stream drains
                 // and ends, and the client resumes from the id the frame names.
-                return;
+                break;
             }
+            queued = true;
+        }
+        if queued && self.waiting_since_ms.is_none() {
+            self.waiting_since_ms = Some(now_ms);
         }
         if message.close {
             self.outbox.close_after_drain();
         }
+    }
+
+    /// Applies the drain bound at `now_ms`: if frames have waited `drain_ms_max` or more without the
+    /// writer taking them (no [`Relay::poll`] wrote them), they are dropped and the relay closes with
+    /// a `lagging` frame naming the last id the writer took. Call it when a message arrives (as
+    /// [`Relay::receive_within`] does) and at [`Relay::drain_deadline_ms`], since a writer that takes
+    /// nothing never polls.
+    pub fn check_drain(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        if let Some(since) = self.waiting_since_ms {
+            if now_ms.saturating_sub(since) >= self.drain_ms_max {
+                self.outbox.drop_unpopped();
+                // Only the `lagging` frame is left; it waits for as long as the client does.
+                self.waiting_since_ms = None;
+            }
+        }
+    }
+
+    /// When the frames waiting now break the drain bound if the writer takes none of them: `None`
+    /// when nothing waits.
+    #[must_use]
+    pub fn drain_deadline_ms(&self) -> Option<u64> {
+        self.waiting_since_ms
+            .map(|since| since.saturating_add(self.drain_ms_max))
     }
 
     /// The hub closed its socket (it restarted, or the stream was disconnected): write what is
@@ -137,6 +218,7 @@ impl Relay {
 
     /// What to do at `now_ms`: write everything queued as one chunk, write a heartbeat, wait, or end.
     pub fn poll(&mut self, now_ms: u64) -> RelayPoll {
+        self.clock_ms = self.clock_ms.max(now_ms);
         if now_ms >= self.ends_at_ms {
             self.outbox.close_after_drain();
         }
@@ -146,6 +228,7 @@ impl Relay {
         }
         if !chunk.is_empty() {
             self.last_write_ms = now_ms;
+            self.waiting_since_ms = None;
             return RelayPoll::Write(chunk);
         }
         if self.outbox.is_finished() {

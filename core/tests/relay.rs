@@ -311,3 +311,173 @@ fn an_overflow_gives_lagging_naming_the_last_id_queued_then_end() {
     );
     assert_eq!(relay.poll(T0), RelayPoll::End);
 }
+
+const DRAIN_MS: u64 = 30_000;
+
+fn lagging(resume: Option<u64>) -> String {
+    match resume {
+        Some(seq) => format!("event: lagging\ndata: {{\"resume\":\"{EPOCH}-{seq}\"}}\n\n"),
+        None => "event: lagging\ndata: {}\n\n".into(),
+    }
+}
+
+#[test]
+fn a_frame_past_the_granted_room_cuts_the_relay_like_an_overflow() {
+    let mut relay = relay_with_open_written();
+    let one = event(1).len();
+    // Room for two events: both are queued.
+    relay
+        .receive_within(&message(vec![logged(1), logged(2)], false), T0, 2 * one)
+        .unwrap();
+    assert!(!relay.is_closing());
+    // The caller's budget shrank meanwhile (other relays queued bytes): the next frame does not fit
+    // what is left, so the relay closes with lagging naming the last id it queued.
+    relay
+        .receive_within(&message(vec![logged(3)], false), T0, 2 * one + one - 1)
+        .unwrap();
+    assert!(relay.is_closing());
+    assert_eq!(relay.last_seq(), Some(2));
+    assert_eq!(
+        written(&mut relay, T0),
+        format!("{}{}{}", event(1), event(2), lagging(Some(2)))
+    );
+    assert_eq!(relay.poll(T0), RelayPoll::End);
+
+    // No room at all before any id: lagging names none, so the client keeps its own cursor.
+    let mut relay = relay_with_open_written();
+    relay
+        .receive_within(&message(vec![unlogged(), logged(1)], false), T0, 0)
+        .unwrap();
+    assert_eq!(written(&mut relay, T0), lagging(None));
+    assert_eq!(relay.poll(T0), RelayPoll::End);
+
+    // `usize::MAX` grants everything the outbox takes: `receive` is that.
+    let mut relay = relay_with_open_written();
+    relay
+        .receive_within(&message(vec![logged(1)], false), T0, usize::MAX)
+        .unwrap();
+    assert_eq!(written(&mut relay, T0), event(1));
+}
+
+#[test]
+fn frames_the_writer_does_not_take_within_the_drain_bound_are_dropped() {
+    let mut relay = relay().with_drain_ms_max(DRAIN_MS);
+    // The opening frame waits from the start.
+    assert_eq!(relay.drain_deadline_ms(), Some(T0 + DRAIN_MS));
+    assert_eq!(written(&mut relay, T0), OPEN);
+    assert_eq!(relay.drain_deadline_ms(), None, "nothing waits");
+    relay
+        .receive_within(
+            &message(vec![logged(1), logged(2)], false),
+            T0 + 10,
+            usize::MAX,
+        )
+        .unwrap();
+    assert_eq!(
+        written(&mut relay, T0 + 20),
+        format!("{}{}", event(1), event(2))
+    );
+
+    // The client stops reading: the writer takes nothing more. Frames arrive and wait; the bound runs
+    // from the first of them, not from the latest.
+    let first = T0 + 1_000;
+    relay
+        .receive_within(&message(vec![logged(3)], false), first, usize::MAX)
+        .unwrap();
+    relay
+        .receive_within(
+            &message(vec![logged(4)], false),
+            first + DRAIN_MS - 1,
+            usize::MAX,
+        )
+        .unwrap();
+    assert_eq!(relay.drain_deadline_ms(), Some(first + DRAIN_MS));
+    relay.check_drain(first + DRAIN_MS - 1);
+    assert!(!relay.is_closing(), "not yet due");
+    relay.check_drain(first + DRAIN_MS);
+    // Everything waiting is dropped; lagging names the last id the writer took, so resuming from it
+    // leaves no gap and repeats nothing.
+    assert!(relay.is_closing());
+    assert_eq!(relay.queued_bytes(), lagging(Some(2)).len());
+    assert_eq!(
+        relay.drain_deadline_ms(),
+        None,
+        "the lagging frame has no deadline"
+    );
+    relay
+        .receive_within(
+            &message(vec![logged(5)], false),
+            first + DRAIN_MS,
+            usize::MAX,
+        )
+        .unwrap();
+    assert_eq!(
+        relay.queued_bytes(),
+        lagging(Some(2)).len(),
+        "closing takes no more"
+    );
+    assert_eq!(written(&mut relay, first + 2 * DRAIN_MS), lagging(Some(2)));
+    assert_eq!(relay.poll(first + 2 * DRAIN_MS), RelayPoll::End);
+}
+
+#[test]
+fn the_drain_bound_is_checked_on_each_message_and_spares_a_writer_that_keeps_up() {
+    // A writer that takes its frames within the bound is never cut, however long the stream lives.
+    let mut relay = relay().with_drain_ms_max(DRAIN_MS);
+    let mut now = T0;
+    assert_eq!(written(&mut relay, now), OPEN);
+    for seq in 1..=10 {
+        now += DRAIN_MS - 1;
+        relay
+            .receive_within(&message(vec![logged(seq)], false), now, usize::MAX)
+            .unwrap();
+        now += DRAIN_MS - 1;
+        relay.check_drain(now);
+        assert_eq!(written(&mut relay, now), event(seq));
+    }
+    assert!(!relay.is_closing());
+
+    // A message that arrives after the waiting frames' deadline drops them first and is refused:
+    // no timer is needed when messages keep coming. A client that took nothing gets `{}`.
+    let mut relay =
+        Relay::new(settings(HeartbeatProfile::Comment, 3_600_000), T0).with_drain_ms_max(DRAIN_MS);
+    relay
+        .receive_within(&message(vec![logged(1)], false), T0, usize::MAX)
+        .unwrap();
+    relay
+        .receive_within(&message(vec![logged(2)], false), T0 + DRAIN_MS, usize::MAX)
+        .unwrap();
+    assert!(relay.is_closing());
+    assert_eq!(written(&mut relay, T0 + DRAIN_MS), lagging(None));
+    assert_eq!(relay.poll(T0 + DRAIN_MS), RelayPoll::End);
+}
+
+#[test]
+fn an_overflowed_relay_frees_its_prefix_at_the_drain_bound() {
+    // An overflow keeps the accepted prefix for the client to read; a client that never reads it
+    // holds it only until the drain bound, and then lagging names what it was actually given.
+    let mut settings = settings(HeartbeatProfile::Comment, 3_600_000);
+    settings.outbox.frames_max = 3;
+    let mut relay = Relay::new(settings, T0).with_drain_ms_max(DRAIN_MS);
+    assert_eq!(written(&mut relay, T0), OPEN);
+    relay
+        .receive_within(&message(vec![logged(1)], false), T0, usize::MAX)
+        .unwrap();
+    assert_eq!(written(&mut relay, T0), event(1));
+    relay
+        .receive_within(
+            &message(vec![logged(2), logged(3), logged(4), logged(5)], false),
+            T0 + 1,
+            usize::MAX,
+        )
+        .unwrap();
+    assert!(relay.is_closing());
+    assert_eq!(
+        relay.queued_bytes(),
+        event(2).len() + event(3).len() + event(4).len() + lagging(Some(4)).len()
+    );
+    relay.check_drain(T0 + 1 + DRAIN_MS);
+    assert_eq!(relay.queued_bytes(), lagging(Some(1)).len());
+    assert_eq!(written(&mut relay, T0 + 2 * DRAIN_MS), lagging(Some(1)));
+    assert_eq!(relay.poll(T0 + 2 * DRAIN_MS), RelayPoll::End);
+}

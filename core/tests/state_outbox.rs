@@ -244,3 +244,51 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn cut_closes_like_an_overflow_whatever_room_is_left() {
+    let mut outbox = Outbox::new(EPOCH, OutboxLimits::default());
+    assert_eq!(outbox.push(frame("e1"), Some(1)), Pushed::Queued);
+    outbox.cut();
+    assert!(outbox.is_closing());
+    assert_eq!(outbox.push(frame("e2"), Some(2)), Pushed::Overflowed);
+    let lagging = lagging_frame(Position {
+        epoch: EPOCH,
+        seq: 1,
+    });
+    assert_eq!(drain(&mut outbox), vec![frame("e1"), lagging]);
+    assert!(outbox.is_finished());
+    // Cutting a closing outbox changes nothing (a second lagging frame would never be read).
+    outbox.cut();
+    assert!(outbox.is_empty());
+}
+
+#[test]
+fn drop_unpopped_frees_the_queue_and_names_the_last_frame_popped() {
+    let mut outbox = Outbox::new(EPOCH, OutboxLimits::default());
+    for seq in 1..=3 {
+        assert_eq!(outbox.push(frame("event"), Some(seq)), Pushed::Queued);
+    }
+    assert_eq!(outbox.push(frame("control"), None), Pushed::Queued);
+    assert_eq!(outbox.pop(), Some(frame("event")));
+    outbox.drop_unpopped();
+    let lagging = lagging_frame(Position {
+        epoch: EPOCH,
+        seq: 1,
+    });
+    assert_eq!(
+        outbox.bytes(),
+        lagging.len(),
+        "only the lagging frame is left"
+    );
+    assert_eq!(outbox.last_seq(), Some(1));
+    assert_eq!(outbox.push(frame("e4"), Some(4)), Pushed::Overflowed);
+    assert_eq!(drain(&mut outbox), vec![lagging]);
+
+    // Nothing popped yet: lagging names no id.
+    let mut outbox = Outbox::new(EPOCH, OutboxLimits::default());
+    assert_eq!(outbox.push(frame("e1"), Some(1)), Pushed::Queued);
+    outbox.drop_unpopped();
+    assert_eq!(outbox.last_seq(), None);
+    assert_eq!(drain(&mut outbox).len(), 1);
+}
