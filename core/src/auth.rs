@@ -17,11 +17,16 @@
 //! | `scope`   | space-separated: `publish`, `subscribe` (RFC 6749 §3.3 syntax) | yes, at least one     |
 //! | `streams` | array of connection ids the token is limited to                | no (absent: any)      |
 //! | `exp`     | expiry, Unix seconds; the token is dead at `exp` itself        | yes                   |
-//! | `iat`     | issued at, Unix seconds (informational)                        | no                    |
+//! | `iat`     | issued at, Unix seconds; not in the future                     | no                    |
 //! | `kind`    | `access` or `ticket`                                           | no (absent: `access`) |
 //!
 //! Any other claim or header field is refused rather than ignored: Herald mints its own tokens, and a claim it
 //! does not understand (`nbf`, `aud`, a misspelt `scopes`) must not be silently dropped.
+//!
+//! A token lives at most [`VerifyOptions::lifetime_max_s`] (30 days by default): `exp - iat`, or `exp - now`
+//! without `iat`, so a leaked token cannot be good for years. An `iat` more than
+//! [`VerifyOptions::clock_skew_s`] (60 s) ahead of the verifier's clock is refused: such a token was minted
+//! by a broken clock or to stretch its lifetime.
 //!
 //! # Status codes
 //! [`verify`] fails with an [`AuthError`]: the caller is not authenticated, answer **401**. [`Claims::permits`]
@@ -341,7 +346,7 @@ pub struct Claims {
     pub streams: Option<Vec<ConnectionId>>,
     /// Expiry, Unix seconds (`exp`): the token is refused once `now_s >= exp_s`.
     pub exp_s: u64,
-    /// Issue time, Unix seconds (`iat`); informational only.
+    /// Issue time, Unix seconds (`iat`): refused in the future, and the start of the token's lifetime.
     pub iat_s: Option<u64>,
     /// Access token or ticket (`kind`).
     pub kind: TokenKind,
@@ -398,7 +403,7 @@ pub enum AuthError {
     TooLong,
     /// The token is not three base64url (no padding) parts joined by `.`.
     Malformed,
-    /// The header is not a JSON object with `alg` and an optional `typ` of `JWT`.
+    /// The header is not a JSON object with `alg` and an optional `typ` of `JWT` (in any case, RFC 7515 §4.1.9).
     BadHeader,
     /// The header names an algorithm other than `HS256` (including `none`).
     UnsupportedAlgorithm,
@@ -414,6 +419,21 @@ pub enum AuthError {
         exp_s: u64,
         /// The time of the check, Unix seconds.
         now_s: u64,
+    },
+    /// The token's `iat` is later than the time of the check plus [`VerifyOptions::clock_skew_s`].
+    IssuedInFuture {
+        /// The token's `iat`, Unix seconds.
+        iat_s: u64,
+        /// The time of the check, Unix seconds.
+        now_s: u64,
+    },
+    /// The token lives longer than [`VerifyOptions::lifetime_max_s`]: `exp - iat` (or `exp - now` without
+    /// `iat`) is over the limit.
+    LifetimeTooLong {
+        /// The token's lifetime, in seconds.
+        lifetime_s: u64,
+        /// The limit, in seconds.
+        lifetime_max_s: u64,
     },
     /// The `scope` claim names no scope, an unknown one or is not space-separated names.
     UnknownScope,
@@ -443,6 +463,16 @@ impl fmt::Display for AuthError {
             Self::Expired { exp_s, now_s } => {
                 write!(f, "token expired at {exp_s} (now {now_s})")
             }
+            Self::IssuedInFuture { iat_s, now_s } => {
+                write!(f, "token is issued in the future, at {iat_s} (now {now_s})")
+            }
+            Self::LifetimeTooLong {
+                lifetime_s,
+                lifetime_max_s,
+            } => write!(
+                f,
+                "token lives {lifetime_s} s, over the limit of {lifetime_max_s} s"
+            ),
             Self::UnknownScope => f.write_str("token scope is not publish and/or subscribe"),
             Self::UnknownKind => f.write_str("token kind is not access or ticket"),
             Self::InvalidTenant(error) => write!(f, "token tenant is not valid: {error}"),
@@ -525,8 +555,8 @@ fn mac(key: &[u8]) -> HmacSha256 {
 ///     tenant: TenantId::new("acme").unwrap(),
 ///     scopes: Scopes::ALL,
 ///     streams: None,
-///     exp_s: 2_000_000_000,
-///     iat_s: None,
+///     exp_s: 1_800_003_600,
+///     iat_s: Some(1_800_000_000),
 ///     kind: TokenKind::Access,
 /// };
 /// let token = mint(&claims, b"an example key of thirty-two b..");
@@ -557,12 +587,69 @@ pub fn mint(claims: &Claims, key: &[u8]) -> String {
     token
 }
 
-/// Checks `token`'s signature under `key` and its claims at `now_s` (Unix seconds), returning the claims.
+/// The bounds [`verify_with`] puts on a token's times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VerifyOptions {
+    /// The longest a token may live, in seconds: `exp - iat`, or `exp - now` when it has no `iat`.
+    /// Default [`VerifyOptions::LIFETIME_MAX_S_DEFAULT`], 30 days.
+    pub lifetime_max_s: u64,
+    /// How far ahead of the verifier's clock an `iat` may be, in seconds (clocks differ).
+    /// Default [`VerifyOptions::CLOCK_SKEW_S_DEFAULT`], 60 s.
+    pub clock_skew_s: u64,
+}
+
+impl VerifyOptions {
+    /// 30 days: a month of use from one mint, and no more for a leaked token.
+    pub const LIFETIME_MAX_S_DEFAULT: u64 = 30 * 24 * 3600;
+    /// 60 s: more than synchronised clocks drift apart, less than any useful lifetime.
+    pub const CLOCK_SKEW_S_DEFAULT: u64 = 60;
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            lifetime_max_s: Self::LIFETIME_MAX_S_DEFAULT,
+            clock_skew_s: Self::CLOCK_SKEW_S_DEFAULT,
+        }
+    }
+}
+
+/// Checks `token`'s signature under `key` and its claims at `now_s` (Unix seconds) with the default
+/// [`VerifyOptions`], returning the claims. See [`verify_with`].
+pub fn verify(token: &str, key: &[u8], now_s: u64) -> Result<Claims, AuthError> {
+    verify_with(token, key, now_s, &VerifyOptions::default())
+}
+
+/// Checks `token`'s signature under `key` and its claims at `now_s` (Unix seconds), with its lifetime and
+/// issue time bounded by `options`, returning the claims.
 ///
 /// Order matters: the header is read only to refuse any algorithm but HS256 (RFC 8725 §3.1: never let the token
 /// choose, so `none` cannot pass), then the signature is compared in constant time, and only then are the claims
 /// read. A failure here means 401.
-pub fn verify(token: &str, key: &[u8], now_s: u64) -> Result<Claims, AuthError> {
+///
+/// ```
+/// use herald_core::{mint, verify_with, AuthError, Claims, Scopes, TenantId, TokenKind, VerifyOptions};
+/// let key = b"an example key of thirty-two b..";
+/// let year = Claims {
+///     tenant: TenantId::new("acme").unwrap(),
+///     scopes: Scopes::ALL,
+///     streams: None,
+///     exp_s: 1_800_000_000 + 365 * 86_400,
+///     iat_s: Some(1_800_000_000),
+///     kind: TokenKind::Access,
+/// };
+/// let options = VerifyOptions::default();
+/// assert_eq!(
+///     verify_with(&mint(&year, key), key, 1_800_000_000, &options),
+///     Err(AuthError::LifetimeTooLong { lifetime_s: 365 * 86_400, lifetime_max_s: 30 * 86_400 })
+/// );
+/// ```
+pub fn verify_with(
+    token: &str,
+    key: &[u8],
+    now_s: u64,
+    options: &VerifyOptions,
+) -> Result<Claims, AuthError> {
     if token.len() > TOKEN_BYTES_MAX {
         return Err(AuthError::TooLong);
     }
@@ -581,7 +668,7 @@ pub fn verify(token: &str, key: &[u8], now_s: u64) -> Result<Claims, AuthError> 
     if header.alg != "HS256" {
         return Err(AuthError::UnsupportedAlgorithm);
     }
-    if header.typ.is_some_and(|typ| typ != "JWT") {
+    if header.typ.is_some_and(|typ| !is_jwt_type(&typ)) {
         return Err(AuthError::BadHeader);
     }
 
@@ -602,6 +689,19 @@ pub fn verify(token: &str, key: &[u8], now_s: u64) -> Result<Claims, AuthError> 
     let exp_s = wire.exp.ok_or(AuthError::MissingExpiry)?;
     if exp_s <= now_s {
         return Err(AuthError::Expired { exp_s, now_s });
+    }
+    if let Some(iat_s) = wire.iat {
+        if iat_s > now_s.saturating_add(options.clock_skew_s) {
+            return Err(AuthError::IssuedInFuture { iat_s, now_s });
+        }
+    }
+    // Without `iat`, what is left of the token's life is all that can be bounded.
+    let lifetime_s = exp_s.saturating_sub(wire.iat.unwrap_or(now_s));
+    if lifetime_s > options.lifetime_max_s {
+        return Err(AuthError::LifetimeTooLong {
+            lifetime_s,
+            lifetime_max_s: options.lifetime_max_s,
+        });
     }
     let tenant = TenantId::new(&wire.sub).map_err(AuthError::InvalidTenant)?;
     let scopes = Scopes::from_claim(&wire.scope)?;
@@ -632,6 +732,17 @@ pub fn verify(token: &str, key: &[u8], now_s: u64) -> Result<Claims, AuthError> 
     })
 }
 
+/// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, and a value without `/` means
+/// `application/` plus that value; so `JWT`, `jwt` and `application/jwt` all name the JWT media type.
+fn is_jwt_type(typ: &str) -> bool {
+    let subtype = match typ.split_once('/') {
+        Some((kind, subtype)) if kind.eq_ignore_ascii_case("application") => subtype,
+        Some(_) => return false,
+        None => typ,
+    };
+    subtype.eq_ignore_ascii_case("jwt")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,6 +751,24 @@ mod tests {
     fn header_constant_is_the_documented_header() {
         let decoded = URL_SAFE_NO_PAD.decode(HEADER_B64).unwrap();
         assert_eq!(decoded, br#"{"alg":"HS256","typ":"JWT"}"#);
+    }
+
+    #[test]
+    fn jwt_type_is_case_insensitive_with_or_without_application() {
+        for typ in ["JWT", "jwt", "Jwt", "application/jwt", "APPLICATION/JWT"] {
+            assert!(is_jwt_type(typ), "{typ}");
+        }
+        for typ in [
+            "",
+            "JOSE",
+            "jwt ",
+            "text/jwt",
+            "application/",
+            "/jwt",
+            "application/jwt/x",
+        ] {
+            assert!(!is_jwt_type(typ), "{typ}");
+        }
     }
 
     #[test]

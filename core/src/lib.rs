@@ -16,8 +16,9 @@
 //!   stay in storage: [`LogSummary`]); [`Relay`] is one subscriber's side (first bytes, bounded
 //!   outbox, heartbeats, maximum age); a [`HubMessage`] carries frames from one to the other.
 //! - SQLMesh plans: [`PlanSession`] is the stage-tracker state machine behind `/api/plan`.
-//! - Access: [`verify`] and [`mint`] handle HS256 tokens and tickets ([`Claims`]); [`ConnectionId`]
-//!   and [`TenantId`] name a hub ([`hub_name`]); [`parse_publish`] validates publish bodies.
+//! - Access: [`verify`] (bounded by [`VerifyOptions`] with [`verify_with`]) and [`mint`] handle HS256
+//!   tokens and tickets ([`Claims`]); [`ConnectionId`] and [`TenantId`] name a hub ([`hub_name`]);
+//!   [`parse_publish`] validates publish bodies, whose data nests at most [`JSON_DEPTH_MAX`] levels.
 //!
 //! # Encode
 //!
@@ -80,6 +81,7 @@ mod encode;
 mod filter;
 mod heartbeat;
 mod hub;
+mod json;
 mod log;
 mod outbox;
 mod parse;
@@ -90,8 +92,8 @@ mod resume;
 mod wire;
 
 pub use auth::{
-    hub_name, mint, verify, AuthError, Claims, ConnectionId, Forbidden, IdentifierError, Scope,
-    Scopes, TenantId, TokenKind, TOKEN_BYTES_MAX,
+    hub_name, mint, verify, verify_with, AuthError, Claims, ConnectionId, Forbidden,
+    IdentifierError, Scope, Scopes, TenantId, TokenKind, VerifyOptions, TOKEN_BYTES_MAX,
 };
 pub use control::{lagging_frame, open_frame, reset_frame};
 pub use encode::{EventId, EventName, Frame, IdError, NameError, KEEP_ALIVE};
@@ -100,6 +102,7 @@ pub use heartbeat::{
     HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, UnknownHeartbeat, DEFAULT_HEARTBEAT_MS,
 };
 pub use hub::{Batch, Hub, LogSummary, Refused, SubscriberRecord, Subscription};
+pub use json::JSON_DEPTH_MAX;
 pub use log::{
     Evicted, GapReason, LogEntry, LogLimits, Position, PositionError, Replay, ReplayLog,
     RestoreError,

@@ -18,7 +18,7 @@ use alloc::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::control::{lagging_frame, lagging_frame_without_resume};
-use crate::log::Position;
+use crate::log::{LogLimits, Position};
 
 /// Limits of one subscriber's [`Outbox`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +29,40 @@ pub struct OutboxLimits {
     pub bytes_max: usize,
 }
 
-impl Default for OutboxLimits {
-    /// 1000 frames and 1 MiB, the default [`crate::LogLimits`]: a full replay of the log fits.
-    fn default() -> Self {
+impl OutboxLimits {
+    /// Frames a subscriber's queue holds beyond a full replay of the log: the control frames that go out
+    /// before it (the opening `retry:` frame, a `reset`) and live events that arrive meanwhile.
+    pub const HEADROOM_FRAMES: usize = 256;
+    /// Bytes a subscriber's queue holds beyond a full replay of the log: 256 KiB, room for the opening
+    /// frame and a `reset` whose snapshot carries the three plan trackers at the default event size
+    /// (3 x 64 KiB), with live events besides.
+    pub const HEADROOM_BYTES: usize = 256 * 1024;
+
+    /// Limits that fit a full replay of a log with `log`'s limits plus the headroom above, so that a
+    /// client resuming from the oldest id is not closed as `lagging` before it got anything live.
+    ///
+    /// ```
+    /// use herald_core::{LogLimits, OutboxLimits};
+    /// let limits = OutboxLimits::for_log(LogLimits { events_max: 10, bytes_max: 4096 });
+    /// assert_eq!(limits, OutboxLimits { frames_max: 10 + 256, bytes_max: 4096 + 256 * 1024 });
+    /// ```
+    #[must_use]
+    pub const fn for_log(log: LogLimits) -> OutboxLimits {
         OutboxLimits {
-            frames_max: 1000,
-            bytes_max: 1024 * 1024,
+            frames_max: log.events_max.saturating_add(Self::HEADROOM_FRAMES),
+            bytes_max: log.bytes_max.saturating_add(Self::HEADROOM_BYTES),
         }
     }
 }
+
+impl Default for OutboxLimits {
+    /// [`OutboxLimits::for_log`] of the default [`LogLimits`]: 1,256 frames and 1.25 MiB, so a full
+    /// replay of a default log fits with the control frames before it.
+    fn default() -> Self {
+        OutboxLimits::for_log(LogLimits::default())
+    }
+}
+
 
 /// The result of [`Outbox::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

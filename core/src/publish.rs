@@ -12,6 +12,9 @@
 //! (`null` means absent) and is 1..=64 bytes of `[a-z0-9_]`. Any other key, or a key given twice, is an error, so
 //! a typo never silently drops a field.
 //!
+//! `data` may nest arrays and objects at most [`JSON_DEPTH_MAX`] levels deep and may not hold a lone
+//! surrogate escape (`"\ud800"` without its low half): clients could not parse either.
+//!
 //! A batch is all or nothing: the first bad event rejects the whole body, with an error naming its index (a
 //! single event object is index 0). Limits ([`PublishLimits`]) bound the body, the event count and each event's
 //! data; exceeding one of them is HTTP 413, any other error is 400 ([`PublishError::is_too_large`]).
@@ -27,6 +30,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::auth::{check_identifier, IdentifierError};
+use crate::json::{self, Escape, JsonFlaw, JSON_DEPTH_MAX};
 
 use crate::encode::{EventName, NameError};
 
@@ -205,6 +209,22 @@ pub enum PublishError {
         /// What is wrong with it.
         error: IdentifierError,
     },
+    /// The `data` value nests arrays and objects deeper than [`JSON_DEPTH_MAX`] (400): consumers'
+    /// parsers could not read it.
+    DataTooDeep {
+        /// Position of the event in the batch.
+        index: usize,
+        /// The limit, in levels.
+        depth_max: usize,
+    },
+    /// The `data` value holds a `\u` escape of one half of a UTF-16 surrogate pair without the other
+    /// (400): it encodes no character, and consumers' parsers refuse or mangle it.
+    LoneSurrogate {
+        /// Position of the event in the batch.
+        index: usize,
+        /// The escaped code unit.
+        unit: u16,
+    },
 }
 
 impl PublishError {
@@ -258,6 +278,15 @@ impl fmt::Display for PublishError {
             Self::InvalidCategory { index, error } => {
                 write!(f, "event {index}: field `category` is not valid: {error}")
             }
+            Self::DataTooDeep { index, depth_max } => write!(
+                f,
+                "event {index}: field `data` nests arrays and objects deeper than {depth_max} levels"
+            ),
+            Self::LoneSurrogate { index, unit } => write!(
+                f,
+                "event {index}: field `data` holds the lone surrogate escape `{}` (half of a UTF-16 pair), which encodes no character",
+                Escape(*unit)
+            ),
         }
     }
 }
@@ -434,6 +463,16 @@ impl EventFields {
                 })
             }
         };
+        // serde_json keeps `data` raw without counting its depth or decoding its escapes.
+        if let Some(raw) = &self.data {
+            json::check(raw.get().as_bytes(), JSON_DEPTH_MAX).map_err(|flaw| match flaw {
+                JsonFlaw::TooDeep => PublishError::DataTooDeep {
+                    index,
+                    depth_max: JSON_DEPTH_MAX,
+                },
+                JsonFlaw::LoneSurrogate { unit } => PublishError::LoneSurrogate { index, unit },
+            })?;
+        }
         let data = match self.data {
             None => String::new(),
             Some(raw) if raw.get().starts_with('"') => {

@@ -2,7 +2,14 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use herald_core::{
-    hub_name, mint, verify, AuthError, Claims, ConnectionId, Scope, Scopes, TenantId, TokenKind,
+    hub_name, mint, verify, verify_with, AuthError, Claims, ConnectionId, Scope, Scopes, TenantId,
+    TokenKind, VerifyOptions,
+};
+
+/// No bound on lifetime or issue time: for properties about everything else.
+const UNBOUNDED: VerifyOptions = VerifyOptions {
+    lifetime_max_s: u64::MAX,
+    clock_skew_s: u64::MAX,
 };
 use proptest::prelude::*;
 
@@ -77,9 +84,9 @@ proptest! {
     #[test]
     fn mint_then_verify_roundtrips(claims in claims(), key in proptest::collection::vec(any::<u8>(), 0..80)) {
         let token = mint(&claims, &key);
-        prop_assert_eq!(verify(&token, &key, claims.exp_s - 1), Ok(claims.clone()));
+        prop_assert_eq!(verify_with(&token, &key, claims.exp_s - 1, &UNBOUNDED), Ok(claims.clone()));
         prop_assert_eq!(
-            verify(&token, &key, claims.exp_s),
+            verify_with(&token, &key, claims.exp_s, &UNBOUNDED),
             Err(AuthError::Expired { exp_s: claims.exp_s, now_s: claims.exp_s })
         );
     }
@@ -98,7 +105,69 @@ proptest! {
     }
 
     #[test]
+    fn time_claims_match_a_model_near_the_bounds(
+        now_s in 0u64..4_000_000_000,
+        exp_delta_s in -100i64..3_000_000,
+        iat_delta_s in proptest::option::of(-3_000_000i64..200),
+        lifetime_max_s in prop_oneof![Just(VerifyOptions::LIFETIME_MAX_S_DEFAULT), 0u64..3_000_000],
+        clock_skew_s in prop_oneof![Just(VerifyOptions::CLOCK_SKEW_S_DEFAULT), 0u64..200],
+    ) {
+        let at = |delta: i64| now_s.saturating_add_signed(delta);
+        check_time_claims(at(exp_delta_s), iat_delta_s.map(at), now_s, VerifyOptions { lifetime_max_s, clock_skew_s })?;
+    }
+
+    #[test]
+    fn time_claims_match_a_model_anywhere(
+        exp_s in any::<u64>(),
+        iat_s in proptest::option::of(any::<u64>()),
+        now_s in any::<u64>(),
+        lifetime_max_s in any::<u64>(),
+        clock_skew_s in any::<u64>(),
+    ) {
+        check_time_claims(exp_s, iat_s, now_s, VerifyOptions { lifetime_max_s, clock_skew_s })?;
+    }
+
+    #[test]
     fn verify_never_panics_on_arbitrary_input(token in ".{0,200}", now_s in any::<u64>()) {
         let _ = verify(&token, b"k", now_s);
     }
+}
+
+/// Verifies a token with these times against the model: expired, then issued in the future, then living
+/// too long, computed in u128 where nothing wraps.
+fn check_time_claims(
+    exp_s: u64,
+    iat_s: Option<u64>,
+    now_s: u64,
+    options: VerifyOptions,
+) -> Result<(), TestCaseError> {
+    let key = b"herald-property-test-key-32bytes";
+    let claims = Claims {
+        tenant: TenantId::new("acme").unwrap(),
+        scopes: Scopes::ALL,
+        streams: None,
+        exp_s,
+        iat_s,
+        kind: TokenKind::Access,
+    };
+    let (exp, now) = (u128::from(exp_s), u128::from(now_s));
+    let issued = u128::from(iat_s.unwrap_or(now_s));
+    let model = match iat_s {
+        _ if exp <= now => Err(AuthError::Expired { exp_s, now_s }),
+        Some(iat_s) if issued > now + u128::from(options.clock_skew_s) => {
+            Err(AuthError::IssuedInFuture { iat_s, now_s })
+        }
+        _ if exp.saturating_sub(issued) > u128::from(options.lifetime_max_s) => {
+            Err(AuthError::LifetimeTooLong {
+                lifetime_s: u64::try_from(exp - issued).unwrap(),
+                lifetime_max_s: options.lifetime_max_s,
+            })
+        }
+        _ => Ok(claims.clone()),
+    };
+    prop_assert_eq!(
+        verify_with(&mint(&claims, key), key, now_s, &options),
+        model
+    );
+    Ok(())
 }

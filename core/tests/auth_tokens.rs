@@ -9,8 +9,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use herald_core::{
-    mint, verify, AuthError, Claims, ConnectionId, Forbidden, IdentifierError, Scope, Scopes,
-    TenantId, TokenKind, TOKEN_BYTES_MAX,
+    mint, verify, verify_with, AuthError, Claims, ConnectionId, Forbidden, IdentifierError, Scope,
+    Scopes, TenantId, TokenKind, VerifyOptions, TOKEN_BYTES_MAX,
 };
 
 const KEY: &[u8] = b"herald-test-key-0123456789abcdef";
@@ -62,7 +62,12 @@ TzVAYWLo68q0_fEz5iMqtc04dLxX37bhFmfvwycPWjE";
         kind: TokenKind::Access,
     };
     assert_eq!(mint(&claims, KEY), expected);
-    assert_eq!(verify(expected, KEY, NOW_S), Ok(claims));
+    // It lives about ten years, so only without the lifetime bound.
+    let unbounded = VerifyOptions {
+        lifetime_max_s: u64::MAX,
+        ..VerifyOptions::default()
+    };
+    assert_eq!(verify_with(expected, KEY, NOW_S, &unbounded), Ok(claims));
 }
 
 #[test]
@@ -525,6 +530,12 @@ fn errors_display_lowercase_without_period() {
         AuthError::BadClaims.to_string(),
         AuthError::MissingExpiry.to_string(),
         AuthError::Expired { exp_s: 1, now_s: 2 }.to_string(),
+        AuthError::IssuedInFuture { iat_s: 3, now_s: 2 }.to_string(),
+        AuthError::LifetimeTooLong {
+            lifetime_s: 3,
+            lifetime_max_s: 2,
+        }
+        .to_string(),
         AuthError::UnknownScope.to_string(),
         AuthError::UnknownKind.to_string(),
         AuthError::InvalidTenant(IdentifierError::Empty).to_string(),
@@ -549,4 +560,135 @@ fn errors_display_lowercase_without_period() {
         Forbidden::MissingScope(Scope::Publish).to_string(),
         "token does not grant publish"
     );
+    assert_eq!(
+        AuthError::IssuedInFuture { iat_s: 3, now_s: 2 }.to_string(),
+        "token is issued in the future, at 3 (now 2)"
+    );
+    assert_eq!(
+        AuthError::LifetimeTooLong {
+            lifetime_s: 3,
+            lifetime_max_s: 2
+        }
+        .to_string(),
+        "token lives 3 s, over the limit of 2 s"
+    );
+}
+
+#[test]
+fn header_typ_is_the_jwt_media_type_in_any_case() {
+    let payload = format!(r#"{{"sub":"acme","scope":"publish","exp":{}}}"#, NOW_S + 60);
+    for typ in ["JWT", "jwt", "Jwt", "application/jwt", "Application/JWT"] {
+        let header = format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#);
+        let got = verify(&sign(&header, &payload, KEY), KEY, NOW_S);
+        assert!(got.is_ok(), "typ {typ}: {got:?}");
+    }
+    for typ in ["JOSE", "text/jwt", "jwt ", ""] {
+        let header = format!(r#"{{"alg":"HS256","typ":"{typ}"}}"#);
+        let got = verify(&sign(&header, &payload, KEY), KEY, NOW_S);
+        assert_eq!(got, Err(AuthError::BadHeader), "typ {typ:?}");
+    }
+}
+
+#[test]
+fn time_claims_table() {
+    const DAY_S: u64 = 86_400;
+    let defaults = VerifyOptions::default();
+    assert_eq!(defaults.lifetime_max_s, 30 * DAY_S);
+    assert_eq!(defaults.clock_skew_s, 60);
+    let token = |exp_s: u64, iat_s: Option<u64>| {
+        let mut claims = access(Scopes::ALL, None);
+        claims.exp_s = exp_s;
+        claims.iat_s = iat_s;
+        mint(&claims, KEY)
+    };
+    let too_long = |lifetime_s| {
+        Err(AuthError::LifetimeTooLong {
+            lifetime_s,
+            lifetime_max_s: 30 * DAY_S,
+        })
+    };
+    let cases: [(&str, String, Result<(), AuthError>); 10] = [
+        ("an hour", token(NOW_S + 3600, Some(NOW_S)), Ok(())),
+        ("30 days", token(NOW_S + 30 * DAY_S, Some(NOW_S)), Ok(())),
+        (
+            "30 days and a second",
+            token(NOW_S + 30 * DAY_S + 1, Some(NOW_S)),
+            too_long(30 * DAY_S + 1),
+        ),
+        (
+            "a year",
+            token(NOW_S + 365 * DAY_S, Some(NOW_S)),
+            too_long(365 * DAY_S),
+        ),
+        // The lifetime is what the token claims, even when little of it is left.
+        (
+            "issued 40 days ago, an hour left",
+            token(NOW_S + 3600, Some(NOW_S - 40 * DAY_S)),
+            too_long(40 * DAY_S + 3600),
+        ),
+        // Without iat, what is left of it is bounded.
+        (
+            "no iat, 30 days left",
+            token(NOW_S + 30 * DAY_S, None),
+            Ok(()),
+        ),
+        (
+            "no iat, far future",
+            token(u64::MAX, None),
+            too_long(u64::MAX - NOW_S),
+        ),
+        (
+            "iat within the clock skew",
+            token(NOW_S + 3600, Some(NOW_S + 60)),
+            Ok(()),
+        ),
+        (
+            "iat past the clock skew",
+            token(NOW_S + 3600, Some(NOW_S + 61)),
+            Err(AuthError::IssuedInFuture {
+                iat_s: NOW_S + 61,
+                now_s: NOW_S,
+            }),
+        ),
+        (
+            "iat far in the future",
+            token(NOW_S + 3600, Some(u64::MAX)),
+            Err(AuthError::IssuedInFuture {
+                iat_s: u64::MAX,
+                now_s: NOW_S,
+            }),
+        ),
+    ];
+    for (name, token, expected) in cases {
+        assert_eq!(verify(&token, KEY, NOW_S).map(|_| ()), expected, "{name}");
+    }
+    // The bounds are the caller's to choose.
+    let year = token(NOW_S + 365 * DAY_S, Some(NOW_S));
+    let long = VerifyOptions {
+        lifetime_max_s: 400 * DAY_S,
+        ..defaults
+    };
+    assert!(verify_with(&year, KEY, NOW_S, &long).is_ok());
+    let hour = VerifyOptions {
+        lifetime_max_s: 3600,
+        ..defaults
+    };
+    assert_eq!(
+        verify_with(&token(NOW_S + 3601, Some(NOW_S)), KEY, NOW_S, &hour),
+        Err(AuthError::LifetimeTooLong {
+            lifetime_s: 3601,
+            lifetime_max_s: 3600
+        })
+    );
+    let strict = VerifyOptions {
+        clock_skew_s: 0,
+        ..defaults
+    };
+    assert!(verify_with(&token(NOW_S + 10, Some(NOW_S + 1)), KEY, NOW_S, &strict).is_err());
+    assert!(verify_with(&token(NOW_S + 10, Some(NOW_S)), KEY, NOW_S, &strict).is_ok());
+    // Tickets are tokens too: one minted now for 300 s passes.
+    let ticket = access(Scopes::ALL, None)
+        .ticket_for(&conn("a"), NOW_S, 300)
+        .unwrap();
+    assert!(verify(&mint(&ticket, KEY), KEY, NOW_S).is_ok());
 }

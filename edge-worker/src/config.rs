@@ -2,7 +2,9 @@
 //! Every limit has a documented default; a value that does not parse is a deployment error, reported
 //! as a 500 naming the variable rather than silently replaced.
 
-use herald_core::{LogLimits, OutboxLimits, PublishLimits, Vocabulary, DEFAULT_HEARTBEAT_MS};
+use herald_core::{
+    LogLimits, OutboxLimits, PublishLimits, VerifyOptions, Vocabulary, DEFAULT_HEARTBEAT_MS,
+};
 use worker::Env;
 
 use crate::error::{ApiError, ApiResult};
@@ -19,6 +21,9 @@ pub(crate) struct Config {
     pub(crate) outbox: OutboxLimits,
     pub(crate) publish: PublishLimits,
     pub(crate) ticket_ttl_s: u64,
+    /// How tokens and tickets are checked: at most `HERALD_TOKEN_LIFETIME_MAX_S` from `iat` (or from
+    /// now) to `exp`, and no `iat` in the future.
+    pub(crate) verify: VerifyOptions,
     /// The most open subscribers one hub (one stream) holds: each is one hibernatable WebSocket,
     /// and the runtime takes at most 32,768 per object.
     pub(crate) subscribers_max: usize,
@@ -129,6 +134,15 @@ impl Config {
             outbox,
             publish,
             ticket_ttl_s: number(env, "HERALD_TICKET_TTL_S", 300)?.max(1),
+            verify: VerifyOptions {
+                lifetime_max_s: number(
+                    env,
+                    "HERALD_TOKEN_LIFETIME_MAX_S",
+                    VerifyOptions::LIFETIME_MAX_S_DEFAULT,
+                )?
+                .max(1),
+                ..VerifyOptions::default()
+            },
             subscribers_max: number(env, "HERALD_SUBSCRIBERS_MAX", 10_000)?
                 .min(SOCKETS_PER_OBJECT_MAX) as usize,
             stream_max_age_s: number(env, "HERALD_STREAM_MAX_AGE_S", 900)?.max(1),

@@ -2,8 +2,8 @@
 //! opens, and forward to the Hub named by (tenant, connection id).
 
 use herald_core::{
-    hub_name, mint, verify, Claims, ConnectionId, Filter, HeartbeatPolicy, HeartbeatProfile,
-    RelaySettings, Scope, TenantId, TokenKind, Vocabulary,
+    hub_name, mint, verify_with, Claims, ConnectionId, Filter, HeartbeatPolicy, HeartbeatProfile,
+    RelaySettings, Scope, TenantId, TokenKind, VerifyOptions, Vocabulary,
 };
 use serde::{Deserialize, Serialize};
 use worker::{Date, Env, Headers, Method, Request, RequestInit, Response, Url};
@@ -120,13 +120,15 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
     let now_s = Date::now().as_millis() / 1000;
     match route {
         Route::Ticket => {
-            let claims = bearer_claims(&request, key, now_s)?;
+            let claims = bearer_claims(&request, key, now_s, &config.verify)?;
             let body = request.bytes().await?;
             let ask: TicketRequest = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request("malformed_json", e))?;
             let connection = connection_id(&ask.connection_id)?;
+            // A ticket living longer than tokens may would be refused when used.
+            let ttl_s = config.ticket_ttl_s.min(config.verify.lifetime_max_s);
             let ticket = claims
-                .ticket_for(&connection, now_s, config.ticket_ttl_s)
+                .ticket_for(&connection, now_s, ttl_s)
                 .map_err(|e| ApiError::Forbidden(e.to_string()))?;
             let expires_at = ticket.exp_s;
             let body = TicketResponse {
@@ -138,7 +140,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
         }
         Route::Subscribe { connection, family } => {
             let connection = connection_id(&connection)?;
-            let claims = subscriber_claims(&request, &url, key, now_s)?;
+            let claims = subscriber_claims(&request, &url, key, now_s, &config.verify)?;
             let tenant = permit(&claims, Scope::Subscribe, &connection)?;
             // Validate the filter and heartbeat here so that a bad value is a 400 before any stream opens.
             let filter = Filter::from_query(url.query().unwrap_or(""), &family.vocabulary(config))
@@ -203,7 +205,12 @@ async fn forward_bearer(
     call: HubCall,
 ) -> ApiResult<Response> {
     let connection = connection_id(connection)?;
-    let tenant = permit(&bearer_claims(&request, key, now_s)?, scope, &connection)?;
+    let options = &Config::get(env)?.verify;
+    let tenant = permit(
+        &bearer_claims(&request, key, now_s, options)?,
+        scope,
+        &connection,
+    )?;
     let body = if call.has_body() {
         Some(request.bytes().await?)
     } else {
@@ -241,21 +248,30 @@ fn connection_id(text: &str) -> ApiResult<ConnectionId> {
 }
 
 /// Bearer access tokens only: the header is where long-lived credentials belong.
-fn bearer_claims(request: &Request, key: &[u8], now_s: u64) -> ApiResult<Claims> {
+fn bearer_claims(
+    request: &Request,
+    key: &[u8],
+    now_s: u64,
+    options: &VerifyOptions,
+) -> ApiResult<Claims> {
     let header = request.headers().get("authorization")?;
     let Some(header) = header else {
         return Err(ApiError::Unauthorized(
             "missing Authorization: Bearer <token>".into(),
         ));
     };
+    // RFC 7235 §2.1: `credentials = auth-scheme [ 1*SP ( token68 / ... ) ]`, and "It uses a
+    // case-insensitive token as a means to identify the authentication scheme".
     let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
+        .trim()
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start_matches(' '))
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be Bearer <token>".into())
         })?;
-    let claims =
-        verify(token.trim(), key, now_s).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let claims = verify_with(token, key, now_s, options)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     if claims.kind != TokenKind::Access {
         return Err(ApiError::Unauthorized(
             "a ticket is not an access token: use it as ?ticket=".into(),
@@ -266,9 +282,15 @@ fn bearer_claims(request: &Request, key: &[u8], now_s: u64) -> ApiResult<Claims>
 
 /// Subscribers may also present a ticket in the URL (EventSource cannot set headers); an access
 /// token in the URL is refused so that broad credentials never land in logs or history.
-fn subscriber_claims(request: &Request, url: &Url, key: &[u8], now_s: u64) -> ApiResult<Claims> {
+fn subscriber_claims(
+    request: &Request,
+    url: &Url,
+    key: &[u8],
+    now_s: u64,
+    options: &VerifyOptions,
+) -> ApiResult<Claims> {
     if request.headers().has("authorization")? {
-        return bearer_claims(request, key, now_s);
+        return bearer_claims(request, key, now_s, options);
     }
     if query_value(url, "token").is_some() || query_value(url, "access_token").is_some() {
         return Err(ApiError::Unauthorized(
@@ -280,7 +302,8 @@ fn subscriber_claims(request: &Request, url: &Url, key: &[u8], now_s: u64) -> Ap
             "missing Authorization: Bearer <token> or ?ticket=".into(),
         ));
     };
-    let claims = verify(&ticket, key, now_s).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let claims = verify_with(&ticket, key, now_s, options)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     if claims.kind != TokenKind::Ticket {
         return Err(ApiError::Unauthorized(
             "?ticket= takes a ticket from POST /v1/tickets".into(),

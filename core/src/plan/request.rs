@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
 use super::tracker::{Stage, Tracker};
+use crate::json::{self, Escape, JsonFlaw, JSON_DEPTH_MAX};
 
 /// A plan date as SQLMesh's `TimeLike` arrives in JSON: a date or datetime string, or an epoch number. Kept
 /// verbatim; the runner interprets it.
@@ -167,6 +168,8 @@ impl PlanRequest {
     /// Parses a request body.
     pub fn from_json(body: &[u8]) -> Result<PlanRequest, BodyError> {
         expect_object(body)?;
+        // Unknown fields are skipped without a depth count, so the limit applies to them too.
+        check_json(body)?;
         serde_json::from_slice(body).map_err(|error| {
             // The derived parser only says "unknown category" in prose; re-read the body to name the value.
             let unknown = serde_json::from_slice::<Value>(body)
@@ -258,6 +261,9 @@ impl PlanCommand {
     /// Parses a command body.
     pub fn from_json(body: &[u8]) -> Result<PlanCommand, BodyError> {
         expect_object(body)?;
+        // Before serde_json, whose recursion limit would only say "malformed": details are stored in the
+        // session (about 3 levels deeper) and must be read back.
+        check_json(body)?;
         let command: PlanCommand =
             serde_json::from_slice(body).map_err(|error| BodyError::malformed(&error))?;
         if command
@@ -279,6 +285,17 @@ impl PlanCommand {
             PlanCommand::Finish { .. } | PlanCommand::Dates { .. } | PlanCommand::Cancel => None,
         }
     }
+}
+
+/// Refuses a body nested deeper than [`JSON_DEPTH_MAX`] or with a lone surrogate escape, with an error
+/// that says so.
+fn check_json(body: &[u8]) -> Result<(), BodyError> {
+    json::check(body, JSON_DEPTH_MAX).map_err(|flaw| match flaw {
+        JsonFlaw::TooDeep => BodyError::TooDeep {
+            depth_max: JSON_DEPTH_MAX,
+        },
+        JsonFlaw::LoneSurrogate { unit } => BodyError::LoneSurrogate { unit },
+    })
 }
 
 /// serde reads a struct from a JSON array too (fields by position); FastAPI wants an object, and so do we.
@@ -313,6 +330,17 @@ pub enum BodyError {
     },
     /// Command details tried to set `meta`, which only the session writes.
     ReservedKey,
+    /// The body nests arrays and objects deeper than [`JSON_DEPTH_MAX`] (so `details` deeper than one
+    /// level less): the stored session holding them could not be read back.
+    TooDeep {
+        /// The limit, in levels.
+        depth_max: usize,
+    },
+    /// The body holds a `\u` escape of one half of a UTF-16 surrogate pair without the other.
+    LoneSurrogate {
+        /// The escaped code unit.
+        unit: u16,
+    },
 }
 
 impl BodyError {
@@ -332,6 +360,16 @@ impl fmt::Display for BodyError {
             }
             BodyError::UnknownCategory { value } => write!(f, "unknown change category {value}"),
             BodyError::ReservedKey => f.write_str("details may not set meta"),
+            BodyError::TooDeep { depth_max } => write!(
+                f,
+                "body nests arrays and objects deeper than {depth_max} levels (details may nest {})",
+                depth_max.saturating_sub(1)
+            ),
+            BodyError::LoneSurrogate { unit } => write!(
+                f,
+                "body holds the lone surrogate escape `{}` (half of a UTF-16 pair), which encodes no character",
+                Escape(*unit)
+            ),
         }
     }
 }
