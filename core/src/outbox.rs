@@ -63,7 +63,6 @@ impl Default for OutboxLimits {
     }
 }
 
-
 /// The result of [`Outbox::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "an overflowed outbox accepts nothing more"]
