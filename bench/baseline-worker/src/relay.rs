@@ -5,8 +5,11 @@
 //!
 //! - `GET /w/{hub}`: the Worker fetches the hub's object with `Upgrade: websocket`, accepts the
 //!   socket it gets back and answers with an SSE body fed from the socket's messages through a Rust
-//!   `Stream` (`Response::from_stream`, as workers-rs and Herald stream). It sends `: open` first
-//!   and closes its socket when the client goes away (the body is dropped) or the object closes it.
+//!   `Stream` (`Response::from_stream`, as workers-rs and Herald stream): a `message` listener
+//!   appends to a buffer and wakes the body, which writes everything that arrived since its last
+//!   poll as one chunk (the leanest relay this API allows). It sends `: open` first and closes its
+//!   socket when the client goes away (the request's signal aborts, under the compatibility flag
+//!   `enable_request_signal`, or the body is dropped) or ends the body when the object closes it.
 //! - `GET /wj/{hub}`: the same relay with the Worker writing each message straight into a JS
 //!   `TransformStream` from the socket's `message` listener (no Rust on the per-message path): the
 //!   ceiling of this shape, so that `/w` minus `/wj` is the cost of the Rust bridge.
@@ -18,19 +21,22 @@
 //! hibernation API and finds them again with `get_websockets`, so it may be evicted between
 //! publishes as Herald's hub will be. No auth, ids, storage, filters or heartbeats.
 
+use std::cell::RefCell;
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll, Waker};
 
-use futures_channel::mpsc::{unbounded, UnboundedReceiver};
-use futures_util::stream::{Stream, StreamExt};
-use worker::js_sys::{ArrayBuffer, Uint8Array};
+use futures_util::stream::Stream;
+use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::web_sys::{MessageEvent, TransformStream, WritableStreamDefaultWriter};
+use worker::web_sys::{
+    self, AbortSignal, BinaryType, EventTarget, MessageEvent, TransformStream,
+    WritableStreamDefaultWriter,
+};
 use worker::{
     durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response,
     ResponseBody, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
-    WebsocketEvent,
 };
 
 use crate::{sse_headers, Chunk, OPEN_FRAME};
@@ -84,82 +90,147 @@ async fn relay(request: Request, hub: &str, rust: Option<bool>, env: &Env) -> Re
         return Response::error("the object answered 101 without a socket", 502);
     };
     let response = if rust {
-        rust_relay(socket)?
+        let client_gone = web_sys::Request::try_from(&request)
+            .ok()
+            .map(|inner| inner.signal());
+        rust_relay(socket, client_gone)?
     } else {
         js_relay(socket)?
     };
     Ok(response.with_headers(sse_headers()?))
 }
 
-/// The SSE body of `/w`: the socket's messages, in order, after `: open`. Dropping it (the client
-/// went away and the runtime cancelled the body) closes the socket, so the object forgets it.
+/// What the socket's listeners and the SSE body of `/w` share.
+#[derive(Default)]
+struct Shared {
+    /// Messages not yet written, in order.
+    queued: Vec<u8>,
+    /// The object closed the socket (or the client went away): end the body once drained.
+    ended: bool,
+    waker: Option<Waker>,
+}
+
+impl Shared {
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+type Listener = Closure<dyn FnMut(JsValue)>;
+
+/// The SSE body of `/w`: `: open`, then the socket's messages in order, each poll writing whatever
+/// has arrived since the last one as one chunk. Dropping it (the client went away and the runtime
+/// cancelled the body) removes the listeners and closes the socket, so the object forgets it.
 struct RelayBody {
-    chunks: UnboundedReceiver<Chunk>,
+    shared: Rc<RefCell<Shared>>,
     socket: WebSocket,
+    /// (target, event, listener), removed on drop.
+    listeners: Vec<(EventTarget, &'static str, Listener)>,
 }
 
 impl Stream for RelayBody {
     type Item = Chunk;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Chunk>> {
-        self.chunks.poll_next_unpin(cx)
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Chunk>> {
+        let mut shared = self.shared.borrow_mut();
+        if !shared.queued.is_empty() {
+            return Poll::Ready(Some(Ok(std::mem::take(&mut shared.queued))));
+        }
+        if shared.ended {
+            return Poll::Ready(None);
+        }
+        shared.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
 impl Drop for RelayBody {
     fn drop(&mut self) {
+        for (target, kind, listener) in &self.listeners {
+            let _ =
+                target.remove_event_listener_with_callback(kind, listener.as_ref().unchecked_ref());
+        }
         // Throws if the socket is already closed: nothing left to do then.
         let _ = self.socket.close(Some(NORMAL), Some("client gone"));
     }
 }
 
-fn rust_relay(socket: WebSocket) -> Result<Response> {
-    let (sender, chunks) = unbounded::<Chunk>();
-    let _ = sender.unbounded_send(Ok(OPEN_FRAME.to_vec()));
-    let body = RelayBody {
-        chunks,
-        socket: socket.clone(),
+/// A binary message's bytes (an ArrayBuffer, read without `instanceof`, which can fail on the
+/// runtime's own classes), or a text message's.
+fn message_bytes(event: &MessageEvent) -> Option<Vec<u8>> {
+    let data = event.data();
+    if let Some(text) = data.as_string() {
+        return Some(text.into_bytes());
+    }
+    data.is_object().then(|| Uint8Array::new(&data).to_vec())
+}
+
+fn rust_relay(socket: WebSocket, client_gone: Option<AbortSignal>) -> Result<Response> {
+    let shared = Rc::new(RefCell::new(Shared {
+        queued: OPEN_FRAME.to_vec(),
+        ..Shared::default()
+    }));
+    let ws: &worker::web_sys::WebSocket = socket.as_ref();
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    let target: &EventTarget = ws.as_ref();
+    let mut listeners: Vec<(EventTarget, &'static str, Listener)> = Vec::with_capacity(3);
+    let on_message: Listener = {
+        let shared = shared.clone();
+        Closure::new(move |event: JsValue| {
+            let Some(bytes) = message_bytes(event.unchecked_ref()) else {
+                return;
+            };
+            let mut shared = shared.borrow_mut();
+            shared.queued.extend_from_slice(&bytes);
+            shared.wake();
+        })
     };
-    // `events()` borrows the socket, so the socket moves into the task that reads it (as in
-    // workers-rs's own WebSocket test); listeners go on before `accept` so no message is missed.
-    let events = async move {
-        let Ok(mut events) = socket.events() else {
-            return;
+    listeners.push((target.clone(), "message", on_message));
+    // The object closed the socket: answer the close (not automatic before compatibility date
+    // 2026-04-07; a second close only throws) and end the body.
+    let on_close: Listener = {
+        let shared = shared.clone();
+        let socket = socket.clone();
+        Closure::new(move |_: JsValue| {
+            let _ = socket.close(Some(NORMAL), Some("closed"));
+            let mut shared = shared.borrow_mut();
+            shared.ended = true;
+            shared.wake();
+        })
+    };
+    listeners.push((target.clone(), "close", on_close));
+    if let Some(signal) = client_gone {
+        // The client went away: the runtime may never poll the body again, so close now.
+        let on_abort: Listener = {
+            let shared = shared.clone();
+            let socket = socket.clone();
+            Closure::new(move |_: JsValue| {
+                let _ = socket.close(Some(NORMAL), Some("client gone"));
+                let mut shared = shared.borrow_mut();
+                shared.ended = true;
+                shared.wake();
+            })
         };
-        if socket.accept().is_err() {
-            return;
-        }
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(WebsocketEvent::Message(message)) => {
-                    let Some(frame) = message
-                        .bytes()
-                        .or_else(|| message.text().map(String::into_bytes))
-                    else {
-                        continue;
-                    };
-                    if sender.unbounded_send(Ok(frame)).is_err() {
-                        // The body is gone (its drop already asked the socket to close).
-                        break;
-                    }
-                }
-                // Answer the object's close (close replies are not automatic before
-                // compatibility date 2026-04-07); dropping `sender` ends the SSE body.
-                Ok(WebsocketEvent::Close(_)) | Err(_) => {
-                    let _ = socket.close(Some(NORMAL), Some("closed"));
-                    break;
-                }
-            }
-        }
-    };
-    worker::wasm_bindgen_futures::spawn_local(events);
-    Response::from_stream(body)
+        listeners.push((signal.into(), "abort", on_abort));
+    }
+    for (target, kind, listener) in &listeners {
+        target.add_event_listener_with_callback(kind, listener.as_ref().unchecked_ref())?;
+    }
+    socket.accept()?;
+    Response::from_stream(RelayBody {
+        shared,
+        socket,
+        listeners,
+    })
 }
 
 fn js_relay(socket: WebSocket) -> Result<Response> {
     let pipe = TransformStream::new()?;
     let writer: WritableStreamDefaultWriter = pipe.writable().get_writer()?;
     let ws: &worker::web_sys::WebSocket = socket.as_ref();
+    ws.set_binary_type(BinaryType::Arraybuffer);
     // A rejected write means the client left: close the socket so the object forgets it. The
     // listeners live as long as the socket; a benchmark worker runs one phase, so leaking three
     // small closures per stream is simpler than tracking when the runtime lets go of them.
@@ -179,12 +250,10 @@ fn js_relay(socket: WebSocket) -> Result<Response> {
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let data = event.data();
             // Binary messages arrive as ArrayBuffers: a view, not a copy, goes down the body.
-            let chunk = match data.dyn_ref::<ArrayBuffer>() {
-                Some(buffer) => Uint8Array::new(buffer),
-                None => match data.as_string() {
-                    Some(text) => Uint8Array::from(text.as_bytes()),
-                    None => return,
-                },
+            let chunk = match data.as_string() {
+                Some(text) => Uint8Array::from(text.as_bytes()),
+                None if data.is_object() => Uint8Array::new(&data),
+                None => return,
             };
             let _ = writer.write_with_chunk(&chunk).catch(on_failed_write);
         })

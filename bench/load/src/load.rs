@@ -121,6 +121,9 @@ pub(crate) struct Spec {
     pub(crate) hubs: usize,
     /// Events per second each hub publishes; 0 publishes flat out (one request in flight per hub).
     pub(crate) rate_per_hub: f64,
+    /// Flat out only: how many events a hub may publish beyond what its slowest stream has
+    /// received (0: no bound, so the server's queues grow while the phase runs).
+    pub(crate) window: u64,
     pub(crate) warm_s: f64,
     pub(crate) measure_s: f64,
     pub(crate) storm: bool,
@@ -137,6 +140,13 @@ pub(crate) struct Report {
     /// Connections open at the end of the measured window.
     pub(crate) held: usize,
     pub(crate) delivered_per_s: f64,
+    /// Events received over the whole phase, and the events the publishes accepted over the whole
+    /// phase should have delivered (each hub's last seq times its streams): equal when nothing is
+    /// lost or duplicated.
+    pub(crate) received_total: u64,
+    /// Flat out: publishes that went ahead after 5 s waiting for a stream stuck behind the window.
+    pub(crate) stalls: u64,
+    pub(crate) expected_total: u64,
     pub(crate) published_per_s: f64,
     pub(crate) publish_errors: u64,
     /// Failed publishes by status (0: transport error or timeout), and answers naming another id.
@@ -188,6 +198,9 @@ struct Shared {
     publishing: AtomicBool,
     measuring: AtomicBool,
     delivered: AtomicU64,
+    received: AtomicU64,
+    /// Flat out: publishes that went ahead after 5 s waiting for a stream stuck behind the window.
+    stalls: AtomicU64,
     latency: Histogram,
     open: AtomicUsize,
     connect_failures: AtomicU64,
@@ -249,6 +262,7 @@ impl Cursor {
         self.last_id.clear();
         self.last_id.push_str(id);
         shared.progress[self.index].store(self.last_seq, Ordering::Relaxed);
+        shared.received.fetch_add(1, Ordering::Relaxed);
         if shared.measuring.load(Ordering::Relaxed) {
             shared.delivered.fetch_add(1, Ordering::Relaxed);
             if let Some(sent) = data
@@ -389,8 +403,12 @@ async fn publisher(
     hub_name: Arc<str>,
     rate_per_s: f64,
     offset: Duration,
+    window: u64,
 ) {
     let path = target.publish_path(&hub_name);
+    // This hub's streams (connection i belongs to hub i % hubs).
+    let hubs = shared.published.len();
+    let mine: Vec<usize> = (hub..shared.progress.len()).step_by(hubs.max(1)).collect();
     let headers = target.headers(Some("Content-Type: application/json".into()));
     let period = (rate_per_s > 0.0).then(|| Duration::from_secs_f64(1.0 / rate_per_s));
     let start = tokio::time::Instant::now() + offset;
@@ -401,6 +419,22 @@ async fn publisher(
         if let Some(period) = period {
             tokio::time::sleep_until(start + period * tick).await;
             tick += 1;
+        } else if window > 0 {
+            // Flat out, closed loop: publish seq n once every stream of the hub has n - window, so
+            // what is measured is what the server delivers, not a queue growing inside it.
+            let next = shared.published[hub].load(Ordering::Relaxed) + 1;
+            let waited = tokio::time::Instant::now();
+            while mine
+                .iter()
+                .any(|&i| shared.progress[i].load(Ordering::Relaxed) + window < next)
+                && waited.elapsed() < Duration::from_secs(5)
+                && shared.publishing.load(Ordering::Relaxed)
+            {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            if waited.elapsed() >= Duration::from_secs(5) {
+                shared.stalls.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if stream.is_none() {
             match TcpStream::connect(&target.host).await {
@@ -549,6 +583,7 @@ pub(crate) async fn run(
                 names[hub].clone(),
                 spec.rate_per_hub,
                 offset,
+                spec.window,
             ))
         })
         .collect();
@@ -634,6 +669,11 @@ pub(crate) async fn run(
         }
     }
     close_hubs(&target, &names).await;
+    report.received_total = shared.received.load(Ordering::Relaxed);
+    report.stalls = shared.stalls.load(Ordering::Relaxed);
+    report.expected_total = (0..spec.connections)
+        .map(|i| shared.published[i % hubs].load(Ordering::Relaxed))
+        .sum();
     report.publish_errors = shared.publish_errors.load(Ordering::Relaxed);
     if let Ok(failures) = shared.publish_failures.lock() {
         report.publish_failures = failures.iter().map(|(k, v)| (*k, *v)).collect();

@@ -16,18 +16,26 @@
 //!   stream it returned itself: the old shape's ceiling) and `baseline-rs` (that, through a Rust
 //!   `Stream`). The first baseline named is the one Herald's ratios are taken against.
 //! - `--phases max,s100,s1000,s5000`: run only these phases.
-//! - `--runtime workerd|workerd-inspector|wrangler|wrangler-proxy` (default workerd; a comma list runs
-//!   each in turn): `workerd` runs the worker on the workerd binary wrangler ships, from a config
-//!   written from its wrangler.toml, with no inspector; `workerd-inspector` the same with the
-//!   inspector port open and nothing attached; `wrangler` under `wrangler dev` (inspector attached)
-//!   loading that workerd's own socket; `wrangler-proxy` wrangler dev's port (its dev proxy relays
-//!   everything through Node). `--via direct|proxy|both` is the old spelling of the last two.
+//! - `--window W` (default 8): flat out, each hub publishes its next event once every one of its
+//!   streams is at most W events behind, so the phase measures what the server delivers rather
+//!   than how fast it accepts publishes into queues that grow (0: no bound, the old behaviour).
+//! - `--runtime workerd|workerd-entry|workerd-inspector|workerd-inspected|wrangler|wrangler-proxy` (default
+//!   workerd; a comma list runs each in turn): `workerd` runs the worker on the workerd binary
+//!   wrangler ships, from a config written from its wrangler.toml, with no inspector;
+//!   `workerd-inspector` the same with the inspector port open and nothing attached;
+//!   `workerd-inspected` with a session attached that enabled the Runtime domain (what wrangler
+//!   dev's inspector proxy keeps open); `workerd-entry` with a pass-through worker in front (as
+//!   Miniflare's entry worker is under wrangler dev); `wrangler` under `wrangler dev` loading its user workerd's
+//!   own socket (through Miniflare's entry worker, inspector attached); `wrangler-proxy` wrangler
+//!   dev's port (its dev proxy relays everything through Node). `--via direct|proxy|both` is the
+//!   old spelling of the last two.
 //! - `--ceiling E`: the runtime's flat-out ceiling in delivered events/s. The fixed-rate phases
 //!   (s100, s1000, s5000) each deliver `--load-pct` (default 50) percent of it in total. Without
 //!   `--ceiling`, the flat-out phase runs first and the reference baseline's best run sets it; when
 //!   that phase is not run either, `DEFAULT_CEILING` (measured on the 2-core machine) does.
 
 mod http;
+mod inspector;
 mod load;
 mod server;
 mod stats;
@@ -39,7 +47,7 @@ use std::sync::Arc;
 
 use herald_core::{mint, Claims, Scopes, TenantId, TokenKind};
 use load::{Kind, Report, Spec, Target};
-use server::{Runtime, Server};
+use server::{Inspector, Runtime, Server};
 
 /// The HMAC key the Herald instance is started with (a local, throwaway key).
 const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
@@ -58,6 +66,7 @@ struct Options {
     setups: Vec<Setup>,
     ceiling: Option<f64>,
     load_pct: f64,
+    window: u64,
 }
 
 /// What runs the worker and where the load goes.
@@ -67,15 +76,22 @@ pub(crate) struct Setup {
     via: Via,
 }
 
+fn workerd(inspector: Inspector, entry: bool) -> Runtime {
+    Runtime::Workerd { inspector, entry }
+}
+
 impl Setup {
     fn parse(name: &str) -> Setup {
         let (runtime, via) = match name {
-            "workerd" => (Runtime::Workerd { inspector: false }, Via::Direct),
-            "workerd-inspector" => (Runtime::Workerd { inspector: true }, Via::Direct),
+            "workerd" => (workerd(Inspector::Off, false), Via::Direct),
+            "workerd-entry" => (workerd(Inspector::Off, true), Via::Direct),
+            "workerd-inspector" => (workerd(Inspector::Open, false), Via::Direct),
+            "workerd-inspected" => (workerd(Inspector::Attached, false), Via::Direct),
             "wrangler" => (Runtime::Wrangler, Via::Direct),
             "wrangler-proxy" => (Runtime::Wrangler, Via::Proxy),
             other => panic!(
-                "--runtime takes workerd, workerd-inspector, wrangler, wrangler-proxy; not {other}"
+                "--runtime takes workerd, workerd-entry, workerd-inspector, workerd-inspected, \
+                 wrangler, wrangler-proxy; not {other}"
             ),
         };
         Setup { runtime, via }
@@ -124,6 +140,7 @@ fn options() -> Options {
         setups: vec![Setup::parse("workerd")],
         ceiling: None,
         load_pct: 50.0,
+        window: 8,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -137,6 +154,7 @@ fn options() -> Options {
             "--phases" => options.phases = Some(value().split(',').map(str::to_owned).collect()),
             "--ceiling" => options.ceiling = Some(value().parse().expect("--ceiling events/s")),
             "--load-pct" => options.load_pct = value().parse().expect("--load-pct percent"),
+            "--window" => options.window = value().parse().expect("--window events"),
             "--runtime" => options.setups = value().split(',').map(Setup::parse).collect(),
             "--via" => {
                 options.setups = match value().as_str() {
@@ -176,6 +194,7 @@ fn phases(options: &Options) -> Vec<Spec> {
         connections,
         hubs: connections.div_ceil(options.streams_per_hub.max(1)),
         rate_per_hub: 0.0,
+        window: options.window,
         warm_s: if options.quick { 1.0 } else { 2.0 },
         measure_s: options.measure_s,
         storm,

@@ -148,17 +148,43 @@ pub(crate) enum Runtime {
     /// it, plus a dev proxy (a second workerd and wrangler's Node process) in front.
     Wrangler,
     /// The same workerd binary started directly on a configuration written from the worker's
-    /// wrangler.toml (see `workerd.rs`), with no inspector unless `inspector` (then the inspector
-    /// port is open but nothing attaches to it).
-    Workerd { inspector: bool },
+    /// wrangler.toml (see `workerd.rs`), with its inspector as `inspector` says, and with a
+    /// pass-through worker in front of it when `entry`.
+    Workerd { inspector: Inspector, entry: bool },
+}
+
+/// The inspector of a workerd started directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inspector {
+    /// No `--inspector-addr`: what production runs.
+    Off,
+    /// The port is open, nothing attaches.
+    Open,
+    /// A session is attached with the Runtime domain enabled, as wrangler dev's inspector proxy
+    /// keeps one (see `inspector.rs`).
+    Attached,
 }
 
 impl Runtime {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Runtime::Wrangler => "wrangler dev (inspector attached)",
-            Runtime::Workerd { inspector: false } => "workerd, no inspector",
-            Runtime::Workerd { inspector: true } => "workerd, inspector port open, none attached",
+            Runtime::Workerd {
+                inspector: Inspector::Off,
+                entry: false,
+            } => "workerd, no inspector",
+            Runtime::Workerd {
+                inspector: Inspector::Off,
+                entry: true,
+            } => "workerd, no inspector, a pass-through entry worker in front",
+            Runtime::Workerd {
+                inspector: Inspector::Open,
+                ..
+            } => "workerd, inspector port open, none attached",
+            Runtime::Workerd {
+                inspector: Inspector::Attached,
+                ..
+            } => "workerd, inspector attached (Runtime.enable)",
         }
     }
 }
@@ -186,19 +212,21 @@ impl Server {
         let port = free_port();
         let (config, build, main) = private_config(root, config, &dir);
         let log = |file: &str| Stdio::from(std::fs::File::create(dir.join(file)).expect("log"));
-        if let Runtime::Workerd { inspector } = runtime {
+        if let Runtime::Workerd { inspector, entry } = runtime {
             let manifest = crate::workerd::Manifest::parse(
                 &std::fs::read_to_string(&config).expect("private config"),
             );
             let state = dir.join("state");
             std::fs::create_dir_all(&state).expect("state dir");
-            let text = crate::workerd::config(&manifest, &dir, &build, &main, &state, port, vars);
+            let text =
+                crate::workerd::config(&manifest, &dir, &build, &main, &state, port, vars, entry);
             let capnp = dir.join("workerd.capnp");
             std::fs::write(&capnp, text).expect("write workerd.capnp");
             let mut command = Command::new(workerd_binary(root));
             command.current_dir(&dir).arg("serve").arg(&capnp);
-            if inspector {
-                command.arg(format!("--inspector-addr=127.0.0.1:{}", free_port()));
+            let inspector_port = (inspector != Inspector::Off).then(free_port);
+            if let Some(port) = inspector_port {
+                command.arg(format!("--inspector-addr=127.0.0.1:{port}"));
             }
             command
                 .stdin(Stdio::null())
@@ -212,6 +240,9 @@ impl Server {
                 dir,
             };
             server.wait_ready(name, probe_path);
+            if let (Inspector::Attached, Some(port)) = (inspector, inspector_port) {
+                crate::inspector::attach(port);
+            }
             return server;
         }
         let mut command = Command::new(root.join("node_modules/.bin/wrangler"));

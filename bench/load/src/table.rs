@@ -8,7 +8,7 @@ fn ms(value: Option<f64>) -> String {
 
 fn rate(spec: &Spec) -> String {
     if spec.rate_per_hub > 0.0 {
-        format!("{}/s", spec.rate_per_hub)
+        format!("{:.2}/s", spec.rate_per_hub)
     } else {
         "max".into()
     }

@@ -84,7 +84,8 @@ fn files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
 
 /// The configuration text, to be written into `base`. `build` is the worker-build output directory
 /// (holding `main`, e.g. `worker/shim.mjs`) under `base`, `state` a directory for Durable Object
-/// storage.
+/// storage. `entry` puts a pass-through worker in front.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn config(
     manifest: &Manifest,
     base: &Path,
@@ -93,6 +94,7 @@ pub(crate) fn config(
     state: &Path,
     port: u16,
     extra_vars: &[(&str, &str)],
+    entry: bool,
 ) -> String {
     let mut modules = vec![main.to_owned()];
     let mut all = Vec::new();
@@ -101,15 +103,28 @@ pub(crate) fn config(
     let mut text = String::from("using Workerd = import \"/workerd/workerd.capnp\";\n\n");
     text.push_str("const config :Workerd.Config = (\n  services = [\n");
     text.push_str("    (name = \"main\", worker = .worker),\n");
+    if entry {
+        // A pass-through worker in front, as Miniflare's entry worker sits in front of the user
+        // worker under wrangler dev (minus its logging and error pages): every request and every
+        // response chunk then crosses one more worker.
+        let _ = writeln!(
+            text,
+            "    (name = \"entry\", worker = (modules = [(name = \"entry.mjs\", esModule = \
+             \"export default {{ fetch(request, env) {{ return env.USER.fetch(request); }} }};\")], \
+             compatibilityDate = {:?}, bindings = [(name = \"USER\", service = \"main\")])),",
+            manifest.compatibility_date
+        );
+    }
     let _ = writeln!(
         text,
         "    (name = \"state\", disk = (path = {:?}, writable = true)),",
         state.display().to_string()
     );
     text.push_str("  ],\n");
+    let service = if entry { "entry" } else { "main" };
     let _ = writeln!(
         text,
-        "  sockets = [(name = \"http\", address = \"127.0.0.1:{port}\", http = (), service = \"main\")],"
+        "  sockets = [(name = \"http\", address = \"127.0.0.1:{port}\", http = (), service = \"{service}\")],"
     );
     text.push_str(");\n\nconst worker :Workerd.Worker = (\n  modules = [\n");
     for module in &modules {
