@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The load benchmark (not part of scripts/test.sh): builds Herald's worker and the baseline worker
 # (bench/baseline-worker) the same way, builds the load generator (bench/load) with full
-# optimisation, then runs it: it starts each worker under wrangler dev on a free loopback port, holds
-# 100 / 1,000 / 5,000 SSE streams, publishes at set rates and flat out, drops and resumes every stream
-# once, and prints a table with the targets. Takes about 6 minutes; `--quick` about 3.
-# Usage: scripts/bench-load.sh [--quick] [--measure-s S] [--hubs H] [--only herald|baseline]
+# optimisation, then runs it: it starts each worker on a fresh workerd (the binary wrangler ships,
+# without wrangler dev, whose setup halves what this machine delivers) on a free loopback port, runs
+# flat out (closed loop) and then 100 / 1,000 / 5,000 SSE streams at half the runtime's ceiling,
+# drops and resumes every stream once, and prints a table with Herald's ratios to the same-shape
+# baseline (the Worker holds the SSE response and relays from a hibernatable Durable Object) and the
+# targets. Takes about 6 minutes; `--quick` under 2.
+# Usage: scripts/bench-load.sh [--quick] [--measure-s S] [--sides herald,baseline-ws,...]
+#        [--phases max,s100,s1000,s5000] [--runtime workerd|wrangler|...] [--ceiling E|measured]
+# (every option is described at the top of bench/load/src/main.rs)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -28,11 +28,13 @@
 //!   Miniflare's entry worker is under wrangler dev); `wrangler` under `wrangler dev` loading its user workerd's
 //!   own socket (through Miniflare's entry worker, inspector attached); `wrangler-proxy` wrangler
 //!   dev's port (its dev proxy relays everything through Node). `--via direct|proxy|both` is the
-//!   old spelling of the last two.
-//! - `--ceiling E`: the runtime's flat-out ceiling in delivered events/s. The fixed-rate phases
-//!   (s100, s1000, s5000) each deliver `--load-pct` (default 50) percent of it in total. Without
-//!   `--ceiling`, the flat-out phase runs first and the reference baseline's best run sets it; when
-//!   that phase is not run either, `DEFAULT_CEILING` (measured on the 2-core machine) does.
+//!   old spelling of the last two. `external:PORT:PGID` loads a server started by hand on PORT
+//!   (one worker for every side: run one side at a time) and counts the CPU of process group PGID.
+//! - `--ceiling E|measured`: the runtime's flat-out ceiling in delivered events/s. The fixed-rate
+//!   phases (s100, s1000, s5000) each deliver `--load-pct` (default 50) percent of it in total.
+//!   Default `DEFAULT_CEILING`, measured on the 2-core machine, so every run loads the same rates;
+//!   `measured` takes this run's flat-out phase instead (it runs first): the reference baseline's
+//!   best run.
 
 mod http;
 mod inspector;
@@ -52,8 +54,10 @@ use server::{Inspector, Runtime, Server};
 /// The HMAC key the Herald instance is started with (a local, throwaway key).
 const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
 
-/// Delivered events/s of the same-shape baseline flat out on the 2-core machine, workerd without
-/// inspector (see README.md, Benchmarks); used when a run neither measures nor is given one.
+/// Delivered events/s of the same-shape baseline (baseline-ws) flat out with the default window, on
+/// workerd without inspector, on the 2-core machine: the median of 9 runs of 2026-11-30 (5,200 to
+/// 13,400 as the machine's other load came and went). Under wrangler dev the same measured 4,300 to
+/// 6,700.
 const DEFAULT_CEILING: f64 = 10_000.0;
 
 #[derive(Debug)]
@@ -89,6 +93,14 @@ impl Setup {
             "workerd-inspected" => (workerd(Inspector::Attached, false), Via::Direct),
             "wrangler" => (Runtime::Wrangler, Via::Direct),
             "wrangler-proxy" => (Runtime::Wrangler, Via::Proxy),
+            other if other.starts_with("external:") => {
+                let mut parts = other.split(':').skip(1).map(|n| n.parse().ok());
+                let (Some(Some(port)), Some(Some(group))) = (parts.next(), parts.next()) else {
+                    panic!("--runtime external:PORT:PROCESS_GROUP, not {other}");
+                };
+                let port = u16::try_from(port).expect("port");
+                (Runtime::External { port, group }, Via::Direct)
+            }
             other => panic!(
                 "--runtime takes workerd, workerd-entry, workerd-inspector, workerd-inspected, \
                  wrangler, wrangler-proxy; not {other}"
@@ -104,7 +116,7 @@ impl Setup {
                 self.runtime.as_str(),
                 self.via.as_str()
             ),
-            Runtime::Workerd { .. } => {
+            Runtime::Workerd { .. } | Runtime::External { .. } => {
                 format!("{}, load sent to its socket", self.runtime.as_str())
             }
         }
@@ -138,7 +150,7 @@ fn options() -> Options {
         sides: vec![Kind::Herald, Kind::BaselineWs],
         phases: None,
         setups: vec![Setup::parse("workerd")],
-        ceiling: None,
+        ceiling: Some(DEFAULT_CEILING),
         load_pct: 50.0,
         window: 8,
     };
@@ -152,7 +164,12 @@ fn options() -> Options {
                 options.streams_per_hub = value().parse().expect("--streams-per-hub count")
             }
             "--phases" => options.phases = Some(value().split(',').map(str::to_owned).collect()),
-            "--ceiling" => options.ceiling = Some(value().parse().expect("--ceiling events/s")),
+            "--ceiling" => {
+                options.ceiling = match value().as_str() {
+                    "measured" => None,
+                    number => Some(number.parse().expect("--ceiling events/s or measured")),
+                }
+            }
             "--load-pct" => options.load_pct = value().parse().expect("--load-pct percent"),
             "--window" => options.window = value().parse().expect("--window events"),
             "--runtime" => options.setups = value().split(',').map(Setup::parse).collect(),
@@ -403,7 +420,14 @@ fn main() {
             &specs,
             &sides,
             reference,
-            ceiling.map(|c| (c, options.load_pct)),
+            ceiling.map(|c| {
+                let source = if options.ceiling.is_some() || c == DEFAULT_CEILING {
+                    "set"
+                } else {
+                    "measured in this run"
+                };
+                (c, options.load_pct, source)
+            }),
         );
     }
 }

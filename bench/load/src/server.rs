@@ -1,6 +1,7 @@
-//! Runs a worker under `wrangler dev` the way tests/e2e does: a fresh persist directory, a free
-//! loopback port, vars on the command line, its own process group (killed whole with
-//! `kill -9 -- -PGID`, since wrangler leaves workerd behind otherwise).
+//! Runs a worker for one phase: on workerd directly, from a configuration written from its
+//! wrangler.toml (`workerd.rs`), or under `wrangler dev` the way tests/e2e does. Either way with a
+//! fresh state directory, a free loopback port, vars from the command line, in its own process group
+//! (killed whole with `kill -9 -- -PGID`, since wrangler leaves workerd behind otherwise).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,6 +13,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(crate) struct Server {
     child: Option<Child>,
+    /// The process group whose CPU is counted, for a server started elsewhere.
+    group: Option<u32>,
     pub(crate) port: u16,
     pub(crate) dir: PathBuf,
 }
@@ -151,6 +154,9 @@ pub(crate) enum Runtime {
     /// wrangler.toml (see `workerd.rs`), with its inspector as `inspector` says, and with a
     /// pass-through worker in front of it when `entry`.
     Workerd { inspector: Inspector, entry: bool },
+    /// A server started by hand, listening on `port`; the CPU of process group `group` is counted.
+    /// Nothing is started or stopped (each phase still uses hubs of its own).
+    External { port: u16, group: u32 },
 }
 
 /// The inspector of a workerd started directly.
@@ -169,6 +175,7 @@ impl Runtime {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Runtime::Wrangler => "wrangler dev (inspector attached)",
+            Runtime::External { .. } => "a server started by hand",
             Runtime::Workerd {
                 inspector: Inspector::Off,
                 entry: false,
@@ -209,6 +216,16 @@ impl Server {
             .join(".e2e")
             .join(format!("load-{name}-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("persist dir");
+        if let Runtime::External { port, group } = runtime {
+            let mut server = Server {
+                child: None,
+                group: Some(group),
+                port,
+                dir,
+            };
+            server.wait_ready(name, probe_path);
+            return server;
+        }
         let port = free_port();
         let (config, build, main) = private_config(root, config, &dir);
         let log = |file: &str| Stdio::from(std::fs::File::create(dir.join(file)).expect("log"));
@@ -236,6 +253,7 @@ impl Server {
             let child = command.spawn().expect("start workerd");
             let mut server = Server {
                 child: Some(child),
+                group: None,
                 port,
                 dir,
             };
@@ -270,6 +288,7 @@ impl Server {
         let child = command.spawn().expect("start wrangler dev");
         let mut server = Server {
             child: Some(child),
+            group: None,
             port,
             dir,
         };
@@ -347,7 +366,7 @@ impl Server {
     /// running the worker), `workerd-proxy` (wrangler dev's dev proxy), `node` (wrangler), and any
     /// other by its command name. Sorted by role.
     pub(crate) fn cpu_s(&self) -> Vec<(String, f64)> {
-        let Some(pgid) = self.child.as_ref().map(Child::id) else {
+        let Some(pgid) = self.child.as_ref().map(Child::id).or(self.group) else {
             return Vec::new();
         };
         let mut parts: std::collections::BTreeMap<String, u64> = Default::default();

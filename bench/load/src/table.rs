@@ -36,13 +36,14 @@ fn times(value: Option<f64>) -> String {
 }
 
 /// Prints one setup's results. `reference` is the baseline Herald's ratios are taken against;
-/// `ceiling` the flat-out events/s the fixed rates were set from, with the share used (percent).
+/// `ceiling` the flat-out events/s the fixed rates were set from, the share used (percent) and
+/// where the ceiling came from.
 pub(crate) fn print(
     setup: &str,
     specs: &[Spec],
     sides: &[(Kind, &[Report])],
     reference: Option<Kind>,
-    ceiling: Option<(f64, f64)>,
+    ceiling: Option<(f64, f64, &str)>,
 ) {
     let side = |kind: Kind| {
         sides
@@ -55,9 +56,9 @@ pub(crate) fn print(
     let reference_name = reference.map_or("baseline", Kind::name);
     println!();
     println!("Load benchmark on {setup}, loopback");
-    if let Some((ceiling, pct)) = ceiling {
+    if let Some((ceiling, pct, source)) = ceiling {
         println!(
-            "fixed-rate phases: {pct:.0}% of a ceiling of {ceiling:.0} delivered events/s = {:.0} events/s per phase",
+            "fixed-rate phases: {pct:.0}% of a ceiling of {ceiling:.0} delivered events/s ({source}) = {:.0} events/s per phase",
             ceiling * pct / 100.0
         );
     }
