@@ -207,6 +207,12 @@ impl Outbox {
         self.last_seq
     }
 
+    /// The sequence number of the last popped frame that had one: what the subscriber was given.
+    #[must_use]
+    pub fn popped_seq(&self) -> Option<u64> {
+        self.popped_seq
+    }
+
     /// Frames waiting, including the `lagging` frame.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -8,7 +8,11 @@
 //! - the bounded outbox ([`Outbox`]): a subscriber that cannot keep up gets a `lagging` frame naming
 //!   the id to resume from, then its stream ends;
 //! - room granted per message ([`Relay::receive_within`]): a frame that would take the queue past the
-//!   room its caller grants (a byte budget shared by many relays) cuts the relay the same way;
+//!   room its caller grants (a byte budget shared by many relays) closes the relay with a `lagging`
+//!   frame too. A relay that was keeping up keeps the frames that fit, so that a replay larger than
+//!   the room still makes progress; a relay that is behind (events of earlier messages still wait)
+//!   frees its queue at once (what is not written is dropped, and `lagging` names the last id
+//!   written), so that slow clients cannot keep the shared budget full;
 //! - the drain bound ([`Relay::check_drain`]): frames queued and not taken by the writer within
 //!   `drain_ms_max` are dropped, and the stream closes with a `lagging` frame naming the last id the
 //!   writer did take, so a client that never reads holds neither memory nor the hub's socket;
@@ -136,11 +140,16 @@ impl Relay {
 
     /// Queues a message's frames, arrived at `now_ms`. A logged frame at or before the last one queued
     /// was already sent (by the replay), so it is dropped: no duplicate across the replay/live seam.
-    /// A frame that does not fit the outbox, or would take the queue past `room_bytes`, closes the
-    /// relay with a `lagging` frame naming the last id queued.
+    ///
+    /// A frame that does not fit the outbox closes the relay with a `lagging` frame naming the last id
+    /// queued, after what is queued. So does a frame that would take the queue past `room_bytes`,
+    /// unless events of earlier messages still wait (the subscriber is behind): then everything not
+    /// written is dropped and `lagging` names the last id written, since the room is the other
+    /// relays' too and this one may not take it back soon.
     pub fn deliver_within(&mut self, message: HubMessage, now_ms: u64, room_bytes: usize) {
         self.clock_ms = self.clock_ms.max(now_ms);
         self.outbox.set_epoch(message.epoch);
+        let behind = self.outbox.last_seq() != self.outbox.popped_seq();
         let mut queued = false;
         for frame in message.frames {
             if let (Some(seq), Some(last)) = (frame.seq, self.outbox.last_seq()) {
@@ -151,6 +160,11 @@ impl Relay {
             // The outbox holds nothing but accepted frames while it is open, so `bytes()` is what
             // this relay takes of the caller's budget.
             if frame.frame.len() > room_bytes.saturating_sub(self.outbox.bytes()) {
+                if behind {
+                    self.outbox.drop_unpopped();
+                    self.waiting_since_ms = None;
+                    return;
+                }
                 self.outbox.cut();
             }
             if self.outbox.push(frame.frame, frame.seq) == Pushed::Overflowed {

@@ -322,18 +322,17 @@ fn lagging(resume: Option<u64>) -> String {
 }
 
 #[test]
-fn a_frame_past_the_granted_room_cuts_the_relay_like_an_overflow() {
-    let mut relay = relay_with_open_written();
+fn a_frame_past_the_granted_room_closes_with_lagging_keeping_what_fits() {
+    // A relay that keeps up (nothing of earlier messages waits) keeps the frames that fit the room:
+    // a replay larger than the room still gets somewhere, and lagging names the last id queued.
     let one = event(1).len();
-    // Room for two events: both are queued.
+    let mut relay = relay_with_open_written();
     relay
-        .receive_within(&message(vec![logged(1), logged(2)], false), T0, 2 * one)
-        .unwrap();
-    assert!(!relay.is_closing());
-    // The caller's budget shrank meanwhile (other relays queued bytes): the next frame does not fit
-    // what is left, so the relay closes with lagging naming the last id it queued.
-    relay
-        .receive_within(&message(vec![logged(3)], false), T0, 2 * one + one - 1)
+        .receive_within(
+            &message(vec![logged(1), logged(2), logged(3)], false),
+            T0,
+            2 * one,
+        )
         .unwrap();
     assert!(relay.is_closing());
     assert_eq!(relay.last_seq(), Some(2));
@@ -343,20 +342,51 @@ fn a_frame_past_the_granted_room_cuts_the_relay_like_an_overflow() {
     );
     assert_eq!(relay.poll(T0), RelayPoll::End);
 
-    // No room at all before any id: lagging names none, so the client keeps its own cursor.
-    let mut relay = relay_with_open_written();
-    relay
-        .receive_within(&message(vec![unlogged(), logged(1)], false), T0, 0)
-        .unwrap();
-    assert_eq!(written(&mut relay, T0), lagging(None));
-    assert_eq!(relay.poll(T0), RelayPoll::End);
-
     // `usize::MAX` grants everything the outbox takes: `receive` is that.
     let mut relay = relay_with_open_written();
     relay
         .receive_within(&message(vec![logged(1)], false), T0, usize::MAX)
         .unwrap();
     assert_eq!(written(&mut relay, T0), event(1));
+}
+
+#[test]
+fn a_relay_behind_that_needs_more_room_frees_its_queue() {
+    let mut relay = relay_with_open_written();
+    let one = event(1).len();
+    relay
+        .receive_within(&message(vec![logged(1)], false), T0, 3 * one)
+        .unwrap();
+    assert_eq!(written(&mut relay, T0), event(1));
+    // The client stops taking: two events wait.
+    relay
+        .receive_within(&message(vec![logged(2), logged(3)], false), T0, 3 * one)
+        .unwrap();
+    assert!(!relay.is_closing());
+    assert_eq!(relay.queued_bytes(), 2 * one);
+    // The caller's budget shrank meanwhile (other relays queued bytes): the next frame does not fit
+    // what is left. What waits is dropped at once, giving the room back, and lagging names the last
+    // id written: resuming from it repeats nothing and skips nothing.
+    relay
+        .receive_within(&message(vec![logged(4)], false), T0, 3 * one - 1)
+        .unwrap();
+    assert!(relay.is_closing());
+    assert_eq!(relay.queued_bytes(), lagging(Some(1)).len());
+    assert_eq!(relay.last_seq(), Some(1));
+    assert_eq!(relay.drain_deadline_ms(), None);
+    assert_eq!(written(&mut relay, T0), lagging(Some(1)));
+    assert_eq!(relay.poll(T0), RelayPoll::End);
+
+    // Behind before any id was written: lagging names none, so the client keeps its own cursor.
+    let mut relay = relay_with_open_written();
+    relay
+        .receive_within(&message(vec![logged(1)], false), T0, one)
+        .unwrap();
+    relay
+        .receive_within(&message(vec![logged(2)], false), T0, one)
+        .unwrap();
+    assert_eq!(written(&mut relay, T0), lagging(None));
+    assert_eq!(relay.poll(T0), RelayPoll::End);
 }
 
 #[test]
