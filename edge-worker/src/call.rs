@@ -10,15 +10,21 @@ use crate::error::{ApiError, ApiResult};
 /// The Hub's internal origin; only a stub can reach it.
 const ORIGIN: &str = "https://hub.herald.internal";
 
+/// The longest tag the runtime keeps with a hibernatable WebSocket.
+const TAG_CHARS_MAX: usize = 256;
+
 /// Everything the Worker asks of a Hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HubCall {
     /// Open a subscriber socket (a WebSocket upgrade): the subscriber's filter (validated against
-    /// its family's vocabulary by the Worker) and resume point. Heartbeats are the relay's, so the
-    /// Hub needs nothing else of the family.
+    /// its family's vocabulary by the Worker), resume point, and the id of the credential it came
+    /// with (a hash, never the credential), which the Hub tags its socket with to bound the
+    /// subscribers of one credential. Heartbeats are the relay's, so the Hub needs nothing else of
+    /// the family.
     Subscribe {
         filter: Filter,
         last_event_id: Option<String>,
+        credential: String,
     },
     /// Publish the request body (a publish batch).
     Publish,
@@ -76,8 +82,10 @@ impl HubCall {
             if let HubCall::Subscribe {
                 filter,
                 last_event_id,
+                credential,
             } = self
             {
+                query.append_pair("credential", credential);
                 let filter =
                     serde_json::to_string(filter).map_err(|e| ApiError::Internal(e.to_string()))?;
                 query.append_pair("filter", &filter);
@@ -97,9 +105,13 @@ impl HubCall {
                 let filter = query(url, "filter").ok_or_else(|| bad("filter is missing"))?;
                 let filter = serde_json::from_str(&filter)
                     .map_err(|e| bad(format!("filter is not a filter: {e}")))?;
+                let credential = query(url, "credential")
+                    .filter(|id| !id.is_empty() && id.len() <= TAG_CHARS_MAX)
+                    .ok_or_else(|| bad("credential is missing or longer than a socket tag"))?;
                 HubCall::Subscribe {
                     filter,
                     last_event_id: query(url, "last_event_id"),
+                    credential,
                 }
             }
             "publish" => HubCall::Publish,

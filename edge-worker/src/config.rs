@@ -1,6 +1,7 @@
 //! Runtime settings, read from the Worker's environment (`[vars]` in wrangler.toml, secrets, `.dev.vars`).
-//! Every limit has a documented default; a value that does not parse is a deployment error, reported
-//! as a 500 naming the variable rather than silently replaced.
+//! Every limit has a documented default and range; a value that does not parse or is out of its
+//! range is a deployment error, reported as a 500 naming the variable rather than silently replaced,
+//! clamped or truncated (a `usize` is 32 bits on wasm32: every value is checked before it becomes one).
 
 use herald_core::{
     LogLimits, OutboxLimits, PublishLimits, VerifyOptions, Vocabulary, DEFAULT_HEARTBEAT_MS,
@@ -11,6 +12,12 @@ use crate::error::{ApiError, ApiResult};
 
 /// The most hibernatable WebSockets the runtime lets one Durable Object accept.
 const SOCKETS_PER_OBJECT_MAX: u64 = 32_768;
+
+const MIB: u64 = 1024 * 1024;
+/// Frames and bytes a subscriber's queue holds beyond a full replay of the log (the control frames
+/// before it and live events meanwhile).
+const QUEUE_HEADROOM_FRAMES: u64 = 256;
+const QUEUE_HEADROOM_BYTES: u64 = 256 * 1024;
 
 /// Settings shared by the Worker and the Hub.
 #[derive(Debug, Clone)]
@@ -27,11 +34,28 @@ pub(crate) struct Config {
     /// The most open subscribers one hub (one stream) holds: each is one hibernatable WebSocket,
     /// and the runtime takes at most 32,768 per object.
     pub(crate) subscribers_max: usize,
+    /// The most open subscribers one credential (one token, one ticket) holds on one stream, so
+    /// that one credential cannot take every slot of `subscribers_max`.
+    pub(crate) subscribers_per_credential_max: usize,
     /// The longest one SSE response stays open; then the Worker ends it after a whole frame and the
     /// client resumes with `Last-Event-ID`. It bounds the CPU one invocation can spend.
     pub(crate) stream_max_age_s: u64,
+    /// How long frames may wait in a relay's queue for a client that takes nothing; then they are
+    /// dropped and the stream closes with `lagging`.
+    pub(crate) drain_ms_max: u64,
+    /// The most bytes all relays of one Worker isolate hold queued together; a relay whose next frame
+    /// would pass it is closed with `lagging`.
+    pub(crate) isolate_queue_bytes_max: usize,
     pub(crate) cors_origins: Vec<String>,
     pub(crate) categories: &'static [&'static str],
+    /// Test-only (`HERALD_TEST_HOOKS=1` and `HERALD_TEST_FAIL_STORAGE=<event name>`): the Hub's
+    /// append of a batch holding an event of this name fails after writing its rows, as storage
+    /// failing mid-write would. Never set in production.
+    pub(crate) test_fail_storage: Option<String>,
+    /// Test-only (`HERALD_TEST_HOOKS=1` and `HERALD_TEST_UNREADABLE_PLAN=1`): the Hub stores each
+    /// plan session nested deeper than it can read back, as plans with deeply nested details once
+    /// were. Never set in production.
+    pub(crate) test_unreadable_plan: bool,
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
@@ -42,12 +66,36 @@ fn var(env: &Env, name: &str) -> Option<String> {
 }
 
 fn number(env: &Env, name: &'static str, default: u64) -> ApiResult<u64> {
-    match var(env, name) {
-        None => Ok(default),
-        Some(text) => text.trim().parse().map_err(|_| {
-            ApiError::Internal(format!("{name} must be a whole number, got {text:?}"))
-        }),
-    }
+    bounded(env, name, default, 0, u64::MAX)
+}
+
+/// A whole number from `min` to `max` (inclusive), or `default` when the variable is unset or empty.
+fn bounded(env: &Env, name: &'static str, default: u64, min: u64, max: u64) -> ApiResult<u64> {
+    let Some(text) = var(env, name) else {
+        return Ok(default);
+    };
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|value| (min..=max).contains(value))
+        .ok_or_else(|| {
+            ApiError::Internal(format!(
+                "{name} must be a whole number from {min} to {max}, got {text:?}"
+            ))
+        })
+}
+
+/// [`bounded`] as a `usize`; `max` is at most `u32::MAX`, so the value fits on every target.
+fn bounded_size(
+    env: &Env,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> ApiResult<usize> {
+    let value = bounded(env, name, default, min, max)?;
+    usize::try_from(value)
+        .map_err(|_| ApiError::Internal(format!("{name} is {value}, too large for this platform")))
 }
 
 fn list(env: &Env, name: &str) -> Option<Vec<String>> {
@@ -91,49 +139,79 @@ impl Config {
     fn from_env(env: &Env) -> ApiResult<Config> {
         let log_defaults = LogLimits::default();
         let publish_defaults = PublishLimits::default();
+        // The ranges keep every derived value far from overflow and every limit inside what one
+        // 128 MB isolate can hold: the hub keeps its whole log in memory for a replay.
         let log = LogLimits {
-            events_max: number(env, "HERALD_LOG_EVENTS_MAX", log_defaults.events_max as u64)?
-                as usize,
-            bytes_max: number(env, "HERALD_LOG_BYTES_MAX", log_defaults.bytes_max as u64)? as usize,
+            events_max: bounded_size(
+                env,
+                "HERALD_LOG_EVENTS_MAX",
+                log_defaults.events_max as u64,
+                1,
+                1_000_000,
+            )?,
+            bytes_max: bounded_size(
+                env,
+                "HERALD_LOG_BYTES_MAX",
+                log_defaults.bytes_max as u64,
+                1,
+                64 * MIB,
+            )?,
         };
         // A subscriber's queue must hold a whole replay of the log plus some live frames, or a resume
         // from the oldest id would overflow it at once; so its defaults derive from the log's limits.
         let outbox = OutboxLimits {
-            frames_max: number(
+            frames_max: bounded_size(
                 env,
                 "HERALD_QUEUE_FRAMES_MAX",
-                (log.events_max + 256) as u64,
-            )? as usize,
-            bytes_max: number(
+                log.events_max as u64 + QUEUE_HEADROOM_FRAMES,
+                1,
+                2_000_000,
+            )?,
+            bytes_max: bounded_size(
                 env,
                 "HERALD_QUEUE_BYTES_MAX",
-                (log.bytes_max + 256 * 1024) as u64,
-            )? as usize,
+                log.bytes_max as u64 + QUEUE_HEADROOM_BYTES,
+                1,
+                256 * MIB,
+            )?,
         };
         let publish = PublishLimits {
-            event_bytes_max: number(
+            event_bytes_max: bounded_size(
                 env,
                 "HERALD_EVENT_BYTES_MAX",
                 publish_defaults.event_bytes_max as u64,
-            )? as usize,
-            batch_events_max: number(
+                1,
+                16 * MIB,
+            )?,
+            batch_events_max: bounded_size(
                 env,
                 "HERALD_BATCH_EVENTS_MAX",
                 publish_defaults.batch_events_max as u64,
-            )? as usize,
-            batch_bytes_max: number(
+                1,
+                10_000,
+            )?,
+            batch_bytes_max: bounded_size(
                 env,
                 "HERALD_BATCH_BYTES_MAX",
                 publish_defaults.batch_bytes_max as u64,
-            )? as usize,
+                1,
+                16 * MIB,
+            )?,
         };
+        let test_hooks = var(env, "HERALD_TEST_HOOKS").as_deref() == Some("1");
         Ok(Config {
-            heartbeat_ms: number(env, "HERALD_HEARTBEAT_MS", DEFAULT_HEARTBEAT_MS)?.max(100),
-            retry_ms: number(env, "HERALD_RETRY_MS", 3000)?,
+            heartbeat_ms: bounded(
+                env,
+                "HERALD_HEARTBEAT_MS",
+                DEFAULT_HEARTBEAT_MS,
+                100,
+                3_600_000,
+            )?,
+            retry_ms: bounded(env, "HERALD_RETRY_MS", 3000, 0, 3_600_000)?,
             log,
             outbox,
             publish,
-            ticket_ttl_s: number(env, "HERALD_TICKET_TTL_S", 300)?.max(1),
+            ticket_ttl_s: bounded(env, "HERALD_TICKET_TTL_S", 300, 1, 86_400)?,
             verify: VerifyOptions {
                 lifetime_max_s: number(
                     env,
@@ -143,11 +221,35 @@ impl Config {
                 .max(1),
                 ..VerifyOptions::default()
             },
-            subscribers_max: number(env, "HERALD_SUBSCRIBERS_MAX", 10_000)?
-                .min(SOCKETS_PER_OBJECT_MAX) as usize,
-            stream_max_age_s: number(env, "HERALD_STREAM_MAX_AGE_S", 900)?.max(1),
+            subscribers_max: bounded_size(
+                env,
+                "HERALD_SUBSCRIBERS_MAX",
+                10_000,
+                1,
+                SOCKETS_PER_OBJECT_MAX,
+            )?,
+            subscribers_per_credential_max: bounded_size(
+                env,
+                "HERALD_SUBSCRIBERS_PER_CREDENTIAL_MAX",
+                100,
+                1,
+                SOCKETS_PER_OBJECT_MAX,
+            )?,
+            stream_max_age_s: bounded(env, "HERALD_STREAM_MAX_AGE_S", 900, 1, 86_400)?,
+            drain_ms_max: bounded(env, "HERALD_DRAIN_MS_MAX", 30_000, 100, 3_600_000)?,
+            // Well under the 128 MB an isolate has, which also holds the runtime's own buffers.
+            isolate_queue_bytes_max: bounded_size(
+                env,
+                "HERALD_ISOLATE_QUEUE_BYTES_MAX",
+                32 * MIB,
+                64 * 1024,
+                100 * MIB,
+            )?,
             cors_origins: list(env, "HERALD_CORS_ORIGINS").unwrap_or_default(),
             categories: categories(env),
+            test_fail_storage: var(env, "HERALD_TEST_FAIL_STORAGE").filter(|_| test_hooks),
+            test_unreadable_plan: test_hooks
+                && var(env, "HERALD_TEST_UNREADABLE_PLAN").as_deref() == Some("1"),
         })
     }
 

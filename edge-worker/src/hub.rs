@@ -14,10 +14,11 @@ use herald_core::{
 };
 use serde::Serialize;
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, State, WebSocket,
+    console_error, durable_object, DurableObject, Env, Request, Response, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
 };
 
+use crate::body::read_capped;
 use crate::call::HubCall;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
@@ -142,8 +143,10 @@ impl Hub {
         let config = Config::get(&self.env)?;
         let call = HubCall::decode(&request.method(), &request.url()?)?;
         // Read a body before touching state: a request awaits nothing once it holds the Hub's state.
+        // The Worker forwards only bodies within the limit; the Hub checks again, so that nothing
+        // else that reaches it can make it hold more.
         let body = if call.has_body() {
-            request.bytes().await?
+            read_capped(request, config.publish.batch_bytes_max).await?
         } else {
             Vec::new()
         };
@@ -152,7 +155,14 @@ impl Hub {
             HubCall::Subscribe {
                 filter,
                 last_event_id,
-            } => self.subscribe(request, config, filter, last_event_id.as_deref()),
+                credential,
+            } => self.subscribe(
+                request,
+                config,
+                filter,
+                last_event_id.as_deref(),
+                &credential,
+            ),
             HubCall::Publish => {
                 let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
                 let ids = self.publish(config, events)?;
@@ -213,13 +223,21 @@ impl Hub {
         }
         let store = Store::open(&self.state)?;
         let meta = store.load_meta(now_ms())?;
-        let plan = match meta.plan_json {
-            Some(json) => Some(
-                serde_json::from_str(&json)
-                    .map_err(|e| ApiError::Internal(format!("stored plan unreadable: {e}")))?,
-            ),
-            None => None,
-        };
+        // A plan that cannot be read back must not take the stream down with it (every publish and
+        // subscribe would fail, with no way to recover through the API): it counts as no plan, and
+        // the next plan stored replaces it. The row stays for an operator to look at.
+        let plan = meta
+            .plan_json
+            .and_then(|json| match serde_json::from_str(&json) {
+                Ok(plan) => Some(plan),
+                Err(error) => {
+                    console_error!(
+                        "stored plan unreadable, treated as no plan: {error} ({} bytes)",
+                        json.len()
+                    );
+                    None
+                }
+            });
         *self.loaded.borrow_mut() = Some(Loaded {
             store,
             hub: StreamHub::from_summary(meta.summary, config.log, meta.complete),
@@ -267,19 +285,23 @@ impl Hub {
         } else {
             loaded.hub.commit(&batch, core::iter::empty())
         };
-        let stored = loaded
-            .store
-            .append(&batch.entries, &loaded.hub.summary(), evicted)
-            .and_then(|()| {
-                if batch.completes {
-                    loaded.store.set_complete()
-                } else {
-                    Ok(())
-                }
-            });
-        // Should storage throw, memory is ahead of the truth: forget it and read storage again on
-        // the next request (the runtime rolls back this event's writes).
+        let fail_after_rows = config.test_fail_storage.as_deref().is_some_and(|name| {
+            batch
+                .entries
+                .iter()
+                .any(|entry| entry.name.as_str() == name)
+        });
+        let stored = loaded.store.append(
+            &batch.entries,
+            &loaded.hub.summary(),
+            evicted,
+            batch.completes,
+            fail_after_rows,
+        );
+        // Should storage fail, memory is ahead of the truth: forget it and read storage again on
+        // the next request, which also deletes any rows written before the failure (see storage.rs).
         if let Err(error) = stored {
+            console_error!("publish not stored: {error}");
             *guard = None;
             return Err(error.into());
         }
@@ -335,8 +357,13 @@ impl Hub {
                 .publish
                 .check_composed(update.events().iter().map(|(_, data)| data.as_str()))
                 .map_err(publish_error)?;
-            let json =
+            let mut json =
                 serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
+            if config.test_unreadable_plan {
+                // Test hook: nested past serde_json's recursion limit (128), as a plan whose details
+                // were nested 125 deep once was.
+                json = format!("{}{json}{}", "[".repeat(130), "]".repeat(130));
+            }
             Ok((session, update, json))
         })?;
         let events = update
@@ -364,6 +391,7 @@ impl Hub {
         config: &Config,
         filter: herald_core::Filter,
         last_event_id: Option<&str>,
+        credential: &str,
     ) -> ApiResult<Response> {
         if !request
             .headers()
@@ -379,6 +407,14 @@ impl Hub {
         if open >= config.subscribers_max {
             return Err(ApiError::TooManySubscribers(format!(
                 "this stream has {open} subscribers, the most it takes (HERALD_SUBSCRIBERS_MAX)"
+            )));
+        }
+        // One credential may not take every slot: its sockets carry its id as their tag.
+        let held = self.state.get_websockets_with_tag(credential).len();
+        if held >= config.subscribers_per_credential_max {
+            return Err(ApiError::TooManySubscribers(format!(
+                "this credential holds {held} subscribers on this stream, the most one may \
+                 (HERALD_SUBSCRIBERS_PER_CREDENTIAL_MAX)"
             )));
         }
         self.with_loaded(|loaded| {
@@ -414,7 +450,9 @@ impl Hub {
                             format!("the filter is too large to keep with a subscriber: {e}"),
                         )
                     })?;
-                    self.state.accept_web_socket(&pair.server);
+                    // The tag was checked when the call was decoded (1 to 256 characters, one tag).
+                    self.state
+                        .accept_websocket_with_tags(&pair.server, &[credential]);
                     if !message.is_empty() {
                         pair.server.send_with_bytes(message.encode())?;
                     }

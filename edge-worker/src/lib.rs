@@ -12,12 +12,16 @@
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod route_table;
 
+// So is the CORS decision (the headers it becomes are the runtime's).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod cors;
+
+#[cfg(target_arch = "wasm32")]
+mod body;
 #[cfg(target_arch = "wasm32")]
 mod call;
 #[cfg(target_arch = "wasm32")]
 mod config;
-#[cfg(target_arch = "wasm32")]
-mod cors;
 #[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]

@@ -6,15 +6,17 @@ use herald_core::{
     RelaySettings, Scope, TenantId, TokenKind, VerifyOptions, Vocabulary,
 };
 use serde::{Deserialize, Serialize};
-use worker::{Date, Env, Headers, Method, Request, RequestInit, Response, Url};
+use sha2::{Digest, Sha256};
+use worker::{console_error, Date, Env, Headers, Method, Request, RequestInit, Response, Url};
 
+use crate::body::{read_capped, refuse_declared_over, SMALL_BODY_BYTES_MAX};
 use crate::call::HubCall;
 use crate::config::Config;
 use crate::cors;
 use crate::error::{ApiError, ApiResult};
 pub(crate) use crate::route_table::Family;
 use crate::route_table::{self, Endpoint, Matched};
-use crate::stream::{sse_headers, RelayStream};
+use crate::stream::{sse_headers, RelayBounds, RelayStream};
 
 /// The connection id of a tenant's SQLMesh stream (`/api/events` and the `/api/plan` routes).
 pub(crate) const SQLMESH_CONNECTION: &str = "default";
@@ -97,22 +99,56 @@ fn query_value(url: &Url, name: &str) -> Option<String> {
 pub(crate) async fn handle(request: Request, env: Env) -> worker::Result<Response> {
     let config = match Config::get(&env) {
         Ok(config) => config,
-        Err(error) => return error.into_response(),
+        Err(error) => {
+            if let ApiError::Internal(message) = &error {
+                console_error!("configuration refused: {message}");
+            }
+            return cors::with_cors(error.into_response()?, None);
+        }
     };
-    let origin = cors::allowed_origin(&request, config);
+    let allowed = cors::allowed_origin(&request, config);
     if request.method() == Method::Options {
-        return cors::preflight(origin);
+        return cors::preflight(allowed);
     }
     let response = match dispatch(request, &env, config).await {
         Ok(response) => response,
         Err(error) => error.into_response()?,
     };
-    cors::with_cors(response, origin.as_deref())
+    cors::with_cors(response, allowed.as_ref())
+}
+
+impl Route {
+    /// The most bytes this route's request body may have; `None` for routes whose body, if any, is
+    /// never read.
+    fn body_bytes_max(&self, config: &Config) -> Option<usize> {
+        match self {
+            Route::Publish { .. } | Route::PlanOpen | Route::PlanApply | Route::PlanStage => {
+                Some(config.publish.batch_bytes_max)
+            }
+            Route::Ticket | Route::PlanCancel => Some(SMALL_BODY_BYTES_MAX),
+            Route::Health
+            | Route::Subscribe { .. }
+            | Route::Stats { .. }
+            | Route::Disconnect { .. } => None,
+        }
+    }
 }
 
 async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult<Response> {
     let url = request.url()?;
+    // Long-lived credentials never belong in a URL (logs, history, Referer): refused on every route,
+    // whatever else the request carries, so that a client that sends one learns at once.
+    if query_value(&url, "token").is_some() || query_value(&url, "access_token").is_some() {
+        return Err(ApiError::Unauthorized(
+            "access tokens are not accepted in the URL: send Authorization: Bearer, or mint a ticket"
+                .into(),
+        ));
+    }
     let route = route(&request.method(), url.path(), &url)?;
+    let body_bytes_max = route.body_bytes_max(config);
+    if let Some(limit) = body_bytes_max {
+        refuse_declared_over(&request, limit)?;
+    }
     if let Route::Health = route {
         return Ok(Response::from_json(&serde_json::json!({ "ok": true }))?);
     }
@@ -121,7 +157,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
     match route {
         Route::Ticket => {
             let claims = bearer_claims(&request, key, now_s, &config.verify)?;
-            let body = request.bytes().await?;
+            let body = read_capped(&mut request, SMALL_BODY_BYTES_MAX).await?;
             let ask: TicketRequest = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request("malformed_json", e))?;
             let connection = connection_id(&ask.connection_id)?;
@@ -161,6 +197,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             let call = HubCall::Subscribe {
                 filter,
                 last_event_id,
+                credential: credential_id(&request, &url)?,
             };
             let settings = RelaySettings {
                 outbox: config.outbox,
@@ -168,7 +205,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 retry_ms: config.retry_ms,
                 max_age_ms: config.stream_max_age_s.saturating_mul(1000),
             };
-            relay(env, &tenant, &connection, &call, settings, &request).await
+            relay(env, config, &tenant, &connection, &call, settings, &request).await
         }
         // The rest take a Bearer token and go to one hub operation each. The SQLMesh plan routes act
         // on the tenant's SQLMesh hub and need the publish scope.
@@ -188,34 +225,44 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                     return Err(ApiError::Internal("route answered twice".into()))
                 }
             };
-            forward_bearer(request, env, key, now_s, &connection, scope, call).await
+            let bearer = Bearer { key, now_s, scope };
+            forward_bearer(request, env, bearer, &connection, call, body_bytes_max).await
         }
     }
 }
 
-/// Authenticates a Bearer token for `scope` on `connection` and forwards the request (its method and
-/// body; the Hub validates the body) to that hub's `op`.
+/// What a Bearer-authenticated route checks its token with.
+#[derive(Debug, Clone, Copy)]
+struct Bearer<'a> {
+    key: &'a [u8],
+    now_s: u64,
+    scope: Scope,
+}
+
+/// Authenticates a Bearer token for its scope on `connection` and forwards the request (its method
+/// and body, read under `body_bytes_max`; the Hub validates the body) to that hub's `op`.
 async fn forward_bearer(
     mut request: Request,
     env: &Env,
-    key: &[u8],
-    now_s: u64,
+    bearer: Bearer<'_>,
     connection: &str,
-    scope: Scope,
     call: HubCall,
+    body_bytes_max: Option<usize>,
 ) -> ApiResult<Response> {
     let connection = connection_id(connection)?;
     let options = &Config::get(env)?.verify;
     let tenant = permit(
-        &bearer_claims(&request, key, now_s, options)?,
-        scope,
+        &bearer_claims(&request, bearer.key, bearer.now_s, options)?,
+        bearer.scope,
         &connection,
     )?;
-    let body = if call.has_body() {
-        Some(request.bytes().await?)
-    } else {
-        None
+    // A body the call does not use (plan cancel may carry one) is still read under its cap, so
+    // that an oversized upload of unknown length is refused rather than ignored.
+    let body = match body_bytes_max {
+        Some(limit) => Some(read_capped(&mut request, limit).await?),
+        None => None,
     };
+    let body = body.filter(|_| call.has_body());
     forward(env, &tenant, &connection, &call, Headers::new(), body).await
 }
 
@@ -281,7 +328,8 @@ fn bearer_claims(
 }
 
 /// Subscribers may also present a ticket in the URL (EventSource cannot set headers); an access
-/// token in the URL is refused so that broad credentials never land in logs or history.
+/// token in the URL is refused before (`dispatch`) so that broad credentials never land in logs or
+/// history.
 fn subscriber_claims(
     request: &Request,
     url: &Url,
@@ -291,11 +339,6 @@ fn subscriber_claims(
 ) -> ApiResult<Claims> {
     if request.headers().has("authorization")? {
         return bearer_claims(request, key, now_s, options);
-    }
-    if query_value(url, "token").is_some() || query_value(url, "access_token").is_some() {
-        return Err(ApiError::Unauthorized(
-            "access tokens are not accepted in the URL: send Authorization: Bearer, or mint a ticket".into(),
-        ));
     }
     let Some(ticket) = query_value(url, "ticket") else {
         return Err(ApiError::Unauthorized(
@@ -310,6 +353,26 @@ fn subscriber_claims(
         ));
     }
     Ok(claims)
+}
+
+/// The id of the credential a subscriber came with (its Bearer token or its ticket): 128 bits of
+/// its SHA-256, never the credential itself, as the tag the Hub keeps with the subscriber's socket.
+/// A credential's text is canonical (HMAC-signed header and payload, a strictly decoded signature),
+/// so one credential has one id.
+fn credential_id(request: &Request, url: &Url) -> ApiResult<String> {
+    let text = match request.headers().get("authorization")? {
+        Some(header) => header
+            .split_whitespace()
+            .last()
+            .map_or_else(String::new, String::from),
+        None => query_value(url, "ticket").unwrap_or_default(),
+    };
+    let digest = Sha256::digest(text.as_bytes());
+    let mut id = String::from("c:");
+    for byte in digest.iter().take(16) {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    Ok(id)
 }
 
 fn permit(claims: &Claims, scope: Scope, connection: &ConnectionId) -> ApiResult<TenantId> {
@@ -345,6 +408,7 @@ async fn forward(
 /// the SSE response, relaying what the Hub sends.
 async fn relay(
     env: &Env,
+    config: &Config,
     tenant: &TenantId,
     connection: &ConnectionId,
     call: &HubCall,
@@ -360,6 +424,10 @@ async fn relay(
     let socket = answer
         .websocket()
         .ok_or_else(|| ApiError::Internal("the hub answered 101 without a socket".into()))?;
-    let stream = RelayStream::start(socket, settings, Some(request.inner().signal()))?;
+    let bounds = RelayBounds {
+        drain_ms_max: config.drain_ms_max,
+        isolate_queue_bytes_max: config.isolate_queue_bytes_max,
+    };
+    let stream = RelayStream::start(socket, settings, bounds, Some(request.inner().signal()))?;
     Ok(Response::from_stream(stream)?.with_headers(sse_headers()?))
 }

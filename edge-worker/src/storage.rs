@@ -5,6 +5,11 @@
 //! Every write of one publish happens inside one Durable Object event with no `await` in between,
 //! which the runtime commits atomically; and the Hub validates everything before the first write,
 //! so a bad batch writes nothing.
+//!
+//! Should a statement fail midway, the statements before it are still committed. So the summary is
+//! the commit point: a publish writes its rows, then the summary (with completion) in one statement,
+//! then deletes what it evicted; and a Hub that loads its meta deletes the rows the summary does not
+//! cover (rows of a publish whose summary was never written, rows evicted but not yet deleted).
 
 use bytes::Bytes;
 use herald_core::{EventName, Evicted, LogEntry, LogSummary};
@@ -76,6 +81,25 @@ impl Store {
         self.set_meta(LOG, &serde_json::to_string(summary).map_err(internal)?)
     }
 
+    /// The summary and, for a batch that completes the stream, the completion, in one statement: a
+    /// publish's commit point.
+    fn commit_summary(&self, summary: &LogSummary, completes: bool) -> worker::Result<()> {
+        let summary = serde_json::to_string(summary).map_err(internal)?;
+        let upsert = "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+        if completes {
+            self.sql.exec(
+                &format!("INSERT INTO herald_meta (key, value) VALUES (?, ?), (?, ?) {upsert}"),
+                vec![LOG.into(), summary.into(), COMPLETE.into(), "true".into()],
+            )?;
+        } else {
+            self.sql.exec(
+                &format!("INSERT INTO herald_meta (key, value) VALUES (?, ?) {upsert}"),
+                vec![LOG.into(), summary.into()],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Reads the meta rows, creating a new epoch (from the wall clock) for a Hub that has none: a Hub
     /// whose storage was lost starts a new epoch, so old ids are detected as another epoch's.
     ///
@@ -100,6 +124,10 @@ impl Store {
                 summary
             }
         };
+        self.sql.exec(
+            "DELETE FROM herald_log WHERE seq < ? OR seq >= ?",
+            vec![seq_value(summary.oldest_seq)?, seq_value(summary.next_seq)?],
+        )?;
         Ok(Meta {
             summary,
             complete: self.meta(COMPLETE)?.as_deref() == Some("true"),
@@ -205,37 +233,51 @@ impl Store {
     pub(crate) fn delete_through(&self, seq: u64) -> worker::Result<()> {
         self.sql.exec(
             "DELETE FROM herald_log WHERE seq <= ?",
-            vec![SqlStorageValue::Integer(seq as i64)],
+            vec![seq_value(seq)?],
         )?;
         Ok(())
     }
 
-    /// Appends a batch of entries, stores the log's new summary and trims the rows it evicted.
+    /// Appends a batch of entries, then stores the log's new summary (and the completion, for a
+    /// batch that `completes` the stream) in one statement, then trims the rows it evicted.
+    ///
+    /// `fail_after_rows` is a test hook (`HERALD_TEST_FAIL_STORAGE`): the append fails after writing
+    /// its rows, before the summary, as storage failing midway would.
     pub(crate) fn append(
         &self,
         entries: &[LogEntry],
         summary: &LogSummary,
         evicted: Evicted,
+        completes: bool,
+        fail_after_rows: bool,
     ) -> worker::Result<()> {
         for entry in entries {
             self.sql.exec(
                 "INSERT INTO herald_log (seq, name, category, frame) VALUES (?, ?, ?, ?)",
                 vec![
-                    SqlStorageValue::Integer(entry.seq as i64),
+                    seq_value(entry.seq)?,
                     entry.name.as_str().into(),
                     entry.category.clone().into(),
                     SqlStorageValue::Blob(entry.frame.to_vec()),
                 ],
             )?;
         }
-        self.set_summary(summary)?;
+        if fail_after_rows {
+            return Err(internal(
+                "storage failed (injected by HERALD_TEST_FAIL_STORAGE)",
+            ));
+        }
+        self.commit_summary(summary, completes)?;
         if let Some(through) = evicted.through_seq {
             self.delete_through(through)?;
         }
         Ok(())
     }
+}
 
-    pub(crate) fn set_complete(&self) -> worker::Result<()> {
-        self.set_meta(COMPLETE, "true")
-    }
+/// A sequence number as SQLite's integer (sequence numbers count from 1 and never reach 2^63).
+fn seq_value(seq: u64) -> worker::Result<SqlStorageValue> {
+    i64::try_from(seq)
+        .map(SqlStorageValue::Integer)
+        .map_err(|_| internal(format!("sequence number {seq} is past SQLite's integers")))
 }

@@ -2,12 +2,19 @@
 //! WebSocket. herald-core's [`Relay`] decides what to write and when (first bytes, outbox, seam rule,
 //! heartbeats, maximum age); this file only connects it to the socket, a timer and the response.
 //!
-//! The socket is closed the moment the stream ends, the body is dropped, or the client's request is
-//! aborted (the client went away), so the Hub's subscriber count drops at once.
+//! The socket is closed the moment the relay starts closing (the stream completes, the client fell
+//! behind, or took nothing within the drain bound), the stream ends, the body is dropped, or the
+//! client's request is aborted (the client went away), so the Hub's subscriber count drops at once.
+//!
+//! Memory: every relay of the isolate shares one byte budget (`HERALD_ISOLATE_QUEUE_BYTES_MAX`):
+//! each message is granted the room the others leave, and a relay that would pass it is cut with
+//! `lagging` (the client resumes). Frames that wait longer than the drain bound for a client that
+//! takes nothing are dropped: the relay checks on each message, and a timer covers a silent stream,
+//! since a runtime whose client stopped reading never polls the body again.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -16,6 +23,7 @@ use herald_core::{Relay, RelayPoll, RelaySettings};
 use worker::js_sys::{Reflect, Uint8Array};
 use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::spawn_local;
 use worker::web_sys::{AbortSignal, BinaryType, EventTarget};
 use worker::{console_error, Date, Delay, Headers, WebSocket};
 
@@ -32,11 +40,37 @@ pub(crate) fn sse_headers() -> worker::Result<Headers> {
     Ok(headers)
 }
 
-/// What the socket's listeners and the body stream share.
+/// The bounds a relay keeps besides its own queue's (`RelaySettings::outbox`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelayBounds {
+    /// How long queued frames may wait for a client that takes nothing (`HERALD_DRAIN_MS_MAX`).
+    pub(crate) drain_ms_max: u64,
+    /// The most bytes all relays of this isolate hold queued (`HERALD_ISOLATE_QUEUE_BYTES_MAX`).
+    pub(crate) isolate_queue_bytes_max: usize,
+}
+
+thread_local! {
+    /// Bytes queued by every relay of this isolate. An isolate runs one thread, and its memory (128 MB
+    /// on Cloudflare) is shared by every request it serves, whatever the tenant.
+    static ISOLATE_QUEUED_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// What the socket's listeners, the drain timer and the body stream share.
 #[derive(Debug)]
 struct Shared {
     relay: Relay,
+    /// Set while the body stream waits for the relay (the runtime asked for bytes): frames that
+    /// arrive meanwhile are taken at once.
     waker: Option<Waker>,
+    /// The socket to the Hub.
+    socket: WebSocket,
+    socket_closed: bool,
+    /// This relay's share of `ISOLATE_QUEUED_BYTES`.
+    accounted: usize,
+    isolate_queue_bytes_max: usize,
+    drain_timer: bool,
+    /// The body is gone: nothing of this relay counts any more.
+    dropped: bool,
 }
 
 impl Shared {
@@ -45,6 +79,88 @@ impl Shared {
             waker.wake();
         }
     }
+
+    /// Brings the isolate's count up to date with this relay's queue.
+    fn account(&mut self) {
+        let queued = if self.dropped {
+            0
+        } else {
+            self.relay.queued_bytes()
+        };
+        ISOLATE_QUEUED_BYTES.with(|total| {
+            total.set(
+                total
+                    .get()
+                    .saturating_sub(self.accounted)
+                    .saturating_add(queued),
+            );
+        });
+        self.accounted = queued;
+    }
+
+    /// The most bytes this relay's queue may hold now: the budget less what the others hold.
+    fn room(&self) -> usize {
+        let others = ISOLATE_QUEUED_BYTES
+            .with(Cell::get)
+            .saturating_sub(self.accounted);
+        self.isolate_queue_bytes_max.saturating_sub(others)
+    }
+
+    /// A closing relay needs nothing more from the Hub: its socket is closed at once, so the Hub's
+    /// subscriber (and credential) counts drop even if the client never reads again.
+    fn release_hub_if_closing(&mut self) {
+        if self.relay.is_closing() {
+            self.close_socket("relay closing");
+        }
+    }
+
+    fn close_socket(&mut self, reason: &str) {
+        if !self.socket_closed {
+            self.socket_closed = true;
+            let _ = self.socket.close(Some(1000), Some(reason));
+        }
+    }
+
+    /// After the relay took something in: count it, let the Hub go if the relay is closing, and
+    /// say whether a drain timer must start (frames wait, and the runtime is not waiting for bytes:
+    /// it may never ask again if the client stopped reading).
+    fn settle(&mut self) -> Option<u64> {
+        self.account();
+        self.release_hub_if_closing();
+        let deadline = self.relay.drain_deadline_ms()?;
+        if self.drain_timer || self.waker.is_some() {
+            return None;
+        }
+        self.drain_timer = true;
+        Some(deadline)
+    }
+}
+
+/// Applies the drain bound at each deadline while frames wait and nobody takes them; ends when
+/// nothing waits or the body is gone.
+fn spawn_drain_timer(shared: Weak<RefCell<Shared>>, first_deadline_ms: u64) {
+    spawn_local(async move {
+        let mut deadline_ms = first_deadline_ms;
+        loop {
+            let wait = deadline_ms.saturating_sub(now_ms()).max(1);
+            Delay::from(Duration::from_millis(wait)).await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let mut shared = shared.borrow_mut();
+            shared.relay.check_drain(now_ms());
+            shared.account();
+            shared.release_hub_if_closing();
+            shared.wake();
+            match shared.relay.drain_deadline_ms() {
+                Some(next) if !shared.dropped => deadline_ms = next,
+                _ => {
+                    shared.drain_timer = false;
+                    return;
+                }
+            }
+        }
+    });
 }
 
 type Listener = Closure<dyn FnMut(JsValue)>;
@@ -83,17 +199,13 @@ fn listen(
 /// The body of one SSE response.
 pub(crate) struct RelayStream {
     shared: Rc<RefCell<Shared>>,
-    socket: WebSocket,
     timer: Option<(u64, Delay)>,
     _listeners: Vec<Listening>,
-    closed: bool,
 }
 
 impl core::fmt::Debug for RelayStream {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RelayStream")
-            .field("closed", &self.closed)
-            .finish_non_exhaustive()
+        f.debug_struct("RelayStream").finish_non_exhaustive()
     }
 }
 
@@ -113,12 +225,20 @@ impl RelayStream {
     pub(crate) fn start(
         socket: WebSocket,
         settings: RelaySettings,
+        bounds: RelayBounds,
         client_gone: Option<AbortSignal>,
     ) -> worker::Result<RelayStream> {
         let shared = Rc::new(RefCell::new(Shared {
-            relay: Relay::new(settings, now_ms()),
+            relay: Relay::new(settings, now_ms()).with_drain_ms_max(bounds.drain_ms_max),
             waker: None,
+            socket: socket.clone(),
+            socket_closed: false,
+            accounted: 0,
+            isolate_queue_bytes_max: bounds.isolate_queue_bytes_max,
+            drain_timer: false,
+            dropped: false,
         }));
+        shared.borrow_mut().account();
         // Binary messages as ArrayBuffers (a Blob would need an async read).
         socket.as_ref().set_binary_type(BinaryType::Arraybuffer);
         let target: &EventTarget = socket.as_ref().as_ref();
@@ -126,16 +246,22 @@ impl RelayStream {
         listeners.push(listen(target, "message", {
             let shared = shared.clone();
             move |event| {
-                let mut shared = shared.borrow_mut();
+                let mut state = shared.borrow_mut();
                 match message_bytes(&event) {
                     Some(bytes) => {
-                        if let Err(error) = shared.relay.receive(&bytes) {
+                        let room = state.room();
+                        if let Err(error) = state.relay.receive_within(&bytes, now_ms(), room) {
                             console_error!("hub message refused: {error}");
                         }
                     }
-                    None => shared.relay.hub_gone(),
+                    None => state.relay.hub_gone(),
                 }
-                shared.wake();
+                let timer = state.settle();
+                state.wake();
+                drop(state);
+                if let Some(deadline_ms) = timer {
+                    spawn_drain_timer(Rc::downgrade(&shared), deadline_ms);
+                }
             }
         })?);
         for kind in ["close", "error"] {
@@ -144,6 +270,8 @@ impl RelayStream {
                 move |_| {
                     let mut shared = shared.borrow_mut();
                     shared.relay.hub_gone();
+                    // The socket is closed (or broken) already; nothing to send on it.
+                    shared.socket_closed = true;
                     shared.wake();
                 }
             })?);
@@ -151,11 +279,10 @@ impl RelayStream {
         if let Some(signal) = client_gone {
             listeners.push(listen(signal.as_ref(), "abort", {
                 let shared = shared.clone();
-                let socket = socket.clone();
                 move |_| {
                     // The runtime may never poll the body again: close the Hub's socket now.
-                    let _ = socket.close(Some(1000), Some("client gone"));
                     let mut shared = shared.borrow_mut();
+                    shared.close_socket("client gone");
                     shared.relay.hub_gone();
                     shared.wake();
                 }
@@ -164,18 +291,9 @@ impl RelayStream {
         socket.accept()?;
         Ok(RelayStream {
             shared,
-            socket,
             timer: None,
             _listeners: listeners,
-            closed: false,
         })
-    }
-
-    fn close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            let _ = self.socket.close(Some(1000), Some("stream ended"));
-        }
     }
 }
 
@@ -189,17 +307,19 @@ impl Stream for RelayStream {
             let next = {
                 let mut shared = this.shared.borrow_mut();
                 let next = shared.relay.poll(now);
-                if let RelayPoll::Wait { .. } = next {
-                    shared.waker = Some(cx.waker().clone());
+                shared.account();
+                match next {
+                    RelayPoll::Wait { .. } => shared.waker = Some(cx.waker().clone()),
+                    RelayPoll::Write(_) => shared.waker = None,
+                    RelayPoll::End => shared.close_socket("stream ended"),
                 }
+                // The maximum age closes the relay in `poll`: the Hub's socket goes at once.
+                shared.release_hub_if_closing();
                 next
             };
             match next {
                 RelayPoll::Write(bytes) => return Poll::Ready(Some(Ok(bytes))),
-                RelayPoll::End => {
-                    this.close();
-                    return Poll::Ready(None);
-                }
+                RelayPoll::End => return Poll::Ready(None),
                 RelayPoll::Wait { until_ms } => {
                     if this.timer.as_ref().is_none_or(|(at, _)| *at != until_ms) {
                         let wait = Duration::from_millis(until_ms.saturating_sub(now).max(1));
@@ -220,6 +340,10 @@ impl Stream for RelayStream {
 
 impl Drop for RelayStream {
     fn drop(&mut self) {
-        self.close();
+        if let Ok(mut shared) = self.shared.try_borrow_mut() {
+            shared.close_socket("stream ended");
+            shared.dropped = true;
+            shared.account();
+        }
     }
 }

@@ -380,7 +380,12 @@ fn slow_consumer_is_cut_with_lagging_and_resumes_without_gap() {
 /// through workerd, which on a loaded two-core machine starved new subscribes for over 30 s.
 #[test]
 fn thousand_abrupt_disconnects_are_all_removed() {
-    let wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "2000")]);
+    // One token stands for a thousand clients here: 250 per stream, past the default cap of 100
+    // subscribers per credential.
+    let wrangler = Wrangler::start(&[
+        ("HERALD_HEARTBEAT_MS", "2000"),
+        ("HERALD_SUBSCRIBERS_PER_CREDENTIAL_MAX", "1000"),
+    ]);
     let token = full_token("acme");
     let streams: Vec<String> = (0..4).map(|i| unique(&format!("crowd{i}"))).collect();
     const CLIENTS: usize = 1000;
