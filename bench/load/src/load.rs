@@ -136,6 +136,8 @@ pub(crate) struct Spec {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Report {
     pub(crate) connect_s: f64,
+    /// After the warm-up, how long until every stream had caught up with its hub (at most 15 s).
+    pub(crate) settle_s: f64,
     pub(crate) connect_failures: u64,
     /// Connections open at the end of the measured window.
     pub(crate) held: usize,
@@ -151,6 +153,9 @@ pub(crate) struct Report {
     pub(crate) publish_errors: u64,
     /// Failed publishes by status (0: transport error or timeout), and answers naming another id.
     pub(crate) publish_failures: Vec<(u16, u64)>,
+    /// Publish round trips (request sent to answer read) in the measured window.
+    pub(crate) publish_p50_ms: Option<f64>,
+    pub(crate) publish_p99_ms: Option<f64>,
     pub(crate) p50_ms: Option<f64>,
     pub(crate) p99_ms: Option<f64>,
     pub(crate) max_ms: Option<f64>,
@@ -199,6 +204,8 @@ struct Shared {
     measuring: AtomicBool,
     delivered: AtomicU64,
     received: AtomicU64,
+    /// Publish request sent to answer read, during the measured window.
+    publish_latency: Histogram,
     /// Flat out: publishes that went ahead after 5 s waiting for a stream stuck behind the window.
     stalls: AtomicU64,
     latency: Histogram,
@@ -453,7 +460,8 @@ async fn publisher(
             continue;
         };
         let seq = shared.published[hub].load(Ordering::Relaxed) + 1;
-        let body = target.publish_body(seq, now_us());
+        let sent_us = now_us();
+        let body = target.publish_body(seq, sent_us);
         let exchange = async {
             send_request(socket, "POST", &path, &target.host, &headers, &body).await?;
             let head = read_head(socket, &mut buf).await?;
@@ -472,6 +480,11 @@ async fn publisher(
         };
         match answer {
             Ok((200, body)) => {
+                if shared.measuring.load(Ordering::Relaxed) {
+                    shared
+                        .publish_latency
+                        .record(now_us().saturating_sub(sent_us));
+                }
                 // Herald numbers the event: its answer must name the seq the subscribers will check.
                 let assigned = match target.kind {
                     Kind::Herald => String::from_utf8_lossy(&body)
@@ -588,6 +601,21 @@ pub(crate) async fn run(
         })
         .collect();
     tokio::time::sleep(Duration::from_secs_f64(spec.warm_s)).await;
+    // Measure from a steady state: a worker that starts slowly (Wasm tier-up, first storage writes)
+    // builds a backlog in its first seconds; wait until every stream is within a couple of events
+    // (the window, flat out) of its hub, at most 15 s more.
+    let slack = spec.window.max(2);
+    let steady = |shared: &Shared| {
+        shared.progress.iter().enumerate().all(|(i, progress)| {
+            progress.load(Ordering::Relaxed) + slack
+                >= shared.published[i % hubs].load(Ordering::Relaxed)
+        })
+    };
+    let settle_started = now_us();
+    while !steady(&shared) && now_us() - settle_started < 15_000_000 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    report.settle_s = (now_us() - settle_started) as f64 / 1e6;
     let (client0, server0, publishes0) = (
         crate::server::own_cpu_s(),
         server_cpu_s(),
@@ -616,6 +644,8 @@ pub(crate) async fn run(
     report.delivered_per_s = shared.delivered.load(Ordering::Relaxed) as f64 / window_s;
     report.held = shared.open.load(Ordering::Relaxed);
     report.p50_ms = shared.latency.quantile_ms(0.50);
+    report.publish_p50_ms = shared.publish_latency.quantile_ms(0.50);
+    report.publish_p99_ms = shared.publish_latency.quantile_ms(0.99);
     report.p99_ms = shared.latency.quantile_ms(0.99);
     report.max_ms = shared.latency.max_ms();
 

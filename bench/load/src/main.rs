@@ -55,9 +55,9 @@ use server::{Inspector, Runtime, Server};
 const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
 
 /// Delivered events/s of the same-shape baseline (baseline-ws) flat out with the default window, on
-/// workerd without inspector, on the 2-core machine: the median of 9 runs of 2026-11-30 (5,200 to
-/// 13,400 as the machine's other load came and went). Under wrangler dev the same measured 4,300 to
-/// 6,700.
+/// workerd without inspector, on the 2-core machine, rounded down from the median (10,850) of 10
+/// runs of 2026-11-30 (5,200 to 13,600 as the machine's other load came and went). Under wrangler
+/// dev the same measured 4,300 to 6,700.
 const DEFAULT_CEILING: f64 = 10_000.0;
 
 #[derive(Debug)]

@@ -100,6 +100,18 @@ pub(crate) fn print(
             );
         }
         for (kind, reports) in sides {
+            if let Some(report) = reports.get(index) {
+                println!(
+                    "{:<7} {} publish round trip (sent to answered): p50 {} ms, p99 {} ms; caught up {:.1} s after the warm-up",
+                    spec.label,
+                    kind.name(),
+                    ms(report.publish_p50_ms),
+                    ms(report.publish_p99_ms),
+                    report.settle_s
+                );
+            }
+        }
+        for (kind, reports) in sides {
             if let Some(report) = reports.get(index).filter(|r| r.server_cpu_parts.len() > 1) {
                 let parts: Vec<String> = report
                     .server_cpu_parts
