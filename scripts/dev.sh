@@ -16,8 +16,10 @@ if [[ ! -f .dev.vars ]]; then
   echo "[dev] created .dev.vars with a fresh HERALD_TOKEN_KEY"
 fi
 
-cargo build -q --release -p herald-cli
-token=$(target/release/herald-token --dev-vars .dev.vars --tenant local --scope publish,subscribe --ttl-s 86400)
+# The dev profile: the release profile is tuned for the worker's Wasm size (see Cargo.toml), which
+# makes a slow build of a CLI that only mints a token here.
+cargo build -q -p herald-cli
+token=$(target/debug/herald token --dev-vars .dev.vars --tenant local --scope publish,subscribe --ttl-s 86400)
 
 cat <<TXT
 
@@ -38,6 +40,11 @@ In another terminal:
   curl -H "Authorization: Bearer \$HERALD_TOKEN" -H 'content-type: application/json' \\
        -d '{"event":"job:state_change","data":{"id":"j1","state":"active"}}' \\
        http://127.0.0.1:$port/v1/streams/demo/events
+
+  # or with the herald command line
+  export HERALD_URL=http://127.0.0.1:$port
+  target/debug/herald tail demo
+  target/debug/herald publish demo job:state_change '{"id":"j1","state":"active"}'
 
 TXT
 # wrangler runs scripts/build-worker.sh (wrangler.toml [build]) now and again whenever a source changes.
