@@ -55,10 +55,12 @@ use server::{Inspector, Runtime, Server};
 const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
 
 /// Delivered events/s of the same-shape baseline (baseline-ws) flat out with the default window, on
-/// workerd without inspector, on the 2-core machine, rounded down from the median (10,850) of 10
-/// runs of 2026-11-30 (5,200 to 13,600 as the machine's other load came and went). Under wrangler
-/// dev the same measured 4,300 to 6,700.
-const DEFAULT_CEILING: f64 = 10_000.0;
+/// workerd without inspector, on the 2-core machine while nothing else ran (2026-11-30: 17,100 to
+/// 22,700 in 6 runs, 45 to 55 server CPU microseconds per event). With other builds and tests on the
+/// machine the same measured 5,200 to 13,600: pass `--ceiling measured` there. With workerd's
+/// inspector port open it measured 14,500 to 15,400, with a session attached 14,100 to 15,500, under
+/// wrangler dev 10,900 to 12,700.
+const DEFAULT_CEILING: f64 = 20_000.0;
 
 #[derive(Debug)]
 struct Options {
