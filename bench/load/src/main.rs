@@ -56,7 +56,7 @@ const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
 
 /// Delivered events/s of the same-shape baseline (baseline-ws) flat out with the default window, on
 /// workerd without inspector, on the 2-core machine while nothing else ran (2026-11-30: 17,100 to
-/// 22,700 in 6 runs, 45 to 55 server CPU microseconds per event). With other builds and tests on the
+/// 22,700 in 8 runs, 45 to 60 server CPU microseconds per event; see bench/load/NOTES.md). With other builds and tests on the
 /// machine the same measured 5,200 to 13,600: pass `--ceiling measured` there. With workerd's
 /// inspector port open it measured 14,500 to 15,400, with a session attached 14,100 to 15,500, under
 /// wrangler dev 10,900 to 12,700.
