@@ -9,10 +9,12 @@
 use std::cell::RefCell;
 
 use herald_core::{
-    parse_publish, Batch, EventName, Hub as StreamHub, NewEvent, PlanCommand, PlanError,
+    parse_publish, Batch, EventName, Filter, Hub as StreamHub, NewEvent, PlanCommand, PlanError,
     PlanRequest, PlanSession, PlanUpdate, Refused, SubscriberRecord, Subscription,
 };
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use worker::js_sys::Uint8Array;
 use worker::{
     console_error, durable_object, DurableObject, Env, Request, Response, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
@@ -42,6 +44,42 @@ pub struct Hub {
     /// eviction or a restart shows as a new value in `/stats`.
     started_ms: u64,
     loaded: RefCell<Option<Loaded>>,
+    /// The distinct filters of the open sockets, by tag (see [`Filters`]).
+    filters: RefCell<Filters>,
+}
+
+/// The distinct filters of a hub's open sockets, each keyed by the tag its sockets carry
+/// (`f:` and a hash of the filter). A publish encodes one message per filter and sends it to the
+/// sockets with that tag, so it reads no socket's attachment.
+///
+/// An instance that starts (a wake, a restart) does not know the filters of the sockets it
+/// inherited: its first publish reads every attachment once (`complete` then holds); sockets it
+/// accepts itself are added as they come.
+#[derive(Debug, Default)]
+struct Filters {
+    by_tag: Vec<(String, Filter)>,
+    complete: bool,
+}
+
+impl Filters {
+    fn learn(&mut self, tag: String, filter: Filter) {
+        if !self.by_tag.iter().any(|(known, _)| *known == tag) {
+            self.by_tag.push((tag, filter));
+        }
+    }
+}
+
+/// The tag of the sockets whose subscribers share `filter`: `f:` and 128 bits of SHA-256 of the
+/// filter's JSON (a filter may be kilobytes; a tag is at most 256 characters).
+fn filter_tag(filter: &Filter) -> ApiResult<String> {
+    let json = serde_json::to_vec(filter).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let digest = Sha256::digest(&json);
+    let mut tag = String::with_capacity(34);
+    tag.push_str("f:");
+    for byte in &digest[..16] {
+        tag.push_str(&format!("{byte:02x}"));
+    }
+    Ok(tag)
 }
 
 impl core::fmt::Debug for Hub {
@@ -59,6 +97,7 @@ impl DurableObject for Hub {
             env,
             started_ms: now_ms(),
             loaded: RefCell::new(None),
+            filters: RefCell::default(),
         }
     }
 
@@ -311,33 +350,48 @@ impl Hub {
         Ok(batch.ids(epoch))
     }
 
-    /// Sends each subscriber what the batch holds for it: one message per subscriber, encoded once
-    /// per distinct filter (a subscriber whose cursor is inside the batch gets its own).
+    /// Sends each subscriber what the batch holds for it: one message per distinct filter, encoded
+    /// once and handed to the runtime as one buffer for all the sockets of that filter.
+    ///
+    /// A subscriber's cursor needs no check here: accepting a socket and publishing are each one
+    /// synchronous step of the Hub, so every open socket's cursor is below the batch's first
+    /// sequence number (the cursor matters to the relay, across the replay/live seam).
     fn fan_out(&self, epoch: u64, batch: &Batch) {
-        let first_seq = batch.entries.first().map_or(u64::MAX, |e| e.seq);
-        let mut encoded: Vec<(herald_core::Filter, Option<Vec<u8>>)> = Vec::new();
-        for socket in self.state.get_websockets() {
-            let Ok(Some(record)) = socket.deserialize_attachment::<SubscriberRecord>() else {
-                let _ = socket.close(Some(1011), Some("subscriber record unreadable"));
-                continue;
-            };
-            let bytes = if record.cursor_seq < first_seq {
-                match encoded.iter().find(|(filter, _)| *filter == record.filter) {
-                    Some((_, bytes)) => bytes.clone(),
-                    None => {
-                        let bytes = record.message_for(epoch, batch).map(|m| m.encode());
-                        encoded.push((record.filter, bytes.clone()));
-                        bytes
+        let mut filters = self.filters.borrow_mut();
+        if !filters.complete {
+            for socket in self.state.get_websockets() {
+                let record = socket.deserialize_attachment::<SubscriberRecord>();
+                match record
+                    .ok()
+                    .flatten()
+                    .map(|r| (filter_tag(&r.filter), r.filter))
+                {
+                    Some((Ok(tag), filter)) => filters.learn(tag, filter),
+                    _ => {
+                        let _ = socket.close(Some(1011), Some("subscriber record unreadable"));
                     }
                 }
-            } else {
-                record.message_for(epoch, batch).map(|m| m.encode())
-            };
-            if let Some(bytes) = bytes {
-                // A socket that is closing refuses the send; its relay is gone anyway.
-                let _ = socket.send_with_bytes(bytes);
             }
+            filters.complete = true;
         }
+        filters.by_tag.retain(|(tag, filter)| {
+            let sockets = self.state.get_websockets_with_tag(tag);
+            if sockets.is_empty() {
+                return false;
+            }
+            let record = SubscriberRecord {
+                filter: filter.clone(),
+                cursor_seq: 0,
+            };
+            if let Some(message) = record.message_for(epoch, batch) {
+                let bytes = Uint8Array::from(message.encode().as_slice());
+                for socket in sockets {
+                    // A socket that is closing refuses the send; its relay is gone anyway.
+                    let _ = socket.as_ref().send_with_array_buffer_view(&bytes);
+                }
+            }
+            true
+        });
     }
 
     /// Runs one plan transition and publishes the trackers it changed, persisting the session in
@@ -389,7 +443,7 @@ impl Hub {
         &self,
         request: &Request,
         config: &Config,
-        filter: herald_core::Filter,
+        filter: Filter,
         last_event_id: Option<&str>,
         credential: &str,
     ) -> ApiResult<Response> {
@@ -450,9 +504,12 @@ impl Hub {
                             format!("the filter is too large to keep with a subscriber: {e}"),
                         )
                     })?;
-                    // The tag was checked when the call was decoded (1 to 256 characters, one tag).
+                    // The credential's tag was checked when the call was decoded (1 to 256
+                    // characters); the filter's is 34.
+                    let tag = filter_tag(&record.filter)?;
                     self.state
-                        .accept_websocket_with_tags(&pair.server, &[credential]);
+                        .accept_websocket_with_tags(&pair.server, &[credential, &tag]);
+                    self.filters.borrow_mut().learn(tag, record.filter);
                     if !message.is_empty() {
                         pair.server.send_with_bytes(message.encode())?;
                     }

@@ -18,13 +18,13 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures_util::{FutureExt, Stream};
+use futures_util::Stream;
 use herald_core::{Relay, RelayPoll, RelaySettings};
-use worker::js_sys::{Reflect, Uint8Array};
+use worker::js_sys::{self, Reflect, Uint8Array};
 use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::spawn_local;
-use worker::web_sys::{AbortSignal, BinaryType, EventTarget};
+use worker::web_sys::{AbortSignal, BinaryType, EventTarget, WorkerGlobalScope};
 use worker::{console_error, Date, Delay, Headers, WebSocket};
 
 pub(crate) fn now_ms() -> u64 {
@@ -199,7 +199,7 @@ fn listen(
 /// The body of one SSE response.
 pub(crate) struct RelayStream {
     shared: Rc<RefCell<Shared>>,
-    timer: Option<(u64, Delay)>,
+    timer: Option<WakeTimer>,
     _listeners: Vec<Listening>,
 }
 
@@ -302,39 +302,90 @@ impl Stream for RelayStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        loop {
-            let now = now_ms();
-            let next = {
-                let mut shared = this.shared.borrow_mut();
-                let next = shared.relay.poll(now);
-                shared.account();
-                match next {
-                    RelayPoll::Wait { .. } => shared.waker = Some(cx.waker().clone()),
-                    RelayPoll::Write(_) => shared.waker = None,
-                    RelayPoll::End => shared.close_socket("stream ended"),
-                }
-                // The maximum age closes the relay in `poll`: the Hub's socket goes at once.
-                shared.release_hub_if_closing();
-                next
-            };
+        let now = now_ms();
+        let next = {
+            let mut shared = this.shared.borrow_mut();
+            let next = shared.relay.poll(now);
+            shared.account();
             match next {
-                RelayPoll::Write(bytes) => return Poll::Ready(Some(Ok(bytes))),
-                RelayPoll::End => return Poll::Ready(None),
-                RelayPoll::Wait { until_ms } => {
-                    if this.timer.as_ref().is_none_or(|(at, _)| *at != until_ms) {
-                        let wait = Duration::from_millis(until_ms.saturating_sub(now).max(1));
-                        this.timer = Some((until_ms, Delay::from(wait)));
-                    }
-                    let Some((_, timer)) = this.timer.as_mut() else {
-                        return Poll::Pending;
-                    };
-                    match timer.poll_unpin(cx) {
-                        Poll::Ready(()) => this.timer = None,
-                        Poll::Pending => return Poll::Pending,
+                RelayPoll::Wait { .. } => shared.waker = Some(cx.waker().clone()),
+                RelayPoll::Write(_) => shared.waker = None,
+                RelayPoll::End => shared.close_socket("stream ended"),
+            }
+            // The maximum age closes the relay in `poll`: the Hub's socket goes at once.
+            shared.release_hub_if_closing();
+            next
+        };
+        match next {
+            RelayPoll::Write(bytes) => Poll::Ready(Some(Ok(bytes))),
+            RelayPoll::End => Poll::Ready(None),
+            RelayPoll::Wait { until_ms } => {
+                // One timer at a time: a deadline that moved later (a write pushed the next
+                // heartbeat back) keeps the armed timer, which wakes the stream early and is
+                // re-armed then; re-arming on every write would cost a timer per event.
+                if this
+                    .timer
+                    .as_ref()
+                    .is_none_or(|timer| timer.fired.get() || timer.at_ms > until_ms)
+                {
+                    this.timer = WakeTimer::arm(Rc::downgrade(&this.shared), until_ms, now);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A timeout that wakes the body stream through [`Shared`]'s waker, which every poll refreshes, so
+/// one armed timer serves any number of polls until it fires. Cleared when dropped.
+struct WakeTimer {
+    at_ms: u64,
+    fired: Rc<Cell<bool>>,
+    id: i32,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl WakeTimer {
+    fn arm(shared: Weak<RefCell<Shared>>, at_ms: u64, now_ms: u64) -> Option<WakeTimer> {
+        let fired = Rc::new(Cell::new(false));
+        let callback: Closure<dyn FnMut()> = Closure::new({
+            let fired = fired.clone();
+            move || {
+                fired.set(true);
+                if let Some(shared) = shared.upgrade() {
+                    if let Ok(mut shared) = shared.try_borrow_mut() {
+                        shared.wake();
                     }
                 }
             }
+        });
+        let wait_ms = i32::try_from(at_ms.saturating_sub(now_ms).max(1)).unwrap_or(i32::MAX);
+        let global: WorkerGlobalScope = js_sys::global().unchecked_into();
+        match global.set_timeout_with_callback_and_timeout_and_arguments_0(
+            callback.as_ref().unchecked_ref(),
+            wait_ms,
+        ) {
+            Ok(id) => Some(WakeTimer {
+                at_ms,
+                fired,
+                id,
+                _callback: callback,
+            }),
+            Err(error) => {
+                console_error!("heartbeat timer refused: {error:?}");
+                None
+            }
         }
+    }
+}
+
+impl Drop for WakeTimer {
+    fn drop(&mut self) {
+        if self.fired.get() {
+            return;
+        }
+        let global: WorkerGlobalScope = js_sys::global().unchecked_into();
+        global.clear_timeout_with_handle(self.id);
     }
 }
 
