@@ -28,6 +28,8 @@
 
 use alloc::vec::Vec;
 
+use bytes::Bytes;
+
 use crate::control::open_frame;
 use crate::heartbeat::{HeartbeatDue, HeartbeatPolicy};
 use crate::outbox::{Outbox, OutboxLimits, Pushed};
@@ -119,8 +121,19 @@ impl Relay {
         now_ms: u64,
         room_bytes: usize,
     ) -> Result<(), WireError> {
+        self.receive_shared_within(Bytes::copy_from_slice(bytes), now_ms, room_bytes)
+    }
+
+    /// [`Relay::receive_within`] for a message the caller owns: its frames are queued without a
+    /// copy.
+    pub fn receive_shared_within(
+        &mut self,
+        bytes: Bytes,
+        now_ms: u64,
+        room_bytes: usize,
+    ) -> Result<(), WireError> {
         self.check_drain(now_ms);
-        match HubMessage::decode(bytes) {
+        match HubMessage::decode_shared(bytes) {
             Ok(message) => {
                 self.deliver_within(message, now_ms, room_bytes);
                 Ok(())

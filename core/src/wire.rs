@@ -110,8 +110,13 @@ impl HubMessage {
         out
     }
 
-    /// Reads a message written by [`HubMessage::encode`].
+    /// Reads a message written by [`HubMessage::encode`] (its frames are copied out of `bytes`).
     pub fn decode(bytes: &[u8]) -> Result<HubMessage, WireError> {
+        Self::decode_shared(Bytes::copy_from_slice(bytes))
+    }
+
+    /// Reads a message written by [`HubMessage::encode`]; its frames share `bytes` (no copy).
+    pub fn decode_shared(bytes: Bytes) -> Result<HubMessage, WireError> {
         let (header, mut rest) = bytes
             .split_at_checked(HEADER_BYTES)
             .ok_or(WireError::Truncated)?;
@@ -129,6 +134,7 @@ impl HubMessage {
             frames: Vec::new(),
             close: flags & FLAG_CLOSE != 0,
         };
+        let mut at = HEADER_BYTES;
         while !rest.is_empty() {
             let (record, after) = rest
                 .split_at_checked(RECORD_HEADER_BYTES)
@@ -137,13 +143,15 @@ impl HubMessage {
             let seq = u64::from_le_bytes(to_array(seq));
             let len = usize::try_from(u32::from_le_bytes(to_array(len)))
                 .map_err(|_| WireError::RecordOverrun)?;
-            let (frame, after) = after
+            let (_, after) = after
                 .split_at_checked(len)
                 .ok_or(WireError::RecordOverrun)?;
+            let start = at + RECORD_HEADER_BYTES;
             message.frames.push(WireFrame {
                 seq: (seq != 0).then_some(seq),
-                frame: Bytes::copy_from_slice(frame),
+                frame: bytes.slice(start..start + len),
             });
+            at = start + len;
             rest = after;
         }
         Ok(message)

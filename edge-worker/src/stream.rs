@@ -18,13 +18,14 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::Stream;
 use herald_core::{Relay, RelayPoll, RelaySettings};
-use worker::js_sys::{self, Reflect, Uint8Array};
+use worker::js_sys::{self, Uint8Array};
 use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::spawn_local;
-use worker::web_sys::{AbortSignal, BinaryType, EventTarget, WorkerGlobalScope};
+use worker::web_sys::{AbortSignal, BinaryType, EventTarget, MessageEvent, WorkerGlobalScope};
 use worker::{console_error, Date, Delay, Headers, WebSocket};
 
 pub(crate) fn now_ms() -> u64 {
@@ -209,14 +210,16 @@ impl core::fmt::Debug for RelayStream {
     }
 }
 
-/// The payload of a socket's `message` event. The runtime's event and buffer classes need not be
-/// the global ones (`instanceof` can fail), so the data is read by property and viewed as bytes.
-fn message_bytes(event: &JsValue) -> Option<Vec<u8>> {
-    let data = Reflect::get(event, &JsValue::from_str("data")).ok()?;
+/// The payload of a socket's `message` event, copied once into Wasm memory. The runtime's event
+/// class need not be the global `MessageEvent` (`instanceof` can fail), so `data` is read through
+/// the structural getter, and viewed as bytes.
+fn message_bytes(event: &JsValue) -> Option<Bytes> {
+    let data = event.unchecked_ref::<MessageEvent>().data();
     if let Some(text) = data.as_string() {
-        return Some(text.into_bytes());
+        return Some(Bytes::from(text.into_bytes()));
     }
-    data.is_object().then(|| Uint8Array::new(&data).to_vec())
+    data.is_object()
+        .then(|| Bytes::from(Uint8Array::new(&data).to_vec()))
 }
 
 impl RelayStream {
@@ -250,7 +253,8 @@ impl RelayStream {
                 match message_bytes(&event) {
                     Some(bytes) => {
                         let room = state.room();
-                        if let Err(error) = state.relay.receive_within(&bytes, now_ms(), room) {
+                        if let Err(error) = state.relay.receive_shared_within(bytes, now_ms(), room)
+                        {
                             console_error!("hub message refused: {error}");
                         }
                     }
