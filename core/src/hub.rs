@@ -25,6 +25,7 @@
 //! - a subscriber receives every matching event after its cursor exactly once and in order, or a
 //!   `reset` naming the oldest event still retained when it subscribed.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -217,8 +218,12 @@ pub enum Subscription {
 /// The log as far as the hub has read it.
 #[derive(Debug, Clone)]
 enum HubLog {
-    /// Only the summary: the entries stay in storage.
-    Summary(LogSummary),
+    /// Only the summary: the entries stay in storage. `sizes` is `(seq, frame bytes)` of every
+    /// retained entry, oldest first, once an eviction needed it (read once, then kept up to date).
+    Summary {
+        summary: LogSummary,
+        sizes: Option<VecDeque<(u64, usize)>>,
+    },
     /// Every retained entry in memory.
     Loaded(ReplayLog),
 }
@@ -236,7 +241,10 @@ impl Hub {
     #[must_use]
     pub fn from_summary(summary: LogSummary, limits: LogLimits, complete: bool) -> Hub {
         Hub {
-            log: HubLog::Summary(summary),
+            log: HubLog::Summary {
+                summary,
+                sizes: None,
+            },
             limits,
             complete,
         }
@@ -276,7 +284,7 @@ impl Hub {
     pub fn log(&self) -> Option<&ReplayLog> {
         match &self.log {
             HubLog::Loaded(log) => Some(log),
-            HubLog::Summary(_) => None,
+            HubLog::Summary { .. } => None,
         }
     }
 
@@ -284,7 +292,7 @@ impl Hub {
     #[must_use]
     pub fn summary(&self) -> LogSummary {
         match &self.log {
-            HubLog::Summary(summary) => *summary,
+            HubLog::Summary { summary, .. } => *summary,
             HubLog::Loaded(log) => LogSummary::of(log),
         }
     }
@@ -352,11 +360,15 @@ impl Hub {
         Ok(Batch { entries, completes })
     }
 
-    /// Whether [`Hub::commit`] of `batch` will read the sizes of the oldest stored entries: the log is
-    /// not loaded and the batch pushes it over a limit.
+    /// Whether [`Hub::commit`] of `batch` will read the sizes of the stored entries: the log is not
+    /// loaded, the batch pushes it over a limit, and no earlier eviction of this hub read them.
     #[must_use]
     pub fn commit_reads_storage(&self, batch: &Batch) -> bool {
-        let HubLog::Summary(summary) = &self.log else {
+        let HubLog::Summary {
+            summary,
+            sizes: None,
+        } = &self.log
+        else {
             return false;
         };
         let added_bytes: usize = batch.entries.iter().map(|e| e.frame.len()).sum();
@@ -367,7 +379,8 @@ impl Hub {
     /// Takes a prepared batch in and says which stored entries to delete.
     ///
     /// `stored_oldest` yields `(seq, frame bytes)` of the stored entries from the oldest on; it is
-    /// read only when [`Hub::commit_reads_storage`] says so, and only as far as eviction goes.
+    /// read only when [`Hub::commit_reads_storage`] says so (the first eviction of a hub whose log
+    /// is not loaded), in full; the hub then keeps the sizes and never reads them again.
     ///
     /// # Panics
     ///
@@ -387,7 +400,7 @@ impl Hub {
                 }
                 evicted
             }
-            HubLog::Summary(summary) => {
+            HubLog::Summary { summary, sizes } => {
                 let before = *summary;
                 if let Some(first) = batch.entries.first() {
                     assert_eq!(first.seq, before.next_seq, "batch from another hub state");
@@ -398,18 +411,24 @@ impl Hub {
                 summary.bytes += batch.entries.iter().map(|e| e.frame.len()).sum::<usize>();
                 let over =
                     |s: &LogSummary| s.events > limits.events_max || s.bytes > limits.bytes_max;
+                if sizes.is_none() && over(summary) {
+                    // The first eviction of this hub reads every stored entry's size, once.
+                    *sizes = Some(
+                        stored_oldest
+                            .into_iter()
+                            .take_while(|(seq, _)| *seq < before.next_seq)
+                            .take(before.events)
+                            .collect(),
+                    );
+                }
                 let mut through_seq = None;
-                if over(summary) {
-                    // The oldest entries are the stored ones, then the batch's own.
-                    let stored = stored_oldest
-                        .into_iter()
-                        .take_while(|(seq, _)| *seq < before.next_seq)
-                        .take(before.events);
-                    let added = batch.entries.iter().map(|e| (e.seq, e.frame.len()));
-                    for (seq, bytes) in stored.chain(added) {
-                        if !over(summary) {
+                if let Some(sizes) = sizes {
+                    sizes.extend(batch.entries.iter().map(|e| (e.seq, e.frame.len())));
+                    // The oldest entries go first: the stored ones, then the batch's own.
+                    while over(summary) {
+                        let Some((seq, bytes)) = sizes.pop_front() else {
                             break;
-                        }
+                        };
                         summary.events -= 1;
                         summary.bytes = summary.bytes.saturating_sub(bytes);
                         through_seq = Some(seq);
@@ -430,7 +449,10 @@ impl Hub {
 
     /// Forgets the log's entries, keeping its summary (what a hibernation does to memory).
     pub fn unload_log(&mut self) {
-        self.log = HubLog::Summary(self.summary());
+        self.log = HubLog::Summary {
+            summary: self.summary(),
+            sizes: None,
+        };
     }
 
     /// Decides how a subscription starts.
@@ -475,7 +497,7 @@ impl Hub {
                     }
                 }
             }
-            (_, HubLog::Summary(_)) => return Subscription::NeedsLog,
+            (_, HubLog::Summary { .. }) => return Subscription::NeedsLog,
             (_, HubLog::Loaded(log)) => match log.resume(last_event_id, self.complete) {
                 Resume::Finished => return Subscription::Finished,
                 Resume::Live => {}

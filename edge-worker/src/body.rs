@@ -23,8 +23,9 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::TooLarge(format!("the body is over the limit of {limit} bytes"))
 }
 
-/// Refuses a request whose `Content-Length` is over `limit`, without reading its body.
-pub(crate) fn refuse_declared_over(request: &Request, limit: usize) -> ApiResult<()> {
+/// Refuses a request whose `Content-Length` is over `limit`, without reading its body; answers
+/// the declared length otherwise.
+pub(crate) fn refuse_declared_over(request: &Request, limit: usize) -> ApiResult<Option<u64>> {
     let declared = request
         .headers()
         .get("content-length")?
@@ -33,7 +34,7 @@ pub(crate) fn refuse_declared_over(request: &Request, limit: usize) -> ApiResult
         Some(length) if length > limit as u64 => Err(ApiError::TooLarge(format!(
             "the body is {length} bytes, over the limit of {limit}"
         ))),
-        _ => Ok(()),
+        _ => Ok(declared),
     }
 }
 
@@ -49,7 +50,11 @@ fn call(target: &JsValue, name: &str) -> ApiResult<JsValue> {
 
 /// Reads the body, refusing it (413) once it is over `limit` bytes, declared or not.
 pub(crate) async fn read_capped(request: &mut Request, limit: usize) -> ApiResult<Vec<u8>> {
-    refuse_declared_over(request, limit)?;
+    if refuse_declared_over(request, limit)?.is_some() {
+        // A declared length within the limit: the runtime delivers exactly that many bytes, so
+        // the body is read in one call rather than a chunk at a time.
+        return Ok(request.bytes().await?);
+    }
     let Some(stream) = request.inner().body() else {
         return Ok(Vec::new());
     };
