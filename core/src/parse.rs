@@ -4,18 +4,22 @@
 //! Spec: <https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation>.
 //! Each step is quoted beside the code that implements it.
 //!
-//! How it stays fast: line ends are found with `memchr`; the complete lines of a chunk are validated as
-//! UTF-8 in one pass and then only borrowed (an event's type and single data line are slices of the
-//! chunk until the event is dispatched or the chunk ends); only a line cut by a chunk boundary is copied,
-//! and all buffers are kept and reused, so a warmed-up parser does not allocate.
+//! How it stays fast: the complete lines of a chunk are validated as UTF-8 in one pass and then only
+//! borrowed. While a chunk is read, the event's type, single data line, id and the last event id are
+//! slices of it, held in [`Borrowed`] (a local of [`Parser::lines`], so nothing is copied or compared
+//! per event); they are copied into the parser's own buffers once, when the chunk ends. Line ends are
+//! found with `memchr2` (a blank line by its first byte, without a search), and a field is recognised
+//! by its first bytes rather than by searching for its colon. Only a line cut by a chunk boundary is
+//! copied, and all buffers are kept and reused, so a warmed-up parser does not allocate.
 //!
-//! Invariants (checked by the conformance tests and the fuzz target, which compare whole and split input):
+//! Invariants (checked by the conformance tests, the model test in `parse/tests.rs` and the fuzz
+//! targets, which compare whole and split input):
 //! - `partial_bytes > 0` exactly when a line has started and its line end has not been seen yet.
 //! - `skip_lf` is set only when the last byte seen was a CR that ended a line.
-//! - `data_span` and `type_span` index the text currently being processed, never an older one: they
-//!   are copied into `data` and `event_type` before that text goes away.
-//! - When `data_span` is set, `data` is empty; otherwise `data` is the spec's data buffer, which is
-//!   empty or ends with LF.
+//! - A [`Borrowed`] never outlives the text it borrows from: [`Parser::keep`] consumes it.
+//! - When `Borrowed::data` is set, `Parser::data` is empty; otherwise `Parser::data` is the spec's
+//!   data buffer, which is empty or ends with LF.
+//! - Each other `Borrowed` field, when set, is the spec's buffer and the parser's own copy is stale.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -47,6 +51,20 @@ enum Start {
     Lines,
 }
 
+/// The spec's buffers while they are slices of the text being read, rather than copies in the
+/// [`Parser`]: each field, when set, takes the place of the parser's own buffer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Borrowed<'t> {
+    /// The event's only data line so far, without its LF (`Parser::data` is then empty).
+    data: Option<&'t str>,
+    /// The event type buffer.
+    event_type: Option<&'t str>,
+    /// The last event ID buffer.
+    id_buffer: Option<&'t str>,
+    /// The last event ID string.
+    last_event_id: Option<&'t str>,
+}
+
 /// A push parser for one event stream.
 ///
 /// Feed it the response body in chunks of any size with [`Parser::feed`]; each complete event is
@@ -75,17 +93,13 @@ pub struct Parser {
     partial: Vec<u8>,
     /// The full length so far of the unfinished line.
     partial_bytes: usize,
-    /// The spec's data buffer, when it is not borrowed through `data_span`.
+    /// The spec's data buffer, unless its only line is borrowed (`Borrowed::data`).
     data: String,
-    /// The event's only data line so far, as a range of the current text.
-    data_span: Option<(usize, usize)>,
-    /// The spec's event type buffer, when it is not borrowed through `type_span`.
+    /// The spec's event type buffer, unless it is borrowed.
     event_type: String,
-    /// The event type as a range of the current text.
-    type_span: Option<(usize, usize)>,
-    /// The spec's last event ID buffer.
+    /// The spec's last event ID buffer, unless it is borrowed.
     id_buffer: String,
-    /// The spec's last event ID string, set from the buffer on dispatch.
+    /// The spec's last event ID string, set from the buffer on dispatch, unless it is borrowed.
     last_event_id: String,
     retry_ms: Option<u64>,
     /// A line or the data of the current event went over `line_bytes_max`.
@@ -94,6 +108,7 @@ pub struct Parser {
     line_bytes_max: usize,
     /// Reused for lines that need decoding with replacement characters.
     scratch: String,
+    line_ends: LineEnds,
 }
 
 impl Default for Parser {
@@ -124,9 +139,7 @@ impl Parser {
             partial: Vec::new(),
             partial_bytes: 0,
             data: String::new(),
-            data_span: None,
             event_type: String::new(),
-            type_span: None,
             id_buffer: String::new(),
             last_event_id: String::new(),
             retry_ms: None,
@@ -134,6 +147,7 @@ impl Parser {
             oversized_events: 0,
             line_bytes_max: line_bytes_max.max(1),
             scratch: String::new(),
+            line_ends: LineEnds::new(),
         }
     }
 
@@ -211,9 +225,7 @@ impl Parser {
         self.partial.clear();
         self.partial_bytes = 0;
         self.data.clear();
-        self.data_span = None;
         self.event_type.clear();
-        self.type_span = None;
         self.oversized = false;
         if self.id_buffer != self.last_event_id {
             self.id_buffer.clone_from(&self.last_event_id);
@@ -285,8 +297,9 @@ impl Parser {
                     &scratch
                 }
             };
-            self.line(line, 0, line.len(), on_message);
-            self.keep(line);
+            let mut borrowed = Borrowed::default();
+            self.line(&mut borrowed, line, on_message);
+            self.keep(borrowed);
             self.scratch = scratch;
         }
         self.partial = raw;
@@ -303,10 +316,19 @@ impl Parser {
     /// end."
     fn lines<F: FnMut(&Message<'_>)>(&mut self, text: &str, on_message: &mut F) {
         let bytes = text.as_bytes();
+        let mut borrowed = Borrowed::default();
         let mut start = 0;
-        while start < bytes.len() {
-            let end = memchr2(b'\r', b'\n', &bytes[start..]).map_or(bytes.len(), |at| start + at);
-            self.line(text, start, end, on_message);
+        while let Some(&first) = bytes.get(start) {
+            // A blank line (one event in four, typically) needs no search.
+            let end = if first == b'\n' || first == b'\r' {
+                start
+            } else {
+                let after = start + 1;
+                self.line_ends
+                    .find(&bytes[after..])
+                    .map_or(bytes.len(), |at| after + at)
+            };
+            self.line(&mut borrowed, &text[start..end], on_message);
             start = match bytes.get(end..) {
                 Some([b'\r', b'\n', ..]) => end + 2,
                 Some([b'\r']) => {
@@ -316,114 +338,106 @@ impl Parser {
                 _ => end + 1,
             };
         }
-        self.keep(text);
+        self.keep(borrowed);
     }
 
-    /// Copies what is still borrowed from `text` into the parser's own buffers, before `text` goes away.
-    fn keep(&mut self, text: &str) {
-        if let Some((start, end)) = self.type_span.take() {
+    /// Copies what is borrowed into the parser's own buffers, before the text goes away.
+    fn keep(&mut self, borrowed: Borrowed<'_>) {
+        if let Some(event_type) = borrowed.event_type {
             self.event_type.clear();
-            self.event_type.push_str(&text[start..end]);
+            self.event_type.push_str(event_type);
         }
-        if let Some((start, end)) = self.data_span.take() {
-            self.data.push_str(&text[start..end]);
+        if let Some(data) = borrowed.data {
+            self.data.push_str(data);
             self.data.push('\n');
         }
+        if let Some(id) = borrowed.id_buffer {
+            if self.id_buffer != id {
+                self.id_buffer.clear();
+                self.id_buffer.push_str(id);
+            }
+        }
+        if let Some(id) = borrowed.last_event_id {
+            if self.last_event_id != id {
+                self.last_event_id.clear();
+                self.last_event_id.push_str(id);
+            }
+        }
     }
 
-    /// Processes the line `text[start..end]`.
+    /// Processes one line, without its line end.
     ///
     /// "Lines must be processed, in the order they are received, as follows:"
-    fn line<F: FnMut(&Message<'_>)>(
+    #[inline(always)]
+    fn line<'t, F: FnMut(&Message<'_>)>(
         &mut self,
-        text: &str,
-        start: usize,
-        end: usize,
+        borrowed: &mut Borrowed<'t>,
+        line: &'t str,
         on_message: &mut F,
     ) {
-        let line = &text.as_bytes()[start..end];
+        let bytes = line.as_bytes();
         // "If the line is empty (a blank line): Dispatch the event, as defined below."
-        if line.is_empty() {
-            self.dispatch(text, on_message);
+        let Some(&first) = bytes.first() else {
+            self.dispatch(borrowed, on_message);
             return;
-        }
+        };
         // "If the line starts with a U+003A COLON character (:): Ignore the line."
-        if line[0] == b':' {
+        if first == b':' {
             return;
         }
-        if line.len() > self.line_bytes_max {
+        if bytes.len() > self.line_bytes_max {
             self.oversized = true;
             return;
         }
-        match memchr(b':', line) {
-            // "If the line contains a U+003A COLON character (:): Collect the characters on the line
-            // before the first U+003A COLON character (:), and let field be that string. Collect the
-            // characters on the line after the first U+003A COLON character (:), and let value be that
-            // string. If value starts with a U+0020 SPACE character, remove it from value."
+        // "If the line contains a U+003A COLON character (:): Collect the characters on the line before
+        // the first U+003A COLON character (:), and let field be that string." The three common fields
+        // are recognised by their first bytes: none of their names contains a colon, so the first colon
+        // is the one after the name.
+        let colon = match bytes {
+            [b'd', b'a', b't', b'a', b':', ..] => Some(4),
+            [b'i', b'd', b':', ..] => Some(2),
+            [b'e', b'v', b'e', b'n', b't', b':', ..] => Some(5),
+            _ => memchr(b':', bytes),
+        };
+        match colon {
+            // "Collect the characters on the line after the first U+003A COLON character (:), and let
+            // value be that string. If value starts with a U+0020 SPACE character, remove it from value."
             Some(colon) => {
-                let value_start = start + colon + 1;
-                let value_start = if line.get(colon + 1) == Some(&b' ') {
-                    value_start + 1
+                let value_start = if bytes.get(colon + 1) == Some(&b' ') {
+                    colon + 2
                 } else {
-                    value_start
+                    colon + 1
                 };
-                self.field(text, &line[..colon], value_start, end);
+                self.field(borrowed, &bytes[..colon], &line[value_start..]);
             }
             // "Otherwise, the string is not empty but does not contain a U+003A COLON character (:):
             // Process the field using the steps described below, using the whole line as the field name,
             // and the empty string as the field value."
-            None => self.field(text, line, end, end),
+            None => self.field(borrowed, bytes, ""),
         }
     }
 
-    /// Processes the field `name` with the value `text[start..end]`.
+    /// Processes the field `name` with `value`.
     ///
     /// "Field names must be compared literally, with no case folding performed."
-    fn field(&mut self, text: &str, name: &[u8], start: usize, end: usize) {
+    #[inline(always)]
+    fn field<'t>(&mut self, borrowed: &mut Borrowed<'t>, name: &[u8], value: &'t str) {
         match name {
             // "If the field name is "event": Set the event type buffer to field value."
-            b"event" => self.type_span = Some((start, end)),
+            b"event" => borrowed.event_type = Some(value),
             // "If the field name is "data": Append the field value to the data buffer, then append a
             // single U+000A LINE FEED (LF) character to the data buffer."
-            b"data" => {
-                if self.oversized {
-                    return;
-                }
-                if self.data_span.is_none() && self.data.is_empty() {
-                    self.data_span = Some((start, end));
-                } else {
-                    if let Some((first_start, first_end)) = self.data_span.take() {
-                        self.data.push_str(&text[first_start..first_end]);
-                        self.data.push('\n');
-                    }
-                    self.data.push_str(&text[start..end]);
-                    self.data.push('\n');
-                }
-                let data_bytes = self
-                    .data_span
-                    .map_or(self.data.len(), |(start, end)| end - start + 1);
-                if data_bytes > self.line_bytes_max {
-                    self.oversized = true;
-                    self.data_span = None;
-                    self.data.clear();
-                }
-            }
+            b"data" => self.data_line(borrowed, value),
             // "If the field name is "id": If the field value does not contain U+0000 NULL, then set the
             // last event ID buffer to the field value. Otherwise, ignore the field."
-            b"id" => {
-                let value = &text[start..end];
-                if memchr(0, value.as_bytes()).is_none() && self.id_buffer != value {
-                    self.id_buffer.clear();
-                    self.id_buffer.push_str(value);
-                }
-            }
+            b"id" if !contains_nul(value.as_bytes()) => borrowed.id_buffer = Some(value),
             // "If the field name is "retry": If the field value consists of only ASCII digits, then
             // interpret the field value as an integer in base ten, and set the event stream's
             // reconnection time to that integer. Otherwise, ignore the field."
             // An empty value has no integer to interpret; one too large for u64 saturates (it means
             // "a very long time" either way).
             b"retry" => {
-                let value = &text.as_bytes()[start..end];
+                let value = value.as_bytes();
                 if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
                     let retry_ms = value.iter().fold(0u64, |acc, digit| {
                         acc.saturating_mul(10)
@@ -437,60 +451,146 @@ impl Parser {
         }
     }
 
+    /// Appends a `data:` value to the data buffer, borrowing it if it is the event's first.
+    #[inline(always)]
+    fn data_line<'t>(&mut self, borrowed: &mut Borrowed<'t>, value: &'t str) {
+        if self.oversized {
+            return;
+        }
+        // With its LF, the buffer would hold this many bytes.
+        let data_bytes = match borrowed.data.take() {
+            None if self.data.is_empty() => {
+                borrowed.data = Some(value);
+                value.len() + 1
+            }
+            first => {
+                if let Some(first) = first {
+                    self.data.push_str(first);
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.data.push('\n');
+                self.data.len()
+            }
+        };
+        if data_bytes > self.line_bytes_max {
+            self.oversized = true;
+            borrowed.data = None;
+            self.data.clear();
+        }
+    }
+
     /// "When the user agent is required to dispatch the event, the user agent must process the data
     /// buffer, the event type buffer, and the last event ID buffer".
-    fn dispatch<F: FnMut(&Message<'_>)>(&mut self, text: &str, on_message: &mut F) {
+    #[inline(always)]
+    fn dispatch<'t, F: FnMut(&Message<'_>)>(
+        &mut self,
+        borrowed: &mut Borrowed<'t>,
+        on_message: &mut F,
+    ) {
         // "1. Set the last event ID string of the event source to the value of the last event ID buffer.
         // The buffer does not get reset, so the last event ID string of the event source remains set to
         // this value until the next time it is set by the server."
-        if self.last_event_id != self.id_buffer {
-            self.last_event_id.clone_from(&self.id_buffer);
+        match borrowed.id_buffer {
+            Some(id) => borrowed.last_event_id = Some(id),
+            // The buffer is only borrowed once an `id:` line of this text set it, and it then stays
+            // borrowed: the last event ID string cannot be borrowed here either.
+            None if self.last_event_id != self.id_buffer => {
+                self.last_event_id.clone_from(&self.id_buffer);
+            }
+            None => {}
         }
         if mem::take(&mut self.oversized) {
             self.oversized_events += 1;
-            self.reset_event();
+            self.reset_event(borrowed);
             return;
         }
-        let data = match self.data_span {
+        let data = match borrowed.data {
             // A borrowed single line: the buffer would be that line plus LF, and step 3 removes the LF.
-            Some((start, end)) => &text[start..end],
+            Some(data) => data,
             // "2. If the data buffer is an empty string, set the data buffer and the event type buffer to
             // the empty string and return."
             None if self.data.is_empty() => {
-                self.reset_event();
+                self.reset_event(borrowed);
                 return;
             }
             // "3. If the data buffer's last character is a U+000A LINE FEED (LF) character, then remove
             // the last character from the data buffer."
             None => &self.data[..self.data.len() - 1],
         };
-        let event_type = match self.type_span {
-            Some((start, end)) => &text[start..end],
-            None => &self.event_type,
-        };
         // "5. Initialize event's type attribute to "message" [...] 6. If the event type buffer has a
         // value other than the empty string, change the type of the newly created event to equal the
         // value of the event type buffer."
-        let event_type = if event_type.is_empty() {
-            "message"
-        } else {
-            event_type
+        let event_type = match borrowed.event_type.unwrap_or(&self.event_type) {
+            "" => "message",
+            event_type => event_type,
         };
         on_message(&Message {
             event_type,
             data,
-            last_event_id: &self.last_event_id,
+            last_event_id: borrowed.last_event_id.unwrap_or(&self.last_event_id),
         });
         // "7. Set the data buffer and the event type buffer to the empty string."
-        self.reset_event();
+        self.reset_event(borrowed);
     }
 
-    fn reset_event(&mut self) {
+    fn reset_event(&mut self, borrowed: &mut Borrowed<'_>) {
         self.data.clear();
-        self.data_span = None;
+        borrowed.data = None;
         self.event_type.clear();
-        self.type_span = None;
+        borrowed.event_type = None;
     }
+}
+
+/// Finds the next CR or LF.
+///
+/// `memchr2` picks its implementation through a function pointer on every call; most lines are short,
+/// so the parser picks once, when it is created.
+#[derive(Clone, Copy, Debug)]
+struct LineEnds {
+    #[cfg(target_arch = "x86_64")]
+    avx2: Option<memchr::arch::x86_64::avx2::memchr::Two>,
+}
+
+impl LineEnds {
+    fn new() -> LineEnds {
+        LineEnds {
+            #[cfg(target_arch = "x86_64")]
+            avx2: memchr::arch::x86_64::avx2::memchr::Two::new(b'\r', b'\n'),
+        }
+    }
+
+    #[inline(always)]
+    fn find(&self, haystack: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(avx2) = &self.avx2 {
+            return avx2.find(haystack);
+        }
+        memchr2(b'\r', b'\n', haystack)
+    }
+}
+
+/// Whether `bytes` holds a U+0000, read eight bytes at a time: an id is short, and for a short slice a
+/// call to `memchr` costs more than the search.
+#[inline(always)]
+fn contains_nul(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let mut words = bytes.chunks_exact(8);
+    let mut zero_bytes = 0;
+    for word in &mut words {
+        let word = u64::from_le_bytes([
+            word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+        ]);
+        // Sets the high bit of the lowest zero byte of `word`, and may set it above one (not below).
+        zero_bytes |= word.wrapping_sub(ONES) & !word & HIGHS;
+    }
+    // A fold rather than `contains`, which calls out to `memchr` for these few bytes.
+    let nul_in_rest = words
+        .remainder()
+        .iter()
+        .fold(false, |found, &byte| found | (byte == 0));
+    zero_bytes != 0 || nul_in_rest
 }
 
 /// Appends `bytes` to `out` decoded as UTF-8, each maximal invalid subpart replaced by U+FFFD: the
@@ -505,92 +605,4 @@ fn decode_lossy(bytes: &[u8], out: &mut String) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use alloc::borrow::ToOwned;
-    use alloc::vec;
-
-    fn parse(parser: &mut Parser, chunks: &[&[u8]]) -> Vec<(String, String, String)> {
-        let mut seen = Vec::new();
-        for chunk in chunks {
-            parser.feed(chunk, |m| {
-                seen.push((
-                    m.event_type.to_owned(),
-                    m.data.to_owned(),
-                    m.last_event_id.to_owned(),
-                ));
-            });
-        }
-        seen
-    }
-
-    #[test]
-    fn oversized_lines_drop_their_event_but_not_the_stream() {
-        let mut parser = Parser::with_line_bytes_max(8);
-        let long = b"data: 0123456789\n\ndata: ok\n\n";
-        assert_eq!(
-            parse(&mut parser, &[long]),
-            vec![("message".to_owned(), "ok".to_owned(), String::new())]
-        );
-        assert_eq!(parser.oversized_events(), 1);
-        // The same cut by a chunk boundary: the long line is not kept whole.
-        let mut parser = Parser::with_line_bytes_max(8);
-        let seen = parse(
-            &mut parser,
-            &[b"data: 0123", b"456789\n\nda", b"ta: ok\n\n"],
-        );
-        assert_eq!(
-            seen,
-            vec![("message".to_owned(), "ok".to_owned(), String::new())]
-        );
-        assert_eq!(parser.oversized_events(), 1);
-        assert!(parser.partial.capacity() <= 64);
-    }
-
-    #[test]
-    fn data_over_the_limit_drops_the_event_and_long_comments_are_harmless() {
-        let mut parser = Parser::with_line_bytes_max(8);
-        let seen = parse(
-            &mut parser,
-            &[b"data: 1234\ndata: 5678\n\n: a very long comment\ndata: 1\n\n"],
-        );
-        assert_eq!(
-            seen,
-            vec![("message".to_owned(), "1".to_owned(), String::new())]
-        );
-        assert_eq!(parser.oversized_events(), 1);
-    }
-
-    #[test]
-    fn the_limit_counts_decoded_bytes_however_the_line_arrives() {
-        // Four invalid bytes decode to 12 bytes of U+FFFD: over a limit of 10 whole or split.
-        let input = b"data:\xFF\xFF\xFF\xFF\n\n";
-        for split in 0..=input.len() {
-            let mut parser = Parser::with_line_bytes_max(10);
-            let (a, b) = input.split_at(split);
-            assert_eq!(parse(&mut parser, &[a, b]), vec![], "split at {split}");
-            assert_eq!(parser.oversized_events(), 1, "split at {split}");
-        }
-    }
-
-    #[test]
-    fn a_warm_parser_reuses_its_buffers() {
-        let mut parser = Parser::new();
-        let stream = b"id: 1\nevent: a\ndata: x\ndata: y\n\nid: 2\nevent: b\ndata: z\n\n";
-        parse(&mut parser, &[&stream[..7], &stream[7..]]);
-        let capacities = (
-            parser.data.capacity(),
-            parser.event_type.capacity(),
-            parser.id_buffer.capacity(),
-        );
-        for _ in 0..100 {
-            parse(&mut parser, &[&stream[..7], &stream[7..]]);
-        }
-        let after = (
-            parser.data.capacity(),
-            parser.event_type.capacity(),
-            parser.id_buffer.capacity(),
-        );
-        assert_eq!(capacities, after);
-    }
-}
+mod tests;
