@@ -13,6 +13,7 @@
 //! - `GET /wj/{hub}`: the same relay with the Worker writing each message straight into a JS
 //!   `TransformStream` from the socket's `message` listener (no Rust on the per-message path): the
 //!   ceiling of this shape, so that `/w` minus `/wj` is the cost of the Rust bridge.
+//! - `POST /pwd/{hub}`: as `/pw`, storing the frame in the object's SQLite first (Herald's durability).
 //! - `POST /pw/{hub}`: the object sends the request body (a whole SSE frame, encoded by the load
 //!   generator) as one binary message to every socket it holds.
 //! - `POST /cw/{hub}`: the object closes every socket it holds; each Worker then ends its stream.
@@ -36,7 +37,7 @@ use worker::web_sys::{
 };
 use worker::{
     durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response,
-    ResponseBody, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    ResponseBody, Result, SqlStorageValue, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::{sse_headers, Chunk, OPEN_FRAME};
@@ -56,6 +57,7 @@ pub(crate) async fn route(
         (hub, Some(false))
     } else if let Some(hub) = path
         .strip_prefix("/pw/")
+        .or_else(|| path.strip_prefix("/pwd/"))
         .or_else(|| path.strip_prefix("/cw/"))
     {
         (hub, None)
@@ -302,6 +304,19 @@ impl DurableObject for Relay {
             }
             Method::Post => {
                 let frame = request.bytes().await?;
+                if path.starts_with("/pwd/") {
+                    // Herald's durability: the frame is stored first, and the runtime holds the
+                    // sends below until the write is confirmed (the output gate).
+                    let sql = self.state.storage().sql();
+                    sql.exec(
+                        "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, frame BLOB NOT NULL)",
+                        None,
+                    )?;
+                    sql.exec(
+                        "INSERT INTO log (frame) VALUES (?)",
+                        vec![SqlStorageValue::Blob(frame.clone())],
+                    )?;
+                }
                 // One JS buffer for every socket: `send` keeps a reference to what it is given and
                 // this one is never written again (Rust memory would be, hence workers-rs's copy
                 // per call in `send_with_bytes`).

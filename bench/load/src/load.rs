@@ -29,6 +29,9 @@ pub(crate) enum Kind {
     /// The same relay with the Worker writing each message into a JS stream (`/wj`): the shape's
     /// ceiling, without the Rust bridge on the per-message path.
     BaselineWsJs,
+    /// `baseline-ws` with Herald's durability: the object stores each frame in its SQLite before it
+    /// sends it (`/pwd`), so the runtime holds the sends until the write is confirmed, as Herald's.
+    BaselineWsDb,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             Kind::BaselineRust => "baseline-rs",
             Kind::BaselineWs => "baseline-ws",
             Kind::BaselineWsJs => "baseline-wsjs",
+            Kind::BaselineWsDb => "baseline-wsdb",
         }
     }
 
@@ -49,6 +53,7 @@ impl Kind {
             Kind::BaselineRust,
             Kind::BaselineWs,
             Kind::BaselineWsJs,
+            Kind::BaselineWsDb,
         ]
         .into_iter()
         .find(|kind| kind.name() == name)
@@ -72,7 +77,7 @@ impl Target {
             Kind::Herald => format!("/v1/streams/{hub}"),
             Kind::Baseline => format!("/s/{hub}"),
             Kind::BaselineRust => format!("/r/{hub}"),
-            Kind::BaselineWs => format!("/w/{hub}"),
+            Kind::BaselineWs | Kind::BaselineWsDb => format!("/w/{hub}"),
             Kind::BaselineWsJs => format!("/wj/{hub}"),
         }
     }
@@ -82,7 +87,7 @@ impl Target {
         match self.kind {
             Kind::Herald => format!("/v1/streams/{hub}/disconnect"),
             Kind::Baseline | Kind::BaselineRust => format!("/c/{hub}"),
-            Kind::BaselineWs | Kind::BaselineWsJs => format!("/cw/{hub}"),
+            Kind::BaselineWs | Kind::BaselineWsJs | Kind::BaselineWsDb => format!("/cw/{hub}"),
         }
     }
 
@@ -91,6 +96,7 @@ impl Target {
             Kind::Herald => format!("/v1/streams/{hub}/events"),
             Kind::Baseline | Kind::BaselineRust => format!("/p/{hub}"),
             Kind::BaselineWs | Kind::BaselineWsJs => format!("/pw/{hub}"),
+            Kind::BaselineWsDb => format!("/pwd/{hub}"),
         }
     }
 

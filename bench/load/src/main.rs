@@ -12,7 +12,8 @@
 //! - `--sides herald,baseline-ws,...` (default herald,baseline-ws): what to load, from `herald`,
 //!   `baseline-ws` (the same-shape baseline: the Worker holds the SSE response and relays from a
 //!   hibernatable Durable Object over a WebSocket, through a Rust `Stream`), `baseline-wsjs` (the same
-//!   relay writing JS streams: that shape's ceiling), `baseline` (the Durable Object writes a JS
+//!   relay writing JS streams: that shape's ceiling), `baseline-wsdb` (`baseline-ws` storing each
+//!   frame in SQLite before sending it: Herald's durability), `baseline` (the Durable Object writes a JS
 //!   stream it returned itself: the old shape's ceiling) and `baseline-rs` (that, through a Rust
 //!   `Stream`). The first baseline named is the one Herald's ratios are taken against.
 //! - `--phases max,s100,s1000,s5000`: run only these phases.
@@ -189,8 +190,8 @@ fn options() -> Options {
                     .map(|side| {
                         Kind::parse(side).unwrap_or_else(|| {
                             panic!(
-                                "--sides takes herald, baseline-ws, baseline-wsjs, baseline, \
-                                 baseline-rs; not {side}"
+                                "--sides takes herald, baseline-ws, baseline-wsjs, baseline-wsdb, \
+                                 baseline, baseline-rs; not {side}"
                             )
                         })
                     })
