@@ -51,6 +51,30 @@ enum Start {
     Lines,
 }
 
+/// The fields the spec gives a meaning to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Event,
+    Data,
+    Id,
+    Retry,
+    /// Any other name: "The field is ignored."
+    Other,
+}
+
+impl Field {
+    /// "Field names must be compared literally, with no case folding performed."
+    fn named(name: &[u8]) -> Field {
+        match name {
+            b"event" => Field::Event,
+            b"data" => Field::Data,
+            b"id" => Field::Id,
+            b"retry" => Field::Retry,
+            _ => Field::Other,
+        }
+    }
+}
+
 /// The spec's buffers while they are slices of the text being read, rather than copies in the
 /// [`Parser`]: each field, when set, takes the place of the parser's own buffer.
 #[derive(Clone, Copy, Debug, Default)]
@@ -187,14 +211,26 @@ impl Parser {
             self.finish_partial(on_message);
             rest = self.after_line_end(&rest[end..]);
         }
-        // The fast path: every complete line left in the chunk, read in place.
+        // The fast path: the chunk is valid UTF-8 (its unfinished last line too), and every complete line
+        // is read in place. Validating from the start, rather than first looking for the last line end,
+        // reads the chunk in the order it arrives.
+        if let Ok(text) = core::str::from_utf8(rest) {
+            let tail = self.lines(text, on_message);
+            // The tail starts after the last CR or LF, so it cannot start with the LF of a CRLF.
+            self.extend_partial(&rest[tail..]);
+            return;
+        }
+        // The unfinished last line may end inside a character, or hold invalid bytes: only the complete
+        // lines are decoded now.
         let Some(last_end) = memrchr2(b'\r', b'\n', rest) else {
             self.extend_partial(rest);
             return;
         };
         let (lines, tail) = rest.split_at(last_end + 1);
         match core::str::from_utf8(lines) {
-            Ok(text) => self.lines(text, on_message),
+            Ok(text) => {
+                self.lines(text, on_message);
+            }
             Err(_) => {
                 // "The stream must then be decoded using the UTF-8 decode algorithm." Line ends are
                 // ASCII, so decoding these whole lines at once equals decoding line by line.
@@ -206,7 +242,7 @@ impl Parser {
             }
         }
         if !tail.is_empty() {
-            // The tail starts after the last CR or LF, so it cannot start with the LF of a CRLF.
+            // A CR that ended `lines` is followed by the tail, so no LF can belong to it.
             self.skip_lf = false;
             self.extend_partial(tail);
         }
@@ -307,14 +343,15 @@ impl Parser {
         self.partial_bytes = 0;
     }
 
-    /// Processes `text`, which holds whole lines, each with its line end.
+    /// Processes the complete lines of `text` and returns where its unfinished last line starts (its
+    /// length if there is none).
     ///
     /// "The stream must then be parsed by reading everything line by line, with a U+000D CARRIAGE
     /// RETURN U+000A LINE FEED (CRLF) character pair, a single U+000A LINE FEED (LF) character not
     /// preceded by a U+000D CARRIAGE RETURN (CR) character, and a single U+000D CARRIAGE RETURN (CR)
     /// character not followed by a U+000A LINE FEED (LF) character being the ways in which a line can
     /// end."
-    fn lines<F: FnMut(&Message<'_>)>(&mut self, text: &str, on_message: &mut F) {
+    fn lines<F: FnMut(&Message<'_>)>(&mut self, text: &str, on_message: &mut F) -> usize {
         let bytes = text.as_bytes();
         let mut borrowed = Borrowed::default();
         let mut start = 0;
@@ -324,9 +361,10 @@ impl Parser {
                 start
             } else {
                 let after = start + 1;
-                self.line_ends
-                    .find(&bytes[after..])
-                    .map_or(bytes.len(), |at| after + at)
+                match self.line_ends.find(&bytes[after..]) {
+                    Some(at) => after + at,
+                    None => break,
+                }
             };
             self.line(&mut borrowed, &text[start..end], on_message);
             start = match bytes.get(end..) {
@@ -339,6 +377,7 @@ impl Parser {
             };
         }
         self.keep(borrowed);
+        start
     }
 
     /// Copies what is borrowed into the parser's own buffers, before the text goes away.
@@ -391,52 +430,51 @@ impl Parser {
         }
         // "If the line contains a U+003A COLON character (:): Collect the characters on the line before
         // the first U+003A COLON character (:), and let field be that string." The three common fields
-        // are recognised by their first bytes: none of their names contains a colon, so the first colon
-        // is the one after the name.
-        let colon = match bytes {
-            [b'd', b'a', b't', b'a', b':', ..] => Some(4),
-            [b'i', b'd', b':', ..] => Some(2),
-            [b'e', b'v', b'e', b'n', b't', b':', ..] => Some(5),
-            _ => memchr(b':', bytes),
+        // are recognised by their first bytes: no field name contains a colon, so the first colon is the
+        // one after the name.
+        let (field, colon) = match bytes {
+            [b'd', b'a', b't', b'a', b':', ..] => (Field::Data, 4),
+            [b'i', b'd', b':', ..] => (Field::Id, 2),
+            [b'e', b'v', b'e', b'n', b't', b':', ..] => (Field::Event, 5),
+            _ => match memchr(b':', bytes) {
+                Some(colon) => (Field::named(&bytes[..colon]), colon),
+                // "Otherwise, the string is not empty but does not contain a U+003A COLON character (:):
+                // Process the field using the steps described below, using the whole line as the field
+                // name, and the empty string as the field value."
+                None => {
+                    self.field(borrowed, Field::named(bytes), "");
+                    return;
+                }
+            },
         };
-        match colon {
-            // "Collect the characters on the line after the first U+003A COLON character (:), and let
-            // value be that string. If value starts with a U+0020 SPACE character, remove it from value."
-            Some(colon) => {
-                let value_start = if bytes.get(colon + 1) == Some(&b' ') {
-                    colon + 2
-                } else {
-                    colon + 1
-                };
-                self.field(borrowed, &bytes[..colon], &line[value_start..]);
-            }
-            // "Otherwise, the string is not empty but does not contain a U+003A COLON character (:):
-            // Process the field using the steps described below, using the whole line as the field name,
-            // and the empty string as the field value."
-            None => self.field(borrowed, bytes, ""),
-        }
+        // "Collect the characters on the line after the first U+003A COLON character (:), and let value
+        // be that string. If value starts with a U+0020 SPACE character, remove it from value."
+        let value_start = if bytes.get(colon + 1) == Some(&b' ') {
+            colon + 2
+        } else {
+            colon + 1
+        };
+        self.field(borrowed, field, &line[value_start..]);
     }
 
-    /// Processes the field `name` with `value`.
-    ///
-    /// "Field names must be compared literally, with no case folding performed."
+    /// Processes a field with `value`.
     #[inline(always)]
-    fn field<'t>(&mut self, borrowed: &mut Borrowed<'t>, name: &[u8], value: &'t str) {
-        match name {
+    fn field<'t>(&mut self, borrowed: &mut Borrowed<'t>, field: Field, value: &'t str) {
+        match field {
             // "If the field name is "event": Set the event type buffer to field value."
-            b"event" => borrowed.event_type = Some(value),
+            Field::Event => borrowed.event_type = Some(value),
             // "If the field name is "data": Append the field value to the data buffer, then append a
             // single U+000A LINE FEED (LF) character to the data buffer."
-            b"data" => self.data_line(borrowed, value),
+            Field::Data => self.data_line(borrowed, value),
             // "If the field name is "id": If the field value does not contain U+0000 NULL, then set the
             // last event ID buffer to the field value. Otherwise, ignore the field."
-            b"id" if !contains_nul(value.as_bytes()) => borrowed.id_buffer = Some(value),
+            Field::Id if !contains_nul(value.as_bytes()) => borrowed.id_buffer = Some(value),
             // "If the field name is "retry": If the field value consists of only ASCII digits, then
             // interpret the field value as an integer in base ten, and set the event stream's
             // reconnection time to that integer. Otherwise, ignore the field."
             // An empty value has no integer to interpret; one too large for u64 saturates (it means
             // "a very long time" either way).
-            b"retry" => {
+            Field::Retry => {
                 let value = value.as_bytes();
                 if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
                     let retry_ms = value.iter().fold(0u64, |acc, digit| {
@@ -447,7 +485,7 @@ impl Parser {
                 }
             }
             // "Otherwise: The field is ignored."
-            _ => {}
+            Field::Id | Field::Other => {}
         }
     }
 

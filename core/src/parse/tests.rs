@@ -89,6 +89,23 @@ fn a_warm_parser_reuses_its_buffers() {
     assert_eq!(capacities, after);
 }
 
+#[test]
+fn a_cr_before_an_unfinished_line_with_invalid_bytes_is_a_whole_line_end() {
+    // The chunk's tail (after the CR) is not valid UTF-8, so only its complete lines are decoded: the
+    // CR that ends them is followed by the tail, and the next chunk's LF is a line end of its own.
+    let input = b"data: a\rdata: \xFF\n\ndata: b\n\n";
+    let whole = parse(&mut Parser::new(), &[input]);
+    assert_eq!(whole.len(), 2);
+    for split in 0..=input.len() {
+        let (a, b) = input.split_at(split);
+        assert_eq!(
+            parse(&mut Parser::new(), &[a, b]),
+            whole,
+            "split at {split}"
+        );
+    }
+}
+
 /// What a stream gave: its events (type, data, last event id), then the last event id, the retry and
 /// the count of oversized events.
 #[cfg(not(target_arch = "wasm32"))]
