@@ -221,7 +221,8 @@ impl Parser {
             return;
         }
         // The unfinished last line may end inside a character, or hold invalid bytes: only the complete
-        // lines are decoded now.
+        // lines are decoded now. (A chunk cut inside a character is so validated twice, the second time
+        // from the cache; checking its last byte first would cost every chunk a read far ahead.)
         let Some(last_end) = memrchr2(b'\r', b'\n', rest) else {
             self.extend_partial(rest);
             return;
