@@ -33,7 +33,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::control::reset_frame;
-use crate::log::{Evicted, LogEntry, LogLimits, Position, ReplayLog, RestoreError};
+use crate::log::{number_events, Evicted, LogEntry, LogLimits, Position, ReplayLog, RestoreError};
 use crate::plan::PlanUpdate;
 use crate::resume::Resume;
 use crate::wire::{HubMessage, WireFrame};
@@ -335,28 +335,11 @@ impl Hub {
         }
         let completes = complete_at.is_some();
         let summary = self.summary();
-        let entries = events
-            .into_iter()
-            .zip(summary.next_seq..)
-            .map(|(event, seq)| {
-                let id = Position {
-                    epoch: summary.epoch,
-                    seq,
-                }
-                .to_event_id();
-                let frame = Frame::new()
-                    .id(&id)
-                    .event(&event.name)
-                    .data(&event.data)
-                    .to_bytes();
-                LogEntry {
-                    seq,
-                    name: event.name,
-                    category: event.category,
-                    frame,
-                }
-            })
-            .collect();
+        let first = Position {
+            epoch: summary.epoch,
+            seq: summary.next_seq,
+        };
+        let entries = number_events(first, events);
         Ok(Batch { entries, completes })
     }
 

@@ -391,29 +391,7 @@ impl ReplayLog {
     /// batch is in (after storage has it).
     #[must_use]
     pub fn number(&self, events: Vec<NewEvent>) -> Vec<LogEntry> {
-        let first_seq = self.next_seq;
-        events
-            .into_iter()
-            .zip(first_seq..)
-            .map(|(event, seq)| {
-                let id = Position {
-                    epoch: self.epoch,
-                    seq,
-                }
-                .to_event_id();
-                let frame = Frame::new()
-                    .id(&id)
-                    .event(&event.name)
-                    .data(&event.data)
-                    .to_bytes();
-                LogEntry {
-                    seq,
-                    name: event.name,
-                    category: event.category,
-                    frame,
-                }
-            })
-            .collect()
+        number_events(self.next_position(), events)
     }
 
     /// The newest retained position.
@@ -536,6 +514,32 @@ impl ReplayLog {
     pub fn all(&self) -> vec_deque::Iter<'_, LogEntry> {
         self.entries.iter()
     }
+}
+
+/// Numbers `events` from `first` on and encodes each one's frame once, with its `id:`.
+pub(crate) fn number_events(first: Position, events: Vec<NewEvent>) -> Vec<LogEntry> {
+    events
+        .into_iter()
+        .zip(first.seq..)
+        .map(|(event, seq)| {
+            let id = Position {
+                epoch: first.epoch,
+                seq,
+            }
+            .to_event_id();
+            let frame = Frame::new()
+                .id(&id)
+                .event(&event.name)
+                .data(&event.data)
+                .to_bytes();
+            LogEntry {
+                seq,
+                name: event.name,
+                category: event.category,
+                frame,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

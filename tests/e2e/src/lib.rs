@@ -249,6 +249,18 @@ impl Wrangler {
         Subscription::open(&self.base, path, bearer, extra)
     }
 
+    /// Subscribes to the generic stream `stream` with a Bearer token, asserting a 200.
+    pub fn subscribe_stream(
+        &self,
+        stream: &str,
+        token: &str,
+        extra: &[(&str, &str)],
+    ) -> Subscription {
+        let sub = self.subscribe(&format!("/v1/streams/{stream}"), Some(token), extra);
+        assert_eq!(sub.status, 200, "subscribe to {stream}");
+        sub
+    }
+
     /// A URL on this instance.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)

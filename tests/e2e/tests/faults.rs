@@ -22,14 +22,7 @@ fn subscribe(
     token: &str,
     extra: &[(&str, &str)],
 ) -> Subscription {
-    let sub = Subscription::open(
-        &wrangler.base,
-        &format!("/v1/streams/{stream}"),
-        Some(token),
-        extra,
-    );
-    assert_eq!(sub.status, 200, "subscribe to {stream}");
-    sub
+    wrangler.subscribe_stream(stream, token, extra)
 }
 
 /// Every message until the stream ends (the reader thread sees EOF or a reset).

@@ -22,9 +22,7 @@ fn subscribe(
     token: &str,
     extra: &[(&str, &str)],
 ) -> Subscription {
-    let sub = wrangler.subscribe(&format!("/v1/streams/{stream}"), Some(token), extra);
-    assert_eq!(sub.status, 200, "subscribe to {stream}");
-    sub
+    wrangler.subscribe_stream(stream, token, extra)
 }
 
 fn started_ms(wrangler: &Wrangler, stream: &str, token: &str) -> u64 {
