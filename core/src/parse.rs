@@ -392,16 +392,12 @@ impl Parser {
             self.data.push('\n');
         }
         if let Some(id) = borrowed.id_buffer {
-            if self.id_buffer != id {
-                self.id_buffer.clear();
-                self.id_buffer.push_str(id);
-            }
+            self.id_buffer.clear();
+            self.id_buffer.push_str(id);
         }
         if let Some(id) = borrowed.last_event_id {
-            if self.last_event_id != id {
-                self.last_event_id.clear();
-                self.last_event_id.push_str(id);
-            }
+            self.last_event_id.clear();
+            self.last_event_id.push_str(id);
         }
     }
 
