@@ -152,9 +152,11 @@ pub(crate) fn print(setup: &Setup, cases: &[Case<'_>]) {
         );
     }
     if let (Some(par), Some(floor)) = (herald_par, best_of(Group::Parse, Role::Floor)) {
+        let share = floor.best.as_secs_f64() / par.best.as_secs_f64();
         println!(
-            "  (parser reaches {:.0}% of the memchr line scan)",
-            100.0 * floor.best.as_secs_f64() / par.best.as_secs_f64()
+            "  parser >= 30% of the memchr line scan: {:.0}%  {}",
+            100.0 * share,
+            verdict(share >= 0.3)
         );
     }
 
