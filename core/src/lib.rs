@@ -116,7 +116,8 @@ pub use plan::{
     PLAN_OVERVIEW,
 };
 pub use publish::{
-    parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits, STREAM_COMPLETE,
+    compact_json, parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits,
+    STREAM_COMPLETE,
 };
 pub use relay::{Relay, RelayPoll, RelaySettings};
 pub use resume::Resume;

@@ -517,8 +517,14 @@ impl EventFields {
 }
 
 /// Removes the whitespace JSON allows between tokens from already-validated JSON, keeping everything else
-/// (key order, number spelling, escapes) exactly as sent.
-fn compact_json(raw: &str) -> String {
+/// (key order, number spelling, escapes) exactly as sent: the form in which a publish's data is stored
+/// and measured against [`PublishLimits::event_bytes_max`].
+///
+/// ```
+/// assert_eq!(herald_core::compact_json("{ \"a\" : [1, 2], \"b\": \"x y\" }"), "{\"a\":[1,2],\"b\":\"x y\"}");
+/// ```
+#[must_use]
+pub fn compact_json(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let (mut in_string, mut escaped) = (false, false);
     for c in raw.chars() {

@@ -1,32 +1,8 @@
 //! Publish bodies from events: each event's JSON as the worker will measure it, and batches that
 //! stay under the worker's limits ([`PublishLimits`]).
 
-use herald_core::{EventName, PublishLimits};
+use herald_core::{compact_json, EventName, PublishLimits};
 use serde_json::value::RawValue;
-
-/// JSON text without the whitespace between its tokens, as the worker measures data. `json` must be
-/// valid JSON (whitespace inside strings is kept).
-fn compact(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in json.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// One event of a publish body (`{"event":..,"data":..}`) and the bytes of its data as the worker
 /// counts them: the text of a JSON string, else the compacted JSON.
@@ -41,7 +17,7 @@ pub(crate) fn event_json(
     } else {
         let raw: &RawValue =
             serde_json::from_str(data).map_err(|e| format!("data is not JSON ({e})"))?;
-        let json = compact(raw.get());
+        let json = compact_json(raw.get());
         let bytes = match serde_json::from_str::<String>(&json) {
             Ok(string) => string.len(),
             Err(_) => json.len(),

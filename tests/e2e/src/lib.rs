@@ -102,11 +102,24 @@ pub struct Wrangler {
     port: u16,
     persist: PathBuf,
     vars: Vec<(String, String)>,
+    /// Ready means `/healthz` answers 200; else any HTTP answer will do (a refused configuration
+    /// answers nothing but 500s).
+    healthy: bool,
 }
 
 impl Wrangler {
-    /// Starts an instance with a fresh persist directory and extra `--var`s.
+    /// Starts an instance with a fresh persist directory and extra `--var`s, and waits until
+    /// `/healthz` answers 200.
     pub fn start(vars: &[(&str, &str)]) -> Wrangler {
+        Self::start_with(vars, true)
+    }
+
+    /// Starts an instance whose settings may be refused: ready as soon as it answers anything.
+    pub fn start_answering(vars: &[(&str, &str)]) -> Wrangler {
+        Self::start_with(vars, false)
+    }
+
+    fn start_with(vars: &[(&str, &str)], healthy: bool) -> Wrangler {
         let persist = repo_root().join(".e2e").join(unique("state"));
         std::fs::create_dir_all(&persist).expect("persist dir");
         let mut vars: Vec<(String, String)> = vars
@@ -122,6 +135,7 @@ impl Wrangler {
             port: 0,
             persist,
             vars,
+            healthy,
         };
         // Another process may take the free port between our probe and wrangler's bind: try anew.
         for attempt in 1..=3 {
@@ -182,13 +196,13 @@ impl Wrangler {
         self.base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Ok(response) = ureq::get(&format!("{}/healthz", self.base))
+            match ureq::get(&format!("{}/healthz", self.base))
                 .timeout(Duration::from_secs(2))
                 .call()
             {
-                if response.status() == 200 {
-                    return Ok(());
-                }
+                Ok(response) if response.status() == 200 => return Ok(()),
+                Err(ureq::Error::Status(..)) if !self.healthy => return Ok(()),
+                _ => {}
             }
             if let Some(status) = self
                 .child

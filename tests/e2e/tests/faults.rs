@@ -16,15 +16,6 @@ use herald_e2e::{full_token, publish, request, stats, token, unique, Msg, Subscr
 /// Generous: the machine is small and shared.
 const WAIT: Duration = Duration::from_secs(30);
 
-fn subscribe(
-    wrangler: &Wrangler,
-    stream: &str,
-    token: &str,
-    extra: &[(&str, &str)],
-) -> Subscription {
-    wrangler.subscribe_stream(stream, token, extra)
-}
-
 /// Every message until the stream ends (the reader thread sees EOF or a reset).
 fn drain_until_end(sub: &Subscription) -> Vec<Msg> {
     let mut got = Vec::new();
@@ -82,7 +73,7 @@ fn restart_mid_stream_loses_and_duplicates_nothing() {
     let placement = [0usize, 0, 1];
     let subs: Vec<Subscription> = placement
         .iter()
-        .map(|&s| subscribe(&wrangler, &streams[s], &token, &[]))
+        .map(|&s| wrangler.subscribe_stream(&streams[s], &token, &[]))
         .collect();
 
     const CALM: u64 = 20; // published and seen before the publisher starts
@@ -193,12 +184,7 @@ fn restart_mid_stream_loses_and_duplicates_nothing() {
         .zip(&cursors)
         .map(|(&s, last)| {
             let last_id = format!("{}-{last}", epochs[s]);
-            subscribe(
-                &wrangler,
-                &streams[s],
-                &token,
-                &[("Last-Event-ID", &last_id)],
-            )
+            wrangler.subscribe_stream(&streams[s], &token, &[("Last-Event-ID", &last_id)])
         })
         .collect();
     for (s, stream) in streams.iter().enumerate() {
@@ -252,7 +238,7 @@ fn slow_consumer_is_cut_with_lagging_and_resumes_without_gap() {
         &[],
     );
     let readers: Vec<Subscription> = (0..3)
-        .map(|_| subscribe(&wrangler, &stream, &token, &[]))
+        .map(|_| wrangler.subscribe_stream(&stream, &token, &[]))
         .collect();
     wait_subscribers(&wrangler.base, &stream, &token, 4, WAIT).expect("four subscribers");
 
@@ -333,7 +319,7 @@ fn slow_consumer_is_cut_with_lagging_and_resumes_without_gap() {
     while rest.len() < (TOTAL - got) as usize {
         hops += 1;
         assert!(hops <= TOTAL, "resume makes no progress");
-        let sub = subscribe(&wrangler, &stream, &token, &[("Last-Event-ID", &cursor)]);
+        let sub = wrangler.subscribe_stream(&stream, &token, &[("Last-Event-ID", &cursor)]);
         loop {
             let msg = sub
                 .next_event(WAIT)
@@ -435,7 +421,7 @@ fn thousand_abrupt_disconnects_are_all_removed() {
     eprintln!("{CLIENTS} abrupt disconnects: subscriber count 0 after {slowest:?}");
 
     // The hubs still serve.
-    let sub = subscribe(&wrangler, &streams[0], &token, &[]);
+    let sub = wrangler.subscribe_stream(&streams[0], &token, &[]);
     let ids = publish(
         &wrangler.base,
         &streams[0],
@@ -451,7 +437,7 @@ fn bad_batch_mid_stream_stores_and_sends_nothing() {
     let wrangler = Wrangler::start(&[("HERALD_EVENT_BYTES_MAX", "1024")]);
     let token = full_token("acme");
     let stream = unique("batch");
-    let sub = subscribe(&wrangler, &stream, &token, &[]);
+    let sub = wrangler.subscribe_stream(&stream, &token, &[]);
     let ids = publish(
         &wrangler.base,
         &stream,
@@ -553,8 +539,8 @@ fn tenants_sharing_a_connection_id_are_isolated() {
     let wrangler = Wrangler::start(&[]);
     let (token_a, token_b) = (full_token("tenant-a"), full_token("tenant-b"));
     let shared = unique("shared");
-    let sub_a = subscribe(&wrangler, &shared, &token_a, &[]);
-    let sub_b = subscribe(&wrangler, &shared, &token_b, &[]);
+    let sub_a = wrangler.subscribe_stream(&shared, &token_a, &[]);
+    let sub_b = wrangler.subscribe_stream(&shared, &token_b, &[]);
     let event =
         |tenant: &str, n: u64| format!(r#"{{"event":"t","data":{{"tenant":"{tenant}","n":{n}}}}}"#);
     for n in 1..=3 {

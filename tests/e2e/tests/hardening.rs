@@ -767,119 +767,12 @@ fn an_unreadable_stored_plan_counts_as_no_plan() {
     );
 }
 
-/// A `wrangler dev` that may answer nothing but errors (the harness's [`Wrangler`] waits for a
-/// healthy `/healthz`, which a refused configuration never gives): the same test configuration
-/// (the built worker, no `[build]`), a fresh persist directory, the process group killed on drop.
-struct Unhealthy {
-    child: std::process::Child,
-    base: String,
-    dir: std::path::PathBuf,
-}
-
-impl Unhealthy {
-    fn start(vars: &[(&str, &str)]) -> Unhealthy {
-        use std::os::unix::process::CommandExt;
-        let root = herald_e2e::repo_root();
-        let dir = root.join(".e2e").join(unique("unhealthy"));
-        std::fs::create_dir_all(&dir).expect("persist dir");
-        let text = std::fs::read_to_string(root.join("wrangler.toml")).expect("wrangler.toml");
-        let mut config = String::new();
-        let mut in_build = false;
-        for line in text.lines() {
-            let trimmed = line.trim_start();
-            if trimmed.starts_with('[') {
-                in_build = trimmed == "[build]";
-            }
-            if in_build {
-                continue;
-            }
-            if trimmed.starts_with("main = ") {
-                let shim = root.join("edge-worker/build/worker/shim.mjs");
-                config.push_str(&format!("main = {:?}\n", shim.display().to_string()));
-            } else if let Some(directory) = trimmed.strip_prefix("directory = ") {
-                let directory = root.join(directory.trim().trim_matches('"'));
-                config.push_str(&format!(
-                    "directory = {:?}\n",
-                    directory.display().to_string()
-                ));
-            } else {
-                config.push_str(line);
-                config.push('\n');
-            }
-        }
-        std::fs::write(dir.join("wrangler.toml"), config).expect("write wrangler.toml");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("free port")
-            .port();
-        let path = std::env::join_paths(std::iter::once(root.join("node_modules/.bin")).chain(
-            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-        ))
-        .expect("PATH");
-        let mut command = std::process::Command::new(root.join("node_modules/.bin/wrangler"));
-        command
-            .current_dir(&root)
-            .args(["dev", "--config"])
-            .arg(dir.join("wrangler.toml"))
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--inspector-port", "0", "--persist-to"])
-            .arg(&dir)
-            .args([
-                "--var",
-                &format!("HERALD_TOKEN_KEY:{}", herald_e2e::TEST_KEY),
-            ])
-            .env("PATH", path)
-            .env("CI", "true")
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("HERALD_SKIP_BUILD", "1")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::fs::File::create(dir.join("wrangler.out")).expect("log"))
-            .stderr(std::fs::File::create(dir.join("wrangler.err")).expect("log"))
-            .process_group(0);
-        for (key, value) in vars {
-            command.arg("--var").arg(format!("{key}:{value}"));
-        }
-        let child = command.spawn().expect("start wrangler dev");
-        let unhealthy = Unhealthy {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while ureq::get(&format!("{}/healthz", unhealthy.base))
-            .timeout(Duration::from_secs(2))
-            .call()
-            .is_err_and(|error| matches!(error, ureq::Error::Transport(_)))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "wrangler dev did not answer in 90 s"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        unhealthy
-    }
-}
-
-impl Drop for Unhealthy {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = std::process::Command::new("kill")
-            .args(["-9", "--", &group])
-            .status();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 /// Item 10: a setting out of its range is refused, never truncated (4,294,967,296 was 0 as a 32-bit
 /// `usize`, so the log kept nothing): every request, `/healthz` included, answers 500 with a message
 /// naming the variable and its range.
 #[test]
 fn a_setting_out_of_range_is_refused_naming_the_variable() {
-    let wrangler = Unhealthy::start(&[("HERALD_LOG_BYTES_MAX", "4294967296")]);
+    let wrangler = Wrangler::start_answering(&[("HERALD_LOG_BYTES_MAX", "4294967296")]);
     let token = full_token("acme");
     for path in ["/healthz", "/v1/streams/x/stats", "/v1/streams/x"] {
         let answer = request(

@@ -10,20 +10,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use herald_e2e::faults::{split_id, wait_subscribers, Quiet};
-use herald_e2e::{full_token, publish, stats, unique, Msg, Subscription, Wrangler};
+use herald_e2e::{full_token, publish, stats, unique, Msg, Wrangler};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Silence long enough for workerd to evict an idle object.
 const IDLE: Duration = Duration::from_secs(25);
-
-fn subscribe(
-    wrangler: &Wrangler,
-    stream: &str,
-    token: &str,
-    extra: &[(&str, &str)],
-) -> Subscription {
-    wrangler.subscribe_stream(stream, token, extra)
-}
 
 fn started_ms(wrangler: &Wrangler, stream: &str, token: &str) -> u64 {
     stats(&wrangler.base, stream, token)["hub_started_ms"]
@@ -48,7 +39,7 @@ fn a_hub_with_an_open_subscriber_hibernates_and_the_next_publish_reaches_it() {
     let wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "2000")]);
     let token = full_token("acme");
     let stream = unique("sleepy");
-    let sub = subscribe(&wrangler, &stream, &token, &[]);
+    let sub = wrangler.subscribe_stream(&stream, &token, &[]);
     let first = publish(&wrangler.base, &stream, &token, &batch(1..3));
     assert_eq!(seqs(&sub.take(2, WAIT)), [1, 2]);
     let before = stats(&wrangler.base, &stream, &token);
@@ -138,7 +129,7 @@ fn resume_across_hibernation_and_restart_loses_nothing() {
     let mut wrangler = Wrangler::start(&[]);
     let token = full_token("acme");
     let stream = unique("resume");
-    let sub = subscribe(&wrangler, &stream, &token, &[]);
+    let sub = wrangler.subscribe_stream(&stream, &token, &[]);
     publish(&wrangler.base, &stream, &token, &batch(1..6));
     let seen = sub.take(5, WAIT);
     let last = seen[4].id.clone();
@@ -152,7 +143,7 @@ fn resume_across_hibernation_and_restart_loses_nothing() {
     assert!(woke["hub_started_ms"].as_u64() > Some(asleep_ms), "{woke}");
     assert_eq!(woke["log_loaded"], false, "{woke}");
 
-    let sub = subscribe(&wrangler, &stream, &token, &[("Last-Event-ID", &last)]);
+    let sub = wrangler.subscribe_stream(&stream, &token, &[("Last-Event-ID", &last)]);
     let resumed = sub.take(5, WAIT);
     assert_eq!(
         seqs(&resumed),
@@ -170,7 +161,7 @@ fn resume_across_hibernation_and_restart_loses_nothing() {
     // A restart of the runtime: everything in memory is gone, storage is not.
     wrangler.restart();
     publish(&wrangler.base, &stream, &token, &batch(11..13));
-    let sub = subscribe(&wrangler, &stream, &token, &[("Last-Event-ID", &last)]);
+    let sub = wrangler.subscribe_stream(&stream, &token, &[("Last-Event-ID", &last)]);
     assert_eq!(
         seqs(&sub.take(2, WAIT)),
         [11, 12],
