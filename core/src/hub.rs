@@ -430,14 +430,6 @@ impl Hub {
         }
     }
 
-    /// Forgets the log's entries, keeping its summary (what a hibernation does to memory).
-    pub fn unload_log(&mut self) {
-        self.log = HubLog::Summary {
-            summary: self.summary(),
-            sizes: None,
-        };
-    }
-
     /// Decides how a subscription starts.
     ///
     /// - Without an id on a running stream: live from now, and a fresh SQLMesh client gets the
