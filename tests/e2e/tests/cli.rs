@@ -378,10 +378,12 @@ fn tail_stops_at_stream_complete_and_on_a_complete_stream() {
 
 #[test]
 fn tail_with_tickets_gets_a_new_one_when_the_last_expired() {
-    // Tickets live 1 s and streams 2 s, so every reconnect finds its ticket expired.
+    // Tickets live 2 s and streams 3 s, so every reconnect finds its ticket expired. Expiry is in
+    // whole seconds, so a ticket lives between TTL - 1 and TTL seconds: a 1 s ticket could be
+    // expired on its first use.
     let wrangler = Wrangler::start(&[
-        ("HERALD_TICKET_TTL_S", "1"),
-        ("HERALD_STREAM_MAX_AGE_S", "2"),
+        ("HERALD_TICKET_TTL_S", "2"),
+        ("HERALD_STREAM_MAX_AGE_S", "3"),
         ("HERALD_RETRY_MS", "100"),
     ]);
     let token = full_token("acme");
@@ -399,7 +401,7 @@ fn tail_with_tickets_gets_a_new_one_when_the_last_expired() {
     tail.wait_subscribed(&wrangler, &stream, &token);
     let mut published = 0;
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(7) {
+    while started.elapsed() < Duration::from_secs(8) {
         published += 1;
         publish(
             &wrangler.base,
