@@ -158,7 +158,13 @@ fn a_runner_that_goes_quiet_loses_its_lease_and_cancel_completes() {
     assert_eq!(get(&wrangler, "/api/meta")["has_running_task"], true);
     // Then it dies; the UI cancels and the cancel waits for a runner that never answers.
     assert_eq!(post(&wrangler, "/api/plan/cancel", "").status, 204);
-    let cancelling = next_named(&ui, "plan-cancel", WAIT).expect("cancel starts");
+    // (The /api/meta calls above re-emitted the trackers, a `{}` cancel among them.)
+    let cancelling = loop {
+        let msg = next_named(&ui, "plan-cancel", WAIT).expect("cancel starts");
+        if tracker(&msg).get("cancel").is_some() {
+            break msg;
+        }
+    };
     assert_eq!(tracker(&cancelling)["cancel"]["meta"]["status"], "init");
     // The alarm ends it within the lease (5 s), well inside this deadline.
     let ended = next_named(&ui, "plan-cancel", Duration::from_secs(60))
@@ -173,10 +179,13 @@ fn a_runner_that_goes_quiet_loses_its_lease_and_cancel_completes() {
 
     // A plan nobody runs fails by itself, and a new one can open.
     assert_eq!(post(&wrangler, "/api/plan", "{}").status, 204);
+    let opened = get(&wrangler, "/api/plan/request")["opened_ms"].clone();
+    // (The last /api/meta re-emitted the cancelled plan's finished overview: skip it.)
     let overview = loop {
         let msg = next_named(&ui, "plan-overview", Duration::from_secs(60))
             .expect("the unserved plan fails");
-        if tracker(&msg)["meta"]["done"] == true {
+        let meta = &tracker(&msg)["meta"];
+        if meta["start"] == opened && meta["done"] == true {
             break msg;
         }
     };
@@ -224,7 +233,8 @@ fn a_thousand_model_plan_fits_its_trackers() {
         .collect();
     let details = json!({"models": models});
     let body = json!({"op":"start","stage":"backfills","details": details}).to_string();
-    assert!(body.len() > 200_000, "{} bytes", body.len());
+    // Well over the 64 KiB event bound that trackers used to share.
+    assert!(body.len() > 150_000, "{} bytes", body.len());
     runner(&wrangler, &body);
     let overview = next_named(&ui, "plan-overview", WAIT).expect("overview");
     assert_eq!(
