@@ -207,7 +207,7 @@ fn heartbeat_is_due_after_an_interval_of_silence_in_each_profile() {
             let due = HeartbeatPolicy::new(profile, HEARTBEAT_MS).frame(at + HEARTBEAT_MS);
             assert_eq!(
                 written(&mut relay, at + HEARTBEAT_MS),
-                event(2) + &String::from_utf8(due.to_vec()).unwrap(),
+                event(2) + core::str::from_utf8(&due).unwrap(),
                 "{profile:?}"
             );
         } else {

@@ -21,7 +21,12 @@ fn cookie_of(answer: &Answer) -> String {
 }
 
 fn new_session(wrangler: &Wrangler, bearer: &str) -> Answer {
-    request("POST", &wrangler.url("/v1/sessions"), Some(bearer), Some("{}"))
+    request(
+        "POST",
+        &wrangler.url("/v1/sessions"),
+        Some(bearer),
+        Some("{}"),
+    )
 }
 
 fn post_with(wrangler: &Wrangler, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
@@ -51,11 +56,7 @@ fn a_session_cookie_drives_sqlmesh_from_allowed_origins_only() {
     let own = wrangler.base.clone();
 
     // The cookie alone opens /api/events, as SQLMesh's EventSource does (withCredentials).
-    let ui = wrangler.subscribe(
-        "/api/events",
-        None,
-        &[("Cookie", &cookie), ("Origin", UI)],
-    );
+    let ui = wrangler.subscribe("/api/events", None, &[("Cookie", &cookie), ("Origin", UI)]);
     assert_eq!(ui.status, 200);
 
     // A cookie POST from the allowed origin opens a plan; CORS lets the page read the answer.
@@ -77,7 +78,10 @@ fn a_session_cookie_drives_sqlmesh_from_allowed_origins_only() {
     // From another origin, or with no Origin at all: 403, and nothing is emitted or stored.
     let before = log_events(&wrangler);
     for headers in [
-        vec![("Cookie", cookie.as_str()), ("Origin", "https://evil.example")],
+        vec![
+            ("Cookie", cookie.as_str()),
+            ("Origin", "https://evil.example"),
+        ],
         vec![("Cookie", cookie.as_str()), ("Origin", "null")],
         vec![("Cookie", cookie.as_str())],
     ] {
@@ -87,7 +91,11 @@ fn a_session_cookie_drives_sqlmesh_from_allowed_origins_only() {
             assert_eq!(refused.json()["error"], "forbidden");
         }
     }
-    assert_eq!(log_events(&wrangler), before, "a refused request changes nothing");
+    assert_eq!(
+        log_events(&wrangler),
+        before,
+        "a refused request changes nothing"
+    );
     // A forbidden origin gets no CORS grant either.
     let evil = post_with(
         &wrangler,
@@ -120,7 +128,12 @@ fn a_session_cookie_drives_sqlmesh_from_allowed_origins_only() {
         ("/v1/streams/default/events", r#"{"event":"x"}"#),
         ("/v1/tickets", r#"{"connectionId":"default"}"#),
     ] {
-        let refused = post_with(&wrangler, path, &[("Cookie", &cookie), ("Origin", UI)], body);
+        let refused = post_with(
+            &wrangler,
+            path,
+            &[("Cookie", &cookie), ("Origin", UI)],
+            body,
+        );
         assert_eq!(refused.status, 401, "{path}: {}", refused.body);
     }
     let request_route = request_with(
@@ -132,11 +145,21 @@ fn a_session_cookie_drives_sqlmesh_from_allowed_origins_only() {
     assert_eq!(request_route.status, 401);
     // A session is no Bearer token.
     let token_text = cookie.trim_start_matches("herald_session=").to_string();
-    let as_bearer = request("POST", &wrangler.url("/api/plan"), Some(&token_text), Some("{}"));
+    let as_bearer = request(
+        "POST",
+        &wrangler.url("/api/plan"),
+        Some(&token_text),
+        Some("{}"),
+    );
     assert_eq!(as_bearer.status, 401, "{}", as_bearer.body);
 
     // Renewal: the cookie, from an allowed origin, gets a fresh cookie.
-    let renewed = post_with(&wrangler, "/v1/sessions", &[("Cookie", &cookie), ("Origin", UI)], "");
+    let renewed = post_with(
+        &wrangler,
+        "/v1/sessions",
+        &[("Cookie", &cookie), ("Origin", UI)],
+        "",
+    );
     assert_eq!(renewed.status, 200, "{}", renewed.body);
     assert_eq!(renewed.json()["renewed"], true);
     assert!(cookie_of(&renewed).starts_with("herald_session="));
@@ -161,7 +184,12 @@ fn sessions_keep_their_token_s_tenant_scopes_and_streams() {
     let reader = cookie_for(&token("acme", &[Scope::Subscribe], None, 600));
     let sub = wrangler.subscribe("/api/events", None, &[("Cookie", &reader)]);
     assert_eq!(sub.status, 200);
-    let refused = post_with(&wrangler, "/api/plan", &[("Cookie", &reader), ("Origin", UI)], "{}");
+    let refused = post_with(
+        &wrangler,
+        "/api/plan",
+        &[("Cookie", &reader), ("Origin", UI)],
+        "{}",
+    );
     assert_eq!(refused.status, 403, "{}", refused.body);
     // Limited to other streams: not SQLMesh's.
     let other = cookie_for(&token("acme", &[Scope::Subscribe], Some(&["other"]), 600));
@@ -172,7 +200,13 @@ fn sessions_keep_their_token_s_tenant_scopes_and_streams() {
     // Another tenant's cookie reads its own hub: acme's plan is not there.
     let globex = cookie_for(&full_token("globex"));
     assert_eq!(
-        post_with(&wrangler, "/api/plan", &[("Cookie", &globex), ("Origin", UI)], "{}").status,
+        post_with(
+            &wrangler,
+            "/api/plan",
+            &[("Cookie", &globex), ("Origin", UI)],
+            "{}"
+        )
+        .status,
         204
     );
     let acme = wrangler.subscribe("/api/events", Some(&full_token("acme")), &[]);
@@ -201,7 +235,10 @@ fn sessions_keep_their_token_s_tenant_scopes_and_streams() {
         .as_str()
         .expect("ticket")
         .to_string();
-    for forged in [format!("herald_session={ticket}"), "herald_session=a.b.c".into()] {
+    for forged in [
+        format!("herald_session={ticket}"),
+        "herald_session=a.b.c".into(),
+    ] {
         let sub = wrangler.subscribe("/api/events", None, &[("Cookie", &forged)]);
         assert_eq!(sub.status, 401, "{forged}");
     }
@@ -215,7 +252,12 @@ fn sessions_keep_their_token_s_tenant_scopes_and_streams() {
     assert_eq!(with_fields.header("set-cookie"), None);
     let no_credential = request("POST", &wrangler.url("/v1/sessions"), None, Some("{}"));
     assert_eq!(no_credential.status, 401);
-    let with_ticket = request("POST", &wrangler.url("/v1/sessions"), Some(&ticket), Some("{}"));
+    let with_ticket = request(
+        "POST",
+        &wrangler.url("/v1/sessions"),
+        Some(&ticket),
+        Some("{}"),
+    );
     assert_eq!(with_ticket.status, 401);
 }
 
@@ -229,7 +271,10 @@ fn a_wildcard_never_carries_credentials_and_samesite_none_is_secure() {
     let made = new_session(&wrangler, &full_token("acme"));
     assert_eq!(made.status, 200, "{}", made.body);
     let set = made.header("set-cookie").expect("Set-Cookie").to_string();
-    assert!(set.contains("SameSite=None") && set.contains("Secure"), "{set}");
+    assert!(
+        set.contains("SameSite=None") && set.contains("Secure"),
+        "{set}"
+    );
     assert!(set.contains("Max-Age=600"), "{set}");
     let cookie = cookie_of(&made);
     // `*` lets any page read Bearer answers, but no origin may use the cookie through it.
@@ -261,5 +306,9 @@ fn a_bad_samesite_setting_is_refused() {
     let wrangler = Wrangler::start_answering(&[("HERALD_SESSION_SAMESITE", "loose")]);
     let answer = request("GET", &wrangler.url("/healthz"), None, None);
     assert_eq!(answer.status, 500);
-    assert!(answer.body.contains("HERALD_SESSION_SAMESITE"), "{}", answer.body);
+    assert!(
+        answer.body.contains("HERALD_SESSION_SAMESITE"),
+        "{}",
+        answer.body
+    );
 }

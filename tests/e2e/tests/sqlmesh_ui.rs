@@ -11,7 +11,12 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(15);
 
 fn post(wrangler: &Wrangler, path: &str, body: &str) -> Answer {
-    request("POST", &wrangler.url(path), Some(&full_token("acme")), Some(body))
+    request(
+        "POST",
+        &wrangler.url(path),
+        Some(&full_token("acme")),
+        Some(body),
+    )
 }
 
 fn runner(wrangler: &Wrangler, command: &str) -> Answer {
@@ -53,10 +58,16 @@ fn meta_answers_and_re_emits_and_finished_trackers_are_not_re_sent() {
     let wrangler = Wrangler::start(&[]);
     let meta = get(&wrangler, "/api/meta");
     assert_eq!(meta["has_running_task"], false);
-    assert!(meta["version"].as_str().is_some_and(|v| !v.is_empty()), "{meta}");
+    assert!(
+        meta["version"].as_str().is_some_and(|v| !v.is_empty()),
+        "{meta}"
+    );
 
     let ui = events(&wrangler);
-    assert_eq!(post(&wrangler, "/api/commands/apply", r#"{"environment":"dev"}"#).status, 204);
+    assert_eq!(
+        post(&wrangler, "/api/commands/apply", r#"{"environment":"dev"}"#).status,
+        204
+    );
     assert_eq!(ui.take(2, WAIT).len(), 2);
     let meta = get(&wrangler, "/api/meta");
     assert_eq!(meta["has_running_task"], true);
@@ -64,8 +75,14 @@ fn meta_answers_and_re_emits_and_finished_trackers_are_not_re_sent() {
     let again: Vec<String> = ui.take(3, WAIT).into_iter().map(|m| m.event).collect();
     assert_eq!(again, ["plan-overview", "plan-apply", "plan-cancel"]);
 
-    runner(&wrangler, r#"{"op":"finish","tracker":"overview","success":true}"#);
-    runner(&wrangler, r#"{"op":"finish","tracker":"apply","success":true}"#);
+    runner(
+        &wrangler,
+        r#"{"op":"finish","tracker":"overview","success":true}"#,
+    );
+    runner(
+        &wrangler,
+        r#"{"op":"finish","tracker":"apply","success":true}"#,
+    );
     let done = next_named(&ui, "plan-apply", WAIT).expect("the finished apply goes out live");
     assert_eq!(tracker(&done)["meta"]["status"], "success");
     assert_eq!(get(&wrangler, "/api/meta")["has_running_task"], false);
@@ -74,9 +91,15 @@ fn meta_answers_and_re_emits_and_finished_trackers_are_not_re_sent() {
     // SQLMesh forgets it: its UI would answer a finished plan-apply by starting a new plan.
     let late = events(&wrangler);
     let snapshot = late.take(3, WAIT);
-    let apply = snapshot.iter().find(|m| m.event == "plan-apply").expect("apply");
+    let apply = snapshot
+        .iter()
+        .find(|m| m.event == "plan-apply")
+        .expect("apply");
     assert_eq!(tracker(apply), json!({}));
-    let overview = snapshot.iter().find(|m| m.event == "plan-overview").expect("overview");
+    let overview = snapshot
+        .iter()
+        .find(|m| m.event == "plan-overview")
+        .expect("overview");
     assert_eq!(tracker(overview)["meta"]["status"], "success");
 }
 
@@ -128,7 +151,9 @@ fn the_runner_reads_the_request_with_its_categories() {
     assert_eq!(current["request"]["environment"], "dev");
     assert_eq!(current["request"]["plan_options"]["skip_tests"], true);
     let opened = current["opened_ms"].as_u64().expect("opened_ms");
-    let lease = current["lease_expires_ms"].as_u64().expect("lease_expires_ms");
+    let lease = current["lease_expires_ms"]
+        .as_u64()
+        .expect("lease_expires_ms");
     assert_eq!(lease, opened + 120_000, "the default lease is 120 s");
     // The runner's keep-alive renews the lease and emits nothing.
     let alive = runner(&wrangler, r#"{"op":"alive"}"#);
@@ -139,7 +164,12 @@ fn the_runner_reads_the_request_with_its_categories() {
     assert!(renewed >= lease, "{renewed} < {lease}");
     // The request route is the runner's: the publish scope.
     let reader = herald_e2e::token("acme", &[herald_core::Scope::Subscribe], None, 600);
-    let refused = request("GET", &wrangler.url("/api/plan/request"), Some(&reader), None);
+    let refused = request(
+        "GET",
+        &wrangler.url("/api/plan/request"),
+        Some(&reader),
+        None,
+    );
     assert_eq!(refused.status, 403);
 }
 
@@ -214,14 +244,25 @@ fn pings_come_on_a_fixed_clock_however_busy_the_stream_is() {
         }
     }
     assert!(files >= 10, "{files} events");
-    assert!(pings >= 3, "{pings} pings in 4.5 s of traffic at a 1 s interval");
+    assert!(
+        pings >= 3,
+        "{pings} pings in 4.5 s of traffic at a 1 s interval"
+    );
 }
 
 #[test]
 fn a_thousand_model_plan_fits_its_trackers() {
     let wrangler = Wrangler::start(&[]);
     let ui = events(&wrangler);
-    assert_eq!(post(&wrangler, "/api/commands/apply", r#"{"environment":"prod"}"#).status, 204);
+    assert_eq!(
+        post(
+            &wrangler,
+            "/api/commands/apply",
+            r#"{"environment":"prod"}"#
+        )
+        .status,
+        204
+    );
     ui.take(2, WAIT);
     let models: Vec<Value> = (0..1000)
         .map(|n| {
