@@ -77,6 +77,7 @@ extern crate alloc;
 
 mod auth;
 mod control;
+mod cookie;
 mod encode;
 mod filter;
 mod heartbeat;
@@ -96,6 +97,10 @@ pub use auth::{
     IdentifierError, Scope, Scopes, TenantId, TokenKind, VerifyOptions, TOKEN_BYTES_MAX,
 };
 pub use control::{lagging_frame, open_frame, reset_frame};
+pub use cookie::{
+    check_origin, cookie_is_secure, renew_session, session_cookie, session_from_token,
+    set_cookie_header, CsrfError, SameSite, SessionError, SessionPolicy, SESSION_COOKIE,
+};
 pub use encode::{EventId, EventName, Frame, IdError, NameError, KEEP_ALIVE};
 pub use filter::{Filter, FilterError, FilterErrorKind, FilterParam, Vocabulary};
 pub use heartbeat::{

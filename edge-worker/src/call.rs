@@ -40,6 +40,10 @@ pub(crate) enum HubCall {
     PlanCommand,
     /// SQLMesh `/api/plan/cancel`.
     PlanCancel,
+    /// SQLMesh `/api/meta`: the version and whether a plan runs; re-emits the trackers.
+    PlanMeta,
+    /// The open plan's request, for the runner (`/api/plan/request`).
+    PlanRequest,
 }
 
 impl HubCall {
@@ -53,13 +57,18 @@ impl HubCall {
             HubCall::PlanApply => "plan/apply",
             HubCall::PlanCommand => "plan/command",
             HubCall::PlanCancel => "plan/cancel",
+            HubCall::PlanMeta => "plan/meta",
+            HubCall::PlanRequest => "plan/request",
         }
     }
 
     /// The method the call is sent with.
     pub(crate) fn method(&self) -> Method {
         match self {
-            HubCall::Subscribe { .. } | HubCall::Stats => Method::Get,
+            HubCall::Subscribe { .. }
+            | HubCall::Stats
+            | HubCall::PlanMeta
+            | HubCall::PlanRequest => Method::Get,
             _ => Method::Post,
         }
     }
@@ -121,6 +130,8 @@ impl HubCall {
             "plan/apply" => HubCall::PlanApply,
             "plan/command" => HubCall::PlanCommand,
             "plan/cancel" => HubCall::PlanCancel,
+            "plan/meta" => HubCall::PlanMeta,
+            "plan/request" => HubCall::PlanRequest,
             _ => return Err(ApiError::NotFound),
         };
         if *method != call.method() {

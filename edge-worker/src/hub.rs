@@ -10,14 +10,14 @@ use std::cell::RefCell;
 
 use herald_core::{
     parse_publish, Batch, EventName, Filter, Hub as StreamHub, NewEvent, PlanCommand, PlanError,
-    PlanRequest, PlanSession, PlanUpdate, Refused, SubscriberRecord, Subscription,
+    PlanRequest, PlanSession, PlanUpdate, PublishLimits, Refused, SubscriberRecord, Subscription,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use worker::js_sys::Uint8Array;
 use worker::{
-    console_error, durable_object, DurableObject, Env, Request, Response, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
+    console_error, durable_object, DurableObject, Env, Request, Response, ScheduledTime, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::body::read_capped;
@@ -108,6 +108,20 @@ impl DurableObject for Hub {
         }
     }
 
+    /// The runner's lease on a running plan has ended, or was renewed meanwhile: the plan fails (or
+    /// its cancel completes) if no report came in time, else the alarm is set again for the new
+    /// end. An alarm does not keep the Hub awake while it waits.
+    async fn alarm(&self) -> worker::Result<Response> {
+        let outcome = match Config::get(&self.env) {
+            Ok(config) => self.check_lease(config).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            console_error!("plan lease check failed: {error:?}");
+        }
+        Response::empty()
+    }
+
     async fn websocket_message(
         &self,
         _ws: WebSocket,
@@ -173,6 +187,18 @@ fn refused(error: Refused, config: &Config) -> ApiError {
     }
 }
 
+/// A plan update as events to publish.
+fn plan_events(update: PlanUpdate) -> Vec<NewEvent> {
+    update
+        .into_iter()
+        .map(|(name, data)| NewEvent {
+            name: EventName::from_static(name),
+            data,
+            category: None,
+        })
+        .collect()
+}
+
 fn not_loaded() -> ApiError {
     ApiError::Internal("the hub's state is not loaded".into())
 }
@@ -219,8 +245,12 @@ impl Hub {
             }
             HubCall::PlanOpen | HubCall::PlanApply => {
                 config.publish.check_body(&body).map_err(publish_error)?;
-                let plan_request = PlanRequest::from_json(&body)
-                    .map_err(|e| ApiError::bad_request("invalid_plan", e))?;
+                // SQLMesh (FastAPI) answers 422 to a body that does not validate.
+                let plan_request =
+                    PlanRequest::from_json(&body).map_err(|e| ApiError::Unprocessable {
+                        code: "invalid_plan",
+                        message: e.to_string(),
+                    })?;
                 // SQLMesh: `/api/plan` previews (overview only); `/api/commands/apply` also applies.
                 let apply = call == HubCall::PlanApply;
                 self.plan_step(config, |session, now| {
@@ -231,6 +261,7 @@ impl Hub {
                     };
                     Ok(opened.into_update())
                 })?;
+                self.arm_lease(config).await?;
                 Ok(Response::empty()?.with_status(204))
             }
             HubCall::PlanCommand => {
@@ -240,6 +271,7 @@ impl Hub {
                 let ids = self.plan_step(config, |session, now| {
                     session.apply(command, now).map_err(illegal)
                 })?;
+                self.arm_lease(config).await?;
                 let cancelling = self.with_loaded(|loaded| {
                     Ok(loaded.plan.as_ref().is_some_and(PlanSession::is_cancelling))
                 })?;
@@ -253,7 +285,90 @@ impl Hub {
                 })?;
                 Ok(Response::empty()?.with_status(204))
             }
+            HubCall::PlanMeta => {
+                // As SQLMesh's `/api/meta`: a plan whose runner is gone ends here too, and every
+                // listener gets the current trackers again.
+                self.expire_lease(config)?;
+                let snapshot =
+                    self.with_loaded(|loaded| Ok(loaded.plan.as_ref().map(PlanSession::snapshot)))?;
+                if let Some(snapshot) = snapshot {
+                    self.publish(config, plan_events(snapshot))?;
+                }
+                let running = self.with_loaded(|loaded| {
+                    Ok(loaded
+                        .plan
+                        .as_ref()
+                        .is_some_and(|plan| plan.state().is_running()))
+                })?;
+                Ok(Response::from_json(&serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "has_running_task": running,
+                }))?)
+            }
+            HubCall::PlanRequest => {
+                let lease_ms = config.plan_lease_s.saturating_mul(1000);
+                let answer = self.with_loaded(|loaded| {
+                    Ok(match loaded.plan.as_ref() {
+                        None => serde_json::json!({ "state": "idle" }),
+                        Some(plan) => serde_json::json!({
+                            "state": plan.state(),
+                            "opened_ms": plan.opened_ms(),
+                            "lease_expires_ms": plan.lease_deadline_ms(lease_ms),
+                            "request": plan.request(),
+                        }),
+                    })
+                })?;
+                Ok(Response::from_json(&answer)?)
+            }
         }
+    }
+
+    /// Sets the alarm for the end of the runner's lease on the running plan (each accepted move
+    /// renews it). The alarm only checks; a plan that ended meanwhile makes it do nothing.
+    async fn arm_lease(&self, config: &Config) -> ApiResult<()> {
+        let lease_ms = config.plan_lease_s.saturating_mul(1000);
+        let deadline = self.with_loaded(|loaded| {
+            Ok(loaded
+                .plan
+                .as_ref()
+                .and_then(|plan| plan.lease_deadline_ms(lease_ms)))
+        })?;
+        if let Some(deadline_ms) = deadline {
+            let at = js_sys::Date::new(&(deadline_ms as f64).into());
+            self.state
+                .storage()
+                .set_alarm(ScheduledTime::new(at))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends a plan whose lease has run out; if the runner reported meanwhile, sets the alarm anew.
+    async fn check_lease(&self, config: &Config) -> ApiResult<()> {
+        self.ensure_loaded(config)?;
+        self.expire_lease(config)?;
+        self.arm_lease(config).await
+    }
+
+    /// Fails the running plan (or completes its cancel) if its runner's lease has ended.
+    fn expire_lease(&self, config: &Config) -> ApiResult<()> {
+        let lease_ms = config.plan_lease_s.saturating_mul(1000);
+        let now = now_ms();
+        let due = self.with_loaded(|loaded| {
+            Ok(loaded
+                .plan
+                .as_ref()
+                .and_then(|plan| plan.lease_deadline_ms(lease_ms))
+                .is_some_and(|deadline| now >= deadline))
+        })?;
+        if due {
+            self.plan_step(config, |session, now| {
+                session
+                    .expire_lease(now, lease_ms)
+                    .ok_or_else(|| ApiError::Internal("the plan's lease had not ended".into()))
+            })?;
+        }
+        Ok(())
     }
 
     fn ensure_loaded(&self, config: &Config) -> ApiResult<()> {
@@ -405,10 +520,14 @@ impl Hub {
         let (session, update, json) = self.with_loaded(|loaded| {
             let mut session = loaded.plan.clone().unwrap_or_default();
             let update = step(&mut session, now_ms())?;
-            // Trackers carry every stage's details, so they grow; one over the event bound is refused
-            // like an oversized publish.
-            config
-                .publish
+            // Trackers carry every stage's details, so they grow; one over its own bound
+            // (HERALD_TRACKER_BYTES_MAX, apart from published events') is refused like an oversized
+            // publish.
+            let limits = PublishLimits {
+                event_bytes_max: config.tracker_bytes_max,
+                ..config.publish
+            };
+            limits
                 .check_composed(update.events().iter().map(|(_, data)| data.as_str()))
                 .map_err(publish_error)?;
             let mut json =
@@ -420,15 +539,7 @@ impl Hub {
             }
             Ok((session, update, json))
         })?;
-        let events = update
-            .into_iter()
-            .map(|(name, data)| NewEvent {
-                name: EventName::from_static(name),
-                data,
-                category: None,
-            })
-            .collect();
-        let ids = self.publish(config, events)?;
+        let ids = self.publish(config, plan_events(update))?;
         self.with_loaded(|loaded| {
             loaded.plan = Some(session);
             Ok(loaded.store.set_meta(PLAN, &json)?)

@@ -408,6 +408,25 @@ pub fn request(method: &str, url: &str, bearer: Option<&str>, body: Option<&str>
     })
 }
 
+/// Sends a request with the given headers (a `Cookie`, an `Origin`, ...) and an optional JSON body.
+pub fn request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Answer {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    for (name, value) in headers {
+        req = req.set(name, value);
+    }
+    answer(match body {
+        Some(body) => req
+            .set("content-type", "application/json")
+            .send_string(body),
+        None => req.call(),
+    })
+}
+
 /// Publishes and returns the ids the hub assigned (panics unless 200).
 pub fn publish(base: &str, connection: &str, token: &str, body: &str) -> Vec<String> {
     let answer = request(
