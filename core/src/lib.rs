@@ -15,6 +15,7 @@
 //! - Streams: [`Hub`] is one stream's hub (publish, subscribe, the offer rule, over a log that may
 //!   stay in storage: [`LogSummary`]); [`Relay`] is one subscriber's side (first bytes, bounded
 //!   outbox, heartbeats, maximum age); a [`HubMessage`] carries frames from one to the other.
+//! - The stream directory: [`directory`] says what `GET /v1/streams` lists and when a hub reports.
 //! - SQLMesh plans: [`PlanSession`] is the stage-tracker state machine behind `/api/plan`.
 //! - Access: [`verify`] (bounded by [`VerifyOptions`] with [`verify_with`]) and [`mint`] handle HS256
 //!   tokens and tickets ([`Claims`]); [`ConnectionId`] and [`TenantId`] name a hub ([`hub_name`]);
@@ -78,6 +79,7 @@ extern crate alloc;
 mod auth;
 mod control;
 mod cookie;
+pub mod directory;
 mod encode;
 mod filter;
 mod heartbeat;

@@ -4,8 +4,8 @@
 //! clamped or truncated (a `usize` is 32 bits on wasm32: every value is checked before it becomes one).
 
 use herald_core::{
-    LogLimits, OutboxLimits, PublishLimits, SameSite, SessionPolicy, VerifyOptions, Vocabulary,
-    DEFAULT_HEARTBEAT_MS,
+    directory, LogLimits, OutboxLimits, PublishLimits, SameSite, SessionPolicy, VerifyOptions,
+    Vocabulary, DEFAULT_HEARTBEAT_MS,
 };
 use worker::Env;
 
@@ -67,6 +67,12 @@ pub(crate) struct Config {
     /// every model of a plan, so they have their own bound, apart from published events'.
     pub(crate) tracker_bytes_max: usize,
     pub(crate) categories: &'static [&'static str],
+    /// The most often a hub reports to its tenant's stream directory (`HERALD_DIRECTORY_REPORT_MS`):
+    /// `GET /v1/streams` is at most this far behind a hub's last change.
+    pub(crate) directory_report_ms: u64,
+    /// The most streams a tenant's directory keeps (`HERALD_DIRECTORY_ENTRIES_MAX`); past it, the
+    /// entries reported longest ago are dropped.
+    pub(crate) directory_entries_max: usize,
     /// Test-only (`HERALD_TEST_HOOKS=1` and `HERALD_TEST_FAIL_STORAGE=<event name>`): the Hub's
     /// append of a batch holding an event of this name fails after writing its rows, as storage
     /// failing mid-write would. Never set in production.
@@ -298,6 +304,20 @@ impl Config {
                 16 * MIB,
             )?,
             categories: categories(env),
+            directory_report_ms: bounded(
+                env,
+                "HERALD_DIRECTORY_REPORT_MS",
+                directory::REPORT_INTERVAL_MS_DEFAULT,
+                100,
+                3_600_000,
+            )?,
+            directory_entries_max: bounded_size(
+                env,
+                "HERALD_DIRECTORY_ENTRIES_MAX",
+                directory::ENTRIES_MAX_DEFAULT as u64,
+                1,
+                1_000_000,
+            )?,
             test_fail_storage: var(env, "HERALD_TEST_FAIL_STORAGE").filter(|_| test_hooks),
             test_unreadable_plan: test_hooks
                 && var(env, "HERALD_TEST_UNREADABLE_PLAN").as_deref() == Some("1"),

@@ -17,6 +17,31 @@ pub(crate) enum Family {
     RunnerJob,
 }
 
+impl Family {
+    /// Every family, for reading one back by name.
+    pub(crate) const ALL: [Family; 4] = [
+        Family::Generic,
+        Family::SqlMesh,
+        Family::Sluice,
+        Family::RunnerJob,
+    ];
+
+    /// The family's name, as the stream directory lists it.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Family::Generic => "generic",
+            Family::SqlMesh => "sqlmesh",
+            Family::Sluice => "sluice",
+            Family::RunnerJob => "runner-job",
+        }
+    }
+
+    /// The family named `name`, if any.
+    pub(crate) fn named(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|family| family.name() == name)
+    }
+}
+
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {
@@ -28,6 +53,8 @@ pub(crate) enum Endpoint {
     Session,
     /// SQLMesh `/api/meta`: version and running task; re-emits the plan trackers.
     PlanMeta,
+    /// The tenant's streams (the stream directory).
+    Directory,
     /// Subscribe to a stream of this family.
     Subscribe(Family),
     /// Publish to the stream named in the path.
@@ -78,6 +105,7 @@ pub(crate) const ROUTES: &[RouteSpec] = &[
     post("/v1/tickets", Endpoint::Ticket),
     post("/v1/sessions", Endpoint::Session),
     get("/api/meta", Endpoint::PlanMeta),
+    get("/v1/streams", Endpoint::Directory),
     get("/v1/streams/{id}", Endpoint::Subscribe(Family::Generic)),
     post("/v1/streams/{id}/events", Endpoint::Publish),
     get("/v1/streams/{id}/stats", Endpoint::Stats),

@@ -1,6 +1,7 @@
 //! The public routes: match the path, authenticate, validate what can be validated before a stream
 //! opens, and forward to the Hub named by (tenant, connection id).
 
+use herald_core::directory::ListQuery;
 use herald_core::{
     hub_name, mint, Claims, ConnectionId, Filter, HeartbeatPolicy, HeartbeatProfile, RelaySettings,
     Scope, TenantId, Vocabulary,
@@ -12,6 +13,7 @@ use crate::body::{read_capped, refuse_declared_over, SMALL_BODY_BYTES_MAX};
 use crate::call::HubCall;
 use crate::config::Config;
 use crate::cors;
+use crate::directory;
 use crate::error::{ApiError, ApiResult};
 pub(crate) use crate::route_table::Family;
 use crate::route_table::{self, Endpoint, Matched};
@@ -47,6 +49,7 @@ enum Route {
     Ticket,
     Session,
     PlanMeta,
+    Directory,
     Subscribe { connection: String, family: Family },
     Publish { connection: String },
     Stats { connection: String },
@@ -71,6 +74,7 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
         Endpoint::Ticket => Route::Ticket,
         Endpoint::Session => Route::Session,
         Endpoint::PlanMeta => Route::PlanMeta,
+        Endpoint::Directory => Route::Directory,
         Endpoint::Subscribe(family) => {
             let connection = match family {
                 Family::SqlMesh => SQLMESH_CONNECTION.into(),
@@ -127,6 +131,7 @@ impl Route {
             }
             Route::Ticket | Route::Session | Route::PlanCancel => Some(SMALL_BODY_BYTES_MAX),
             Route::Health
+            | Route::Directory
             | Route::PlanMeta
             | Route::PlanRequest
             | Route::Subscribe { .. }
@@ -178,6 +183,26 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             };
             Ok(Response::from_json(&body)?)
         }
+        Route::Directory => {
+            // A Bearer token or the session cookie (a ticket is for one stream's EventSource).
+            let accepts = Accepts {
+                ticket: false,
+                cookie: true,
+            };
+            let claims = authenticate(&request, &url, check, accepts)?.claims;
+            if !claims.scopes.contains(Scope::Subscribe) {
+                return Err(ApiError::Forbidden(
+                    "listing streams needs the subscribe scope".into(),
+                ));
+            }
+            let only = claims
+                .streams
+                .as_ref()
+                .map(|streams| streams.iter().map(|id| id.as_str().to_owned()).collect());
+            let query = ListQuery::new(query_value(&url, "limit").as_deref(), only)
+                .map_err(|e| ApiError::bad_request("invalid_limit", e))?;
+            directory::list(env, &claims.tenant, &query).await
+        }
         Route::Subscribe { connection, family } => {
             let connection = connection_id(&connection)?;
             let caller = authenticate(&request, &url, check, SUBSCRIBER)?;
@@ -202,6 +227,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 filter,
                 last_event_id,
                 credential: caller.credential_id(),
+                family,
             };
             let settings = RelaySettings {
                 outbox: config.outbox,
@@ -232,7 +258,11 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 Route::PlanCancel => (sqlmesh(), Scope::Publish, HubCall::PlanCancel),
                 Route::PlanMeta => (sqlmesh(), Scope::Subscribe, HubCall::PlanMeta),
                 Route::PlanRequest => (sqlmesh(), Scope::Publish, HubCall::PlanRequest),
-                Route::Health | Route::Ticket | Route::Session | Route::Subscribe { .. } => {
+                Route::Health
+                | Route::Ticket
+                | Route::Session
+                | Route::Directory
+                | Route::Subscribe { .. } => {
                     return Err(ApiError::Internal("route answered twice".into()))
                 }
             };
