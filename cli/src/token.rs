@@ -3,7 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use herald_core::{mint, Claims, ConnectionId, Scope, Scopes, TenantId, TokenKind, VerifyOptions};
+use herald_core::auth::VerifyOptions;
+use herald_core::{mint, Claims, ConnectionId, Scope, Scopes, TenantId, TokenKind};
 
 use crate::args::{self, Arg, Args, CliError, Env, KeySource};
 use crate::http;

@@ -135,7 +135,8 @@ impl ConnectionId {
     /// Validates `value` as a connection id.
     ///
     /// ```
-    /// use herald_core::{ConnectionId, IdentifierError};
+    /// use herald_core::ConnectionId;
+    /// use herald_core::auth::IdentifierError;
     /// assert_eq!(ConnectionId::new("plan-2026.02_a").unwrap().as_str(), "plan-2026.02_a");
     /// assert_eq!(
     ///     ConnectionId::new("a/b"),
@@ -176,7 +177,8 @@ impl TenantId {
     /// Validates `value` as a tenant id.
     ///
     /// ```
-    /// use herald_core::{IdentifierError, TenantId};
+    /// use herald_core::TenantId;
+    /// use herald_core::auth::IdentifierError;
     /// assert_eq!(TenantId::new("acme_eu-1").unwrap().as_str(), "acme_eu-1");
     /// assert_eq!(TenantId::new(""), Err(IdentifierError::Empty));
     /// ```
@@ -324,7 +326,7 @@ pub enum TokenKind {
     /// A narrow credential for one stream, meant for a URL (see the module docs).
     Ticket,
     /// A browser session, carried in an HttpOnly cookie: the scopes and streams of the access token it was made
-    /// from, for a short, renewable time (see [`crate::SessionPolicy`]).
+    /// from, for a short, renewable time (see [`crate::cookie::SessionPolicy`]).
     Session,
 }
 
@@ -633,7 +635,8 @@ pub fn verify(token: &str, key: &[u8], now_s: u64) -> Result<Claims, AuthError> 
 /// read. A failure here means 401.
 ///
 /// ```
-/// use herald_core::{mint, verify_with, AuthError, Claims, Scopes, TenantId, TokenKind, VerifyOptions};
+/// use herald_core::{mint, Claims, Scopes, TenantId, TokenKind};
+/// use herald_core::auth::{verify_with, AuthError, VerifyOptions};
 /// let key = b"an example key of thirty-two b..";
 /// let year = Claims {
 ///     tenant: TenantId::new("acme").unwrap(),

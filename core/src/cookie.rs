@@ -41,7 +41,7 @@ impl SameSite {
     /// Reads `Strict`, `Lax` or `None` (in any case).
     ///
     /// ```
-    /// use herald_core::SameSite;
+    /// use herald_core::cookie::SameSite;
     /// assert_eq!(SameSite::parse("none"), Some(SameSite::None));
     /// assert_eq!(SameSite::parse("loose"), None);
     /// ```
@@ -118,7 +118,8 @@ impl core::error::Error for SessionError {}
 /// streams, living `policy.ttl_s` but never past the token's own expiry.
 ///
 /// ```
-/// use herald_core::{session_from_token, Claims, Scopes, SessionPolicy, TenantId, TokenKind};
+/// use herald_core::{Claims, Scopes, TenantId, TokenKind};
+/// use herald_core::cookie::{session_from_token, SessionPolicy};
 /// let token = Claims { tenant: TenantId::new("acme").unwrap(), scopes: Scopes::ALL, streams: None,
 ///     exp_s: 10_000, iat_s: None, kind: TokenKind::Access };
 /// let session = session_from_token(&token, 1_000, &SessionPolicy::default()).unwrap();
@@ -170,7 +171,7 @@ pub fn renew_session(
 /// which browsers refuse without it. `host` is the URL's host, without port.
 ///
 /// ```
-/// use herald_core::{cookie_is_secure, SameSite};
+/// use herald_core::cookie::{cookie_is_secure, SameSite};
 /// assert!(!cookie_is_secure("http", "127.0.0.1", SameSite::Lax));
 /// assert!(cookie_is_secure("http", "127.0.0.1", SameSite::None));
 /// assert!(cookie_is_secure("https", "herald.example", SameSite::Lax));
@@ -184,7 +185,8 @@ pub fn cookie_is_secure(scheme: &str, host: &str, same_site: SameSite) -> bool {
 /// The `Set-Cookie` value that stores `token` (a minted session whose claims are `session`) at `now_s`.
 ///
 /// ```
-/// use herald_core::{set_cookie_header, Claims, Scopes, SameSite, TenantId, TokenKind};
+/// use herald_core::{Claims, Scopes, TenantId, TokenKind};
+/// use herald_core::cookie::{set_cookie_header, SameSite};
 /// let session = Claims { tenant: TenantId::new("acme").unwrap(), scopes: Scopes::ALL, streams: None,
 ///     exp_s: 4_600, iat_s: Some(1_000), kind: TokenKind::Session };
 /// assert_eq!(
@@ -211,7 +213,7 @@ pub fn set_cookie_header(
 /// separated by `; `). The first cookie of that name wins, as browsers send the most specific first.
 ///
 /// ```
-/// use herald_core::session_cookie;
+/// use herald_core::cookie::session_cookie;
 /// assert_eq!(session_cookie("theme=dark; herald_session=a.b.c"), Some("a.b.c"));
 /// assert_eq!(session_cookie("herald_sessionx=1"), None);
 /// ```
@@ -263,7 +265,7 @@ impl core::error::Error for CsrfError {}
 /// refused; another is refused only when `Sec-Fetch-Site` says `cross-site`.
 ///
 /// ```
-/// use herald_core::{check_origin, CsrfError};
+/// use herald_core::cookie::{check_origin, CsrfError};
 /// let allowed = ["https://ui.example".to_string(), "*".to_string()];
 /// let own = "https://herald.example";
 /// assert_eq!(check_origin(Some("https://ui.example"), None, own, &allowed, true), Ok(()));

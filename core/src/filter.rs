@@ -38,7 +38,7 @@ impl Filter {
 
     /// Reads `types` and `categories` from a raw query string (with or without its leading `?`), checking
     /// every value against `vocabulary`. Other parameters are ignored.
-    pub fn from_query(query: &str, vocabulary: &Vocabulary) -> Result<Filter, FilterError> {
+    pub fn from_query(query: &str, vocabulary: &Vocabulary<'_>) -> Result<Filter, FilterError> {
         let query = query.strip_prefix('?').unwrap_or(query);
         let mut filter = Filter::all();
         // URL Standard, application/x-www-form-urlencoded parsing:
@@ -198,12 +198,12 @@ fn hex_value(byte: &u8) -> Option<u8> {
 /// `None` for a parameter means "any syntactically valid value". A type value is known when it, or its
 /// namespace (the part before its first `:` or `.`), is listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Vocabulary {
-    types: Option<&'static [&'static str]>,
-    categories: Option<&'static [&'static str]>,
+pub struct Vocabulary<'a> {
+    types: Option<&'a [&'a str]>,
+    categories: Option<&'a [&'a str]>,
 }
 
-impl Vocabulary {
+impl Vocabulary<'static> {
     /// Dashtam's event categories (`SSEEventCategory`).
     pub const DASHTAM_CATEGORIES: &'static [&'static str] = &[
         "data_sync",
@@ -241,7 +241,9 @@ impl Vocabulary {
             categories: Some(Self::DASHTAM_CATEGORIES),
         }
     }
+}
 
+impl<'a> Vocabulary<'a> {
     /// Whether `category` belongs to this vocabulary: a publisher may only tag events with categories a
     /// subscriber could select. Any category belongs to a vocabulary without a category list.
     #[must_use]
@@ -252,10 +254,7 @@ impl Vocabulary {
 
     /// A custom vocabulary (`None`: any syntactically valid value).
     #[must_use]
-    pub const fn custom(
-        types: Option<&'static [&'static str]>,
-        categories: Option<&'static [&'static str]>,
-    ) -> Self {
+    pub const fn custom(types: Option<&'a [&'a str]>, categories: Option<&'a [&'a str]>) -> Self {
         Vocabulary { types, categories }
     }
 }

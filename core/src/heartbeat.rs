@@ -38,7 +38,7 @@ impl HeartbeatProfile {
     /// `heartbeat`. `comment` is [`HeartbeatProfile::Comment`]. Anything else is an error naming the value.
     ///
     /// ```
-    /// use herald_core::HeartbeatProfile;
+    /// use herald_core::heartbeat::HeartbeatProfile;
     /// let default = HeartbeatProfile::Comment;
     /// assert_eq!(HeartbeatProfile::requested(None, default), Ok(default));
     /// assert_eq!(HeartbeatProfile::requested(Some("event"), default), Ok(HeartbeatProfile::SluiceHeartbeat));
@@ -64,7 +64,7 @@ impl HeartbeatProfile {
     /// than after an interval of silence (the comment, which only keeps proxies from cutting an idle stream).
     ///
     /// ```
-    /// use herald_core::HeartbeatProfile;
+    /// use herald_core::heartbeat::HeartbeatProfile;
     /// assert!(HeartbeatProfile::SqlMeshPing.on_fixed_clock());
     /// assert!(!HeartbeatProfile::Comment.on_fixed_clock());
     /// ```

@@ -37,7 +37,7 @@ use crate::log::{number_events, Evicted, LogEntry, LogLimits, Position, ReplayLo
 use crate::plan::PlanUpdate;
 use crate::resume::Resume;
 use crate::wire::{HubMessage, WireFrame};
-use crate::{EventName, Filter, Frame, NewEvent, Vocabulary};
+use crate::{Filter, Frame, NewEvent, Vocabulary};
 
 /// What a hub knows of its log without reading it: enough to number events and to decide most
 /// subscriptions. The caller stores it beside the log and reads it on wake.
@@ -314,7 +314,7 @@ impl Hub {
     pub fn prepare(
         &self,
         events: Vec<NewEvent>,
-        vocabulary: &Vocabulary,
+        vocabulary: &Vocabulary<'_>,
     ) -> Result<Batch, Refused> {
         if let Some(category) = events
             .iter()
@@ -463,11 +463,10 @@ impl Hub {
             (Some(_), _) if up_to_date => {}
             (None, _) if !self.complete => {
                 for (name, json) in snapshot.iter().flat_map(|s| s.events()) {
-                    if record.filter.matches(name, None) {
-                        let event = EventName::from_static(name);
+                    if record.filter.matches(name.as_str(), None) {
                         message.frames.push(WireFrame {
                             seq: None,
-                            frame: Frame::new().event(&event).data(json).to_bytes(),
+                            frame: Frame::new().event(name).data(json).to_bytes(),
                         });
                     }
                 }

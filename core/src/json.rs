@@ -13,7 +13,7 @@
 //!   surrogate)", and "the behavior of software that receives JSON texts containing such values is
 //!   unpredictable". serde_json refuses them when it decodes a string, but not in a value it keeps raw.
 //!
-//! [`check`] reads the text once, without allocating, and stops at the first flaw, so nesting deeper
+//! `check` reads the text once, without allocating, and stops at the first flaw, so nesting deeper
 //! than the limit costs no more than the limit.
 
 use core::fmt;

@@ -2,24 +2,29 @@
 //!
 //! # Overview
 //!
-//! - Encoding: [`Frame`] writes one event of a `text/event-stream`. Its id and event name are the
-//!   validated [`EventId`] and [`EventName`], and data and comments are split on every line break, so a
-//!   frame can never inject a field; [`KEEP_ALIVE`] is the idle-stream comment.
-//! - Parsing: [`Parser`] is a push parser that follows the WHATWG "interpreting an event stream"
+//! The root holds the types most users need; everything else lives in the module of its rule.
+//!
+//! - [`encode`]: [`Frame`] writes one event of a `text/event-stream`. Its id and event name are the
+//!   validated [`EventId`] and [`EventName`], and data and comments are split on every line break,
+//!   so a frame can never inject a field; [`KEEP_ALIVE`] is the idle-stream comment.
+//! - [`parse`]: [`Parser`] is a push parser that follows the WHATWG "interpreting an event stream"
 //!   algorithm to the letter and hands out each [`Message`], whatever the chunking of its input.
-//! - Ids and replay: [`Position`] is an event id `<epoch>-<seq>`; [`ReplayLog`] is the bounded log
-//!   (by count and bytes) that answers "everything after id X" with frames or a [`Replay::Gap`].
-//! - Fan-out: [`Outbox`] is a subscriber's bounded queue; [`Filter`] selects events by `types=` and
-//!   `categories=`; [`HeartbeatPolicy`] says when a heartbeat is due and what it looks like;
-//!   [`open_frame`], [`reset_frame`] and [`lagging_frame`] are the control frames (never with an id).
-//! - Streams: [`Hub`] is one stream's hub (publish, subscribe, the offer rule, over a log that may
-//!   stay in storage: [`LogSummary`]); [`Relay`] is one subscriber's side (first bytes, bounded
-//!   outbox, heartbeats, maximum age); a [`HubMessage`] carries frames from one to the other.
-//! - The stream directory: [`directory`] says what `GET /v1/streams` lists and when a hub reports.
-//! - SQLMesh plans: [`PlanSession`] is the stage-tracker state machine behind `/api/plan`.
-//! - Access: [`verify`] (bounded by [`VerifyOptions`] with [`verify_with`]) and [`mint`] handle HS256
-//!   tokens and tickets ([`Claims`]); [`ConnectionId`] and [`TenantId`] name a hub ([`hub_name`]);
-//!   [`parse_publish`] validates publish bodies, whose data nests at most [`JSON_DEPTH_MAX`] levels.
+//! - [`log`]: [`Position`] is an event id `<epoch>-<seq>`; [`ReplayLog`] is the bounded log (by
+//!   count and bytes) that answers "everything after id X" with frames or a [`log::Replay::Gap`].
+//! - Fan-out: [`outbox`] is a subscriber's bounded queue; [`Filter`] ([`filter`]) selects events by
+//!   `types=` and `categories=`; [`heartbeat`] says when a heartbeat is due and what it looks like;
+//!   [`control`] makes the control frames (never with an id); [`resume`] reads a `Last-Event-ID`.
+//! - Streams: [`Hub`] ([`hub`]) is one stream's hub (publish, subscribe, the offer rule, over a log
+//!   that may stay in storage); [`Relay`] ([`relay`]) is one subscriber's side (first bytes,
+//!   bounded outbox, heartbeats, maximum age); a [`HubMessage`] ([`wire`]) carries frames from one
+//!   to the other.
+//! - [`directory`]: what `GET /v1/streams` lists and when a hub reports to it.
+//! - [`plan`]: the SQLMesh stage-tracker state machine behind `/api/plan`.
+//! - Access: [`auth`] mints and verifies HS256 tokens and tickets ([`mint`], [`verify`],
+//!   [`Claims`]); [`ConnectionId`] and [`TenantId`] name a hub ([`hub_name`]); [`cookie`] makes
+//!   browser sessions and checks their origin.
+//! - [`publish`]: [`parse_publish`] validates publish bodies, whose data nests at most
+//!   [`json::JSON_DEPTH_MAX`] levels.
 //!
 //! # Encode
 //!
@@ -54,7 +59,8 @@
 //! # Replay
 //!
 //! ```
-//! use herald_core::{EventName, Frame, LogEntry, LogLimits, Replay, ReplayLog};
+//! use herald_core::{EventName, Frame, ReplayLog};
+//! use herald_core::log::{LogEntry, LogLimits, Replay};
 //!
 //! let mut log = ReplayLog::new(1_700_000_000_000, LogLimits::default());
 //! let name = EventName::new("step.output").unwrap();
@@ -76,56 +82,31 @@
 
 extern crate alloc;
 
-mod auth;
-mod control;
-mod cookie;
+pub mod auth;
+pub mod control;
+pub mod cookie;
 pub mod directory;
-mod encode;
-mod filter;
-mod heartbeat;
-mod hub;
-mod json;
-mod log;
-mod outbox;
-mod parse;
-mod plan;
-mod publish;
-mod relay;
-mod resume;
-mod wire;
+pub mod encode;
+pub mod filter;
+pub mod heartbeat;
+pub mod hub;
+pub mod json;
+pub mod log;
+pub mod outbox;
+pub mod parse;
+pub mod plan;
+pub mod publish;
+pub mod relay;
+pub mod resume;
+pub mod wire;
 
-pub use auth::{
-    hub_name, mint, verify, verify_with, AuthError, Claims, ConnectionId, Forbidden,
-    IdentifierError, Scope, Scopes, TenantId, TokenKind, VerifyOptions, TOKEN_BYTES_MAX,
-};
-pub use control::{lagging_frame, open_frame, reset_frame};
-pub use cookie::{
-    check_origin, cookie_is_secure, renew_session, session_cookie, session_from_token,
-    set_cookie_header, CsrfError, SameSite, SessionError, SessionPolicy, SESSION_COOKIE,
-};
-pub use encode::{EventId, EventName, Frame, IdError, NameError, KEEP_ALIVE};
-pub use filter::{Filter, FilterError, FilterErrorKind, FilterParam, Vocabulary};
-pub use heartbeat::{
-    HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, UnknownHeartbeat, DEFAULT_HEARTBEAT_MS,
-};
-pub use hub::{Batch, Hub, LogSummary, Refused, SubscriberRecord, Subscription};
-pub use json::JSON_DEPTH_MAX;
-pub use log::{
-    Evicted, GapReason, LogEntry, LogLimits, Position, PositionError, Replay, ReplayLog,
-    RestoreError,
-};
-pub use outbox::{Outbox, OutboxLimits, Pushed};
+// The types most users need, at the root; everything else is in its module.
+pub use auth::{hub_name, mint, verify, Claims, ConnectionId, Scope, Scopes, TenantId, TokenKind};
+pub use encode::{EventId, EventName, Frame, KEEP_ALIVE};
+pub use filter::{Filter, Vocabulary};
+pub use hub::Hub;
+pub use log::{Position, ReplayLog};
 pub use parse::{Message, Parser};
-pub use plan::{
-    ApplyTracker, BodyError, CancelTracker, ChangeCategory, Opened, OverviewTracker, PlanCommand,
-    PlanDate, PlanDates, PlanError, PlanOptions, PlanRequest, PlanSession, PlanState, PlanUpdate,
-    Stage, StageMeta, StageState, Status, Tracker, TrackerBase, PLAN_APPLY, PLAN_CANCEL,
-    PLAN_OVERVIEW,
-};
-pub use publish::{
-    compact_json, parse_publish, publish_response_json, NewEvent, PublishError, PublishLimits,
-    STREAM_COMPLETE,
-};
-pub use relay::{Relay, RelayPoll, RelaySettings};
-pub use resume::Resume;
-pub use wire::{HubMessage, WireError, WireFrame};
+pub use publish::{parse_publish, NewEvent, PublishLimits, STREAM_COMPLETE};
+pub use relay::Relay;
+pub use wire::HubMessage;

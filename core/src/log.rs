@@ -261,7 +261,8 @@ impl core::error::Error for RestoreError {}
 /// # Example
 ///
 /// ```
-/// use herald_core::{EventName, Frame, GapReason, LogEntry, LogLimits, Position, Replay, ReplayLog};
+/// use herald_core::{EventName, Frame, Position, ReplayLog};
+/// use herald_core::log::{GapReason, LogEntry, LogLimits, Replay};
 ///
 /// let epoch = 1_700_000_000_000;
 /// let mut log = ReplayLog::new(epoch, LogLimits { events_max: 2, bytes_max: 1024 });

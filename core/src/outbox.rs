@@ -42,7 +42,8 @@ impl OutboxLimits {
     /// client resuming from the oldest id is not closed as `lagging` before it got anything live.
     ///
     /// ```
-    /// use herald_core::{LogLimits, OutboxLimits};
+    /// use herald_core::log::LogLimits;
+    /// use herald_core::outbox::OutboxLimits;
     /// let limits = OutboxLimits::for_log(LogLimits { events_max: 10, bytes_max: 4096 });
     /// assert_eq!(limits, OutboxLimits { frames_max: 10 + 256, bytes_max: 4096 + 256 * 1024 });
     /// ```

@@ -6,7 +6,7 @@
 //!
 //! How it stays fast: the complete lines of a chunk are validated as UTF-8 in one pass and then only
 //! borrowed. While a chunk is read, the event's type, single data line, id and the last event id are
-//! slices of it, held in [`Borrowed`] (a local of [`Parser::lines`], so nothing is copied or compared
+//! slices of it, held in `Borrowed` (a local of `Parser::lines`, so nothing is copied or compared
 //! per event); they are copied into the parser's own buffers once, when the chunk ends. Line ends are
 //! found with `memchr2` (a blank line by its first byte, without a search), and a field is recognised
 //! by its first bytes rather than by searching for its colon. Only a line cut by a chunk boundary is
@@ -16,7 +16,7 @@
 //! targets, which compare whole and split input):
 //! - `partial_bytes > 0` exactly when a line has started and its line end has not been seen yet.
 //! - `skip_lf` is set only when the last byte seen was a CR that ended a line.
-//! - A [`Borrowed`] never outlives the text it borrows from: [`Parser::keep`] consumes it.
+//! - A `Borrowed` never outlives the text it borrows from: `Parser::keep` consumes it.
 //! - When `Borrowed::data` is set, `Parser::data` is empty; otherwise `Parser::data` is the spec's
 //!   data buffer, which is empty or ends with LF.
 //! - Each other `Borrowed` field, when set, is the spec's buffer and the parser's own copy is stale.

@@ -25,7 +25,6 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -60,7 +59,8 @@ impl PublishLimits {
     /// [`PublishLimits::batch_bytes_max`], before it is parsed.
     ///
     /// ```
-    /// use herald_core::{PublishError, PublishLimits};
+    /// use herald_core::PublishLimits;
+    /// use herald_core::publish::PublishError;
     /// let limits = PublishLimits { batch_bytes_max: 4, ..PublishLimits::default() };
     /// assert_eq!(limits.check_body(b"{}"), Ok(()));
     /// assert_eq!(limits.check_body(b"{\"a\":1}"), Err(PublishError::BodyTooLarge { body_bytes: 7, bytes_max: 4 }));
@@ -335,22 +335,6 @@ pub fn parse_publish(body: &[u8], limits: &PublishLimits) -> Result<Vec<NewEvent
     }
 }
 
-/// The response to a successful publish: `{"ids":[...]}` with the ids in publish order.
-///
-/// ```
-/// assert_eq!(herald_core::publish_response_json(&["7-1", "7-2"]), r#"{"ids":["7-1","7-2"]}"#);
-/// ```
-pub fn publish_response_json(ids: &[impl AsRef<str>]) -> String {
-    #[derive(Serialize)]
-    struct Response<'a> {
-        ids: Vec<&'a str>,
-    }
-    let response = Response {
-        ids: ids.iter().map(AsRef::as_ref).collect(),
-    };
-    serde_json::to_string(&response).expect("a list of strings always serialises")
-}
-
 /// The state of one parse, shared by the serde visitors below.
 ///
 /// serde errors are text, so when a visitor refuses something it stores the typed error in `failure` and returns
@@ -521,7 +505,7 @@ impl EventFields {
 /// and measured against [`PublishLimits::event_bytes_max`].
 ///
 /// ```
-/// assert_eq!(herald_core::compact_json("{ \"a\" : [1, 2], \"b\": \"x y\" }"), "{\"a\":[1,2],\"b\":\"x y\"}");
+/// assert_eq!(herald_core::publish::compact_json("{ \"a\" : [1, 2], \"b\": \"x y\" }"), "{\"a\":[1,2],\"b\":\"x y\"}");
 /// ```
 #[must_use]
 pub fn compact_json(raw: &str) -> String {

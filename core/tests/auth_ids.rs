@@ -3,7 +3,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{hub_name, ConnectionId, IdentifierError, TenantId};
+use herald_core::auth::IdentifierError;
+use herald_core::{hub_name, ConnectionId, TenantId};
 
 fn forbidden(byte: u8, index: usize) -> Result<(), IdentifierError> {
     Err(IdentifierError::ForbiddenByte { byte, index })

@@ -1,9 +1,9 @@
 //! Property tests for ids, hub names and tokens against naive models.
 #![cfg(not(target_arch = "wasm32"))]
 
+use herald_core::auth::{verify_with, AuthError, VerifyOptions};
 use herald_core::{
-    hub_name, mint, verify, verify_with, AuthError, Claims, ConnectionId, Scope, Scopes, TenantId,
-    TokenKind, VerifyOptions,
+    hub_name, mint, verify, Claims, ConnectionId, Scope, Scopes, TenantId, TokenKind,
 };
 
 /// No bound on lifetime or issue time: for properties about everything else.

@@ -8,10 +8,10 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use herald_core::{
-    mint, verify, verify_with, AuthError, Claims, ConnectionId, Forbidden, IdentifierError, Scope,
-    Scopes, TenantId, TokenKind, VerifyOptions, TOKEN_BYTES_MAX,
+use herald_core::auth::{
+    verify_with, AuthError, Forbidden, IdentifierError, VerifyOptions, TOKEN_BYTES_MAX,
 };
+use herald_core::{mint, verify, Claims, ConnectionId, Scope, Scopes, TenantId, TokenKind};
 
 const KEY: &[u8] = b"herald-test-key-0123456789abcdef";
 const NOW_S: u64 = 1_800_000_000;

@@ -4,7 +4,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{EventId, EventName, Frame, IdError, NameError, Parser, KEEP_ALIVE};
+use herald_core::encode::{IdError, NameError};
+use herald_core::{EventId, EventName, Frame, Parser, KEEP_ALIVE};
 
 /// Parses `bytes` and returns the dispatched (type, data, last event id).
 fn parse(bytes: &[u8]) -> Vec<(String, String, String)> {

@@ -6,11 +6,14 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{
-    open_frame, reset_frame, EventName, Filter, Frame, GapReason, HeartbeatPolicy,
-    HeartbeatProfile, Hub, LogEntry, LogLimits, OutboxLimits, PlanCommand, PlanRequest,
-    PlanSession, Position, PublishLimits, Relay, RelayPoll, RelaySettings, ReplayLog, Subscription,
-};
+use herald_core::control::{open_frame, reset_frame};
+use herald_core::heartbeat::{HeartbeatPolicy, HeartbeatProfile};
+use herald_core::hub::Subscription;
+use herald_core::log::{GapReason, LogEntry, LogLimits};
+use herald_core::outbox::OutboxLimits;
+use herald_core::plan::{PlanCommand, PlanRequest, PlanSession};
+use herald_core::relay::{RelayPoll, RelaySettings};
+use herald_core::{EventName, Filter, Frame, Hub, Position, PublishLimits, Relay, ReplayLog};
 
 const EPOCH: u64 = 1_700_000_000_000;
 const T0: u64 = 1_772_188_200_000;

@@ -13,10 +13,10 @@ mod hub_world;
 
 use std::cell::Cell;
 
-use herald_core::{
-    Filter, Hub, LogEntry, LogLimits, LogSummary, NewEvent, Relay, RelayPoll, ReplayLog,
-    Subscription, Vocabulary,
-};
+use herald_core::hub::{LogSummary, Subscription};
+use herald_core::log::{LogEntry, LogLimits};
+use herald_core::relay::RelayPoll;
+use herald_core::{Filter, Hub, NewEvent, Relay, ReplayLog, Vocabulary};
 use hub_world::{id, job, settings, vocabulary, Ev, LastId, Op, World, EPOCH, NOW, OPEN};
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -5,10 +5,10 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{
-    parse_publish, BodyError, PlanCommand, PlanRequest, PlanSession, PublishError, PublishLimits,
-    JSON_DEPTH_MAX,
-};
+use herald_core::json::JSON_DEPTH_MAX;
+use herald_core::plan::{BodyError, PlanCommand, PlanRequest, PlanSession};
+use herald_core::publish::PublishError;
+use herald_core::{parse_publish, PublishLimits};
 
 /// A JSON value nesting `depth` levels: alternately arrays and objects, `1` at the bottom.
 fn nested(depth: usize) -> String {

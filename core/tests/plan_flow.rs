@@ -3,7 +3,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{PlanCommand, PlanError, PlanRequest, PlanSession, PlanState, Status};
+use herald_core::plan::{PlanCommand, PlanError, PlanRequest, PlanSession, PlanState, Status};
+use herald_core::EventName;
 use serde_json::Value;
 
 fn cmd(json: &str) -> PlanCommand {
@@ -11,7 +12,7 @@ fn cmd(json: &str) -> PlanCommand {
 }
 
 /// Applies a command that must be accepted; returns the event names and the parsed tracker JSON.
-fn ok(session: &mut PlanSession, json: &str, now_ms: u64) -> Vec<(&'static str, Value)> {
+fn ok(session: &mut PlanSession, json: &str, now_ms: u64) -> Vec<(EventName, Value)> {
     let update = session
         .apply(cmd(json), now_ms)
         .unwrap_or_else(|error| panic!("{json} refused: {error}"));
@@ -21,8 +22,8 @@ fn ok(session: &mut PlanSession, json: &str, now_ms: u64) -> Vec<(&'static str, 
         .collect()
 }
 
-fn names(events: &[(&'static str, Value)]) -> Vec<&'static str> {
-    events.iter().map(|(name, _)| *name).collect()
+fn names(events: &[(EventName, Value)]) -> Vec<&str> {
+    events.iter().map(|(name, _)| name.as_str()).collect()
 }
 
 /// The session's tracker as it stands (finished ones included, which a snapshot sends as `{}`).
@@ -244,8 +245,12 @@ fn a_cancelled_apply_waits_for_the_runner_then_fails_the_apply_tracker() {
     assert_eq!(session.state(), PlanState::Cancelled);
     // A finished cancel tracker, like a finished apply tracker, is `{}` in a snapshot.
     let snapshot = session.snapshot();
-    assert_eq!(snapshot.events()[1], ("plan-apply", "{}".to_string()));
-    assert_eq!(snapshot.events()[2], ("plan-cancel", "{}".to_string()));
+    let event = |index: usize| {
+        let (name, json) = &snapshot.events()[index];
+        (name.as_str(), json.as_str())
+    };
+    assert_eq!(event(1), ("plan-apply", "{}"));
+    assert_eq!(event(2), ("plan-cancel", "{}"));
 }
 
 #[test]

@@ -3,18 +3,40 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{
+use herald_core::plan::{
     BodyError, ChangeCategory, PlanCommand, PlanDate, PlanError, PlanRequest, PlanSession,
-    PlanState, Stage, Tracker,
+    PlanState, PlanUpdate, Stage, Tracker,
 };
+use herald_core::EventName;
 
 fn cmd(json: &str) -> PlanCommand {
     PlanCommand::from_json(json.as_bytes()).unwrap_or_else(|error| panic!("{json}: {error}"))
 }
 
+/// A tracker's event name as the literal the assertions compare with.
+fn tracker_name(name: &EventName) -> &'static str {
+    match name.as_str() {
+        "plan-overview" => "plan-overview",
+        "plan-apply" => "plan-apply",
+        "plan-cancel" => "plan-cancel",
+        other => panic!("not a tracker event: {other}"),
+    }
+}
+
+/// An update's events with their names as literals.
+fn named(update: PlanUpdate) -> Vec<(&'static str, String)> {
+    update
+        .into_iter()
+        .map(|(name, json)| (tracker_name(&name), json))
+        .collect()
+}
+
 fn step(session: &mut PlanSession, json: &str, now_ms: u64) -> Vec<(&'static str, String)> {
     match session.apply(cmd(json), now_ms) {
-        Ok(update) => update.into_iter().collect(),
+        Ok(update) => update
+            .into_iter()
+            .map(|(name, json)| (tracker_name(&name), json))
+            .collect(),
         Err(error) => panic!("{json} refused: {error}"),
     }
 }
@@ -41,7 +63,7 @@ fn a_full_request_opens_an_overview_tracker_with_sqlmesh_fields() {
     let mut session = PlanSession::new();
     let opened = session.open(request, 1_000);
     assert!(opened.is_started());
-    let events: Vec<_> = opened.into_update().into_iter().collect();
+    let events: Vec<_> = named(opened.into_update());
     assert_eq!(
         events,
         [(
@@ -83,7 +105,7 @@ fn an_apply_plan_emits_apply_then_overview() {
     let base = format!(
         r#"{{"meta":{{"status":"init","start":5,"done":false}},"environment":"dev","plan_options":{ALL_FALSE}}}"#
     );
-    let events: Vec<_> = opened.into_update().into_iter().collect();
+    let events: Vec<_> = named(opened.into_update());
     assert_eq!(
         events,
         [("plan-apply", base.clone()), ("plan-overview", base)]
@@ -257,11 +279,10 @@ fn backfill_progress_merges_one_task_without_resending_the_rest() {
 #[test]
 fn cancel_with_nothing_running_fails_the_cancel_stage() {
     let mut session = PlanSession::new();
-    let events: Vec<_> = session
+    let events = session
         .apply(PlanCommand::Cancel, 5)
-        .expect("cancel is answered")
-        .into_iter()
-        .collect();
+        .expect("cancel is answered");
+    let events = named(events);
     // SQLMesh's two events: the tracker as it starts, then its stage failed and itself `success`.
     let failed = r#"{"status":"fail","start":5,"end":5,"done":true,"duration":0}"#;
     let succeeded = r#"{"status":"success","start":5,"end":5,"done":true,"duration":0}"#;
@@ -283,7 +304,7 @@ fn cancel_with_nothing_running_fails_the_cancel_stage() {
 
 #[test]
 fn an_idle_snapshot_is_three_empty_objects() {
-    let snapshot: Vec<_> = PlanSession::new().snapshot().into_iter().collect();
+    let snapshot = named(PlanSession::new().snapshot());
     let empty = || "{}".to_string();
     assert_eq!(
         snapshot,

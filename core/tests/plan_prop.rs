@@ -1,9 +1,10 @@
 //! Random sequences of opens, runner commands and cancels against the session's invariants.
 #![cfg(not(target_arch = "wasm32"))]
 
-use herald_core::{
+use herald_core::plan::{
     PlanCommand, PlanDate, PlanError, PlanRequest, PlanSession, PlanState, Stage, Tracker,
 };
+use herald_core::EventName;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -205,13 +206,13 @@ proptest! {
 /// cancel sends its tracker twice, as SQLMesh does: as it starts, then as it ends).
 fn check_events(
     session: &PlanSession,
-    events: &[(&'static str, String)],
+    events: &[(EventName, String)],
 ) -> Result<(), TestCaseError> {
     for (index, (name, text)) in events.iter().enumerate() {
         if events[index + 1..].iter().any(|(later, _)| later == name) {
             continue;
         }
-        let current = match *name {
+        let current = match name.as_str() {
             "plan-overview" => serde_json::to_string(&session.overview()),
             "plan-apply" => serde_json::to_string(&session.apply_tracker()),
             "plan-cancel" => serde_json::to_string(&session.cancel_tracker()),

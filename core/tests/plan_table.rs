@@ -6,7 +6,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{
+use herald_core::plan::{
     PlanCommand, PlanDate, PlanError, PlanRequest, PlanSession, PlanState, Stage, Tracker,
 };
 
@@ -332,8 +332,13 @@ fn observe(state: PlanState, probe: Probe) -> Expect {
         environment: Some("prod".into()),
         ..PlanRequest::default()
     };
-    let names =
-        |update: &herald_core::PlanUpdate| -> Vec<&'static str> { update.names().collect() };
+    // The table lists names as `&'static str`: each observed name is leaked to compare with it.
+    let names = |update: &herald_core::plan::PlanUpdate| -> Vec<&'static str> {
+        update
+            .names()
+            .map(|name| &*Box::leak(String::from(name).into_boxed_str()))
+            .collect()
+    };
     let observed = match (probe, command(probe)) {
         (Probe::OpenPreview, _) | (Probe::OpenApply, _) => {
             let opened = match probe {

@@ -3,9 +3,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{
-    parse_publish, publish_response_json, IdentifierError, NewEvent, PublishError, PublishLimits,
-};
+use herald_core::auth::IdentifierError;
+use herald_core::publish::PublishError;
+use herald_core::{parse_publish, NewEvent, PublishLimits};
 
 /// An event as plain strings, so tables can state expectations without constructing names.
 type Plain = (&'static str, &'static str, Option<&'static str>);
@@ -613,16 +613,4 @@ fn errors_display_lowercase_and_name_the_place() {
     }
     let not_a_batch = PublishError::NotABatch.to_string();
     assert!(not_a_batch.starts_with("body must be") && !not_a_batch.ends_with('.'));
-}
-
-#[test]
-fn response_lists_ids_in_order() {
-    assert_eq!(publish_response_json(&["1-1"]), r#"{"ids":["1-1"]}"#);
-    assert_eq!(
-        publish_response_json(&[String::from("7-2"), String::from("7-3")]),
-        r#"{"ids":["7-2","7-3"]}"#
-    );
-    assert_eq!(publish_response_json(&[] as &[&str]), r#"{"ids":[]}"#);
-    // Escaped as JSON even though event ids never need it.
-    assert_eq!(publish_response_json(&["a\"b"]), r#"{"ids":["a\"b"]}"#);
 }

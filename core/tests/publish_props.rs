@@ -1,7 +1,8 @@
 //! Property tests for publish bodies against a naive model.
 #![cfg(not(target_arch = "wasm32"))]
 
-use herald_core::{parse_publish, PublishError, PublishLimits};
+use herald_core::publish::PublishError;
+use herald_core::{parse_publish, PublishLimits};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

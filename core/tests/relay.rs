@@ -6,10 +6,11 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use bytes::Bytes;
-use herald_core::{
-    HeartbeatPolicy, HeartbeatProfile, HubMessage, OutboxLimits, Relay, RelayPoll, RelaySettings,
-    WireError, WireFrame,
-};
+use herald_core::heartbeat::{HeartbeatPolicy, HeartbeatProfile};
+use herald_core::outbox::OutboxLimits;
+use herald_core::relay::{RelayPoll, RelaySettings};
+use herald_core::wire::{WireError, WireFrame};
+use herald_core::{HubMessage, Relay};
 
 const EPOCH: u64 = 1_700_000_000_000;
 /// 2026-02-27T10:30:00.000Z.

@@ -3,7 +3,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{lagging_frame, open_frame, reset_frame, GapReason, Position};
+use herald_core::control::{lagging_frame, open_frame, reset_frame};
+use herald_core::log::GapReason;
+use herald_core::Position;
 use serde_json::{json, Value};
 
 /// The frame's fields as (name, value) pairs, split the way the spec does ("field: value", one optional

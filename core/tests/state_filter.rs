@@ -3,7 +3,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{Filter, FilterErrorKind, FilterParam, Vocabulary};
+use herald_core::filter::{FilterErrorKind, FilterParam};
+use herald_core::{Filter, Vocabulary};
 
 enum Want {
     /// Expected `types` and `categories` (`None`: parameter absent).
@@ -18,7 +19,7 @@ enum Want {
 use FilterErrorKind::{Empty, ForbiddenByte, TooLong, TooMany, Unknown};
 use FilterParam::{Categories, Types};
 
-fn check(query: &str, vocabulary: Vocabulary, want: &Want) {
+fn check(query: &str, vocabulary: Vocabulary<'_>, want: &Want) {
     let got = Filter::from_query(query, &vocabulary);
     match (want, got) {
         (Want::Ok(types, categories), Ok(filter)) => {
@@ -53,7 +54,7 @@ fn query_vectors() {
     let open = Vocabulary::open();
     let sluice = Vocabulary::sluice();
     let dashtam = Vocabulary::dashtam();
-    let cases: &[(&str, Vocabulary, Want)] = &[
+    let cases: &[(&str, Vocabulary<'_>, Want)] = &[
         // Absent parameters: everything passes.
         ("", open, Want::Ok(None, None)),
         ("?", open, Want::Ok(None, None)),
@@ -282,7 +283,7 @@ fn matching_table() {
 
 #[test]
 fn error_messages_name_value_and_parameter() {
-    let message = |query: &str, vocabulary: Vocabulary| {
+    let message = |query: &str, vocabulary: Vocabulary<'_>| {
         Filter::from_query(query, &vocabulary)
             .unwrap_err()
             .to_string()

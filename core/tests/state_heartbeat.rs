@@ -3,7 +3,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, DEFAULT_HEARTBEAT_MS};
+use herald_core::heartbeat::{
+    HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, DEFAULT_HEARTBEAT_MS,
+};
 
 /// `Ok((frame, next_at_ms))` when due now, `Err(at_ms)` when later.
 type Due = Result<(&'static str, u64), u64>;

@@ -4,10 +4,8 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use bytes::Bytes;
-use herald_core::{
-    EventName, GapReason, LogEntry, LogLimits, NewEvent, Position, Replay, ReplayLog, RestoreError,
-    STREAM_COMPLETE,
-};
+use herald_core::log::{GapReason, LogEntry, LogLimits, Replay, RestoreError};
+use herald_core::{EventName, NewEvent, Position, ReplayLog, STREAM_COMPLETE};
 
 const EPOCH: u64 = 1_700_000_000_000;
 

@@ -4,7 +4,9 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use bytes::Bytes;
-use herald_core::{lagging_frame, Outbox, OutboxLimits, Position, Pushed};
+use herald_core::control::lagging_frame;
+use herald_core::outbox::{Outbox, OutboxLimits, Pushed};
+use herald_core::Position;
 
 const EPOCH: u64 = 42;
 

@@ -3,7 +3,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::{EventName, Frame, GapReason, LogEntry, LogLimits, Position, ReplayLog, Resume};
+use herald_core::log::{GapReason, LogEntry, LogLimits};
+use herald_core::resume::Resume;
+use herald_core::{EventName, Frame, Position, ReplayLog};
 
 const EPOCH: u64 = 1_700_000_000_000;
 

@@ -3,10 +3,12 @@
 //! range is a deployment error, reported as a 500 naming the variable rather than silently replaced,
 //! clamped or truncated (a `usize` is 32 bits on wasm32: every value is checked before it becomes one).
 
-use herald_core::{
-    directory, LogLimits, OutboxLimits, PublishLimits, SameSite, SessionPolicy, VerifyOptions,
-    Vocabulary, DEFAULT_HEARTBEAT_MS,
-};
+use herald_core::auth::VerifyOptions;
+use herald_core::cookie::{SameSite, SessionPolicy};
+use herald_core::heartbeat::DEFAULT_HEARTBEAT_MS;
+use herald_core::log::LogLimits;
+use herald_core::outbox::OutboxLimits;
+use herald_core::{directory, PublishLimits, Vocabulary};
 use worker::Env;
 
 use crate::error::{ApiError, ApiResult};
@@ -66,7 +68,8 @@ pub(crate) struct Config {
     /// The largest one plan tracker may be, in bytes (`HERALD_TRACKER_BYTES_MAX`): trackers carry
     /// every model of a plan, so they have their own bound, apart from published events'.
     pub(crate) tracker_bytes_max: usize,
-    pub(crate) categories: &'static [&'static str],
+    /// The categories publishers may use (`HERALD_CATEGORIES`).
+    pub(crate) categories: Vec<String>,
     /// The most often a hub reports to its tenant's stream directory (`HERALD_DIRECTORY_REPORT_MS`):
     /// `GET /v1/streams` is at most this far behind a hub's last change.
     pub(crate) directory_report_ms: u64,
@@ -133,23 +136,22 @@ fn list(env: &Env, name: &str) -> Option<Vec<String>> {
     })
 }
 
-/// The category vocabulary, read once per isolate: herald-core's `Vocabulary` borrows `'static`
-/// lists, and `HERALD_CATEGORIES` cannot change while an isolate lives, so it is leaked exactly once.
-fn categories(env: &Env) -> &'static [&'static str] {
-    static CATEGORIES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
-    CATEGORIES.get_or_init(|| match list(env, "HERALD_CATEGORIES") {
-        None => Vocabulary::DASHTAM_CATEGORIES,
-        Some(names) => {
-            let names: Vec<&'static str> = names
-                .into_iter()
-                .map(|n| &*Box::leak(n.into_boxed_str()))
-                .collect();
-            Box::leak(names.into_boxed_slice())
-        }
+/// The categories publishers may use (`HERALD_CATEGORIES`, default Dashtam's).
+fn categories(env: &Env) -> Vec<String> {
+    list(env, "HERALD_CATEGORIES").unwrap_or_else(|| {
+        Vocabulary::DASHTAM_CATEGORIES
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect()
     })
 }
 
 impl Config {
+    /// The configured categories, as the list a [`Vocabulary`] borrows.
+    pub(crate) fn category_names(&self) -> Vec<&str> {
+        self.categories.iter().map(String::as_str).collect()
+    }
+
     /// The settings, read from the environment once per isolate: every request used to pay a dozen
     /// calls into JS for values that cannot change while the isolate lives (a deploy starts new ones).
     pub(crate) fn get(env: &Env) -> ApiResult<&'static Config> {

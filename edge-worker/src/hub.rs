@@ -8,10 +8,9 @@
 
 use std::cell::RefCell;
 
-use herald_core::{
-    parse_publish, Batch, EventName, Filter, Hub as StreamHub, NewEvent, PlanCommand, PlanError,
-    PlanRequest, PlanSession, PlanUpdate, PublishLimits, Refused, SubscriberRecord, Subscription,
-};
+use herald_core::hub::{Batch, Refused, SubscriberRecord, Subscription};
+use herald_core::plan::{PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate};
+use herald_core::{parse_publish, Filter, Hub as StreamHub, NewEvent, PublishLimits};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use worker::js_sys::Uint8Array;
@@ -215,7 +214,7 @@ fn plan_events(update: PlanUpdate) -> Vec<NewEvent> {
     update
         .into_iter()
         .map(|(name, data)| NewEvent {
-            name: EventName::from_static(name),
+            name,
             data,
             category: None,
         })
@@ -538,7 +537,8 @@ impl Hub {
     /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before the
     /// first write, so a batch is all or nothing; subscribers hear of it only once storage has it.
     fn publish(&self, config: &Config, events: Vec<NewEvent>) -> ApiResult<Vec<String>> {
-        let vocabulary = Family::Generic.vocabulary(config);
+        let categories = config.category_names();
+        let vocabulary = Family::Generic.vocabulary(&categories);
         let mut guard = self.loaded.borrow_mut();
         let loaded = guard.as_mut().ok_or_else(not_loaded)?;
         let batch = loaded

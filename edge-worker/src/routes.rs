@@ -2,10 +2,9 @@
 //! opens, and forward to the Hub named by (tenant, connection id).
 
 use herald_core::directory::ListQuery;
-use herald_core::{
-    hub_name, mint, Claims, ConnectionId, Filter, HeartbeatPolicy, HeartbeatProfile, RelaySettings,
-    Scope, TenantId, Vocabulary,
-};
+use herald_core::heartbeat::{HeartbeatPolicy, HeartbeatProfile};
+use herald_core::relay::RelaySettings;
+use herald_core::{hub_name, mint, Claims, ConnectionId, Filter, Scope, TenantId, Vocabulary};
 use serde::{Deserialize, Serialize};
 use worker::{console_error, Date, Env, Headers, Method, Request, RequestInit, Response, Url};
 
@@ -33,11 +32,12 @@ impl Family {
         }
     }
 
-    /// The filter vocabulary of this family's streams.
-    pub(crate) fn vocabulary(self, config: &Config) -> Vocabulary {
+    /// The filter vocabulary of this family's streams; `categories` are the configured ones
+    /// (`Config::category_names`).
+    pub(crate) fn vocabulary<'a>(self, categories: &'a [&'a str]) -> Vocabulary<'a> {
         match self {
             Family::Sluice => Vocabulary::sluice(),
-            _ => Vocabulary::custom(None, Some(config.categories)),
+            _ => Vocabulary::custom(None, Some(categories)),
         }
     }
 }
@@ -208,8 +208,10 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             let caller = authenticate(&request, &url, check, SUBSCRIBER)?;
             let tenant = permit(&caller.claims, Scope::Subscribe, &connection)?;
             // Validate the filter and heartbeat here so that a bad value is a 400 before any stream opens.
-            let filter = Filter::from_query(url.query().unwrap_or(""), &family.vocabulary(config))
-                .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
+            let categories = config.category_names();
+            let filter =
+                Filter::from_query(url.query().unwrap_or(""), &family.vocabulary(&categories))
+                    .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
             let profile = HeartbeatProfile::requested(
                 query_value(&url, "heartbeat").as_deref(),
                 family.heartbeat_profile(),
@@ -318,10 +320,10 @@ struct TicketResponse<'a> {
     expires_at: u64,
 }
 
-pub(crate) fn publish_error(error: herald_core::PublishError) -> ApiError {
+pub(crate) fn publish_error(error: herald_core::publish::PublishError) -> ApiError {
     if error.is_too_large() {
         ApiError::TooLarge(error.to_string())
-    } else if matches!(error, herald_core::PublishError::Malformed { .. }) {
+    } else if matches!(error, herald_core::publish::PublishError::Malformed { .. }) {
         ApiError::bad_request("malformed_json", error)
     } else {
         ApiError::bad_request("invalid_event", error)

@@ -2,10 +2,12 @@
 //! `POST /v1/sessions`, which sets that cookie. The rules (what a session may do, how long it lives,
 //! which origins may use it) are herald-core's; this file reads and writes the headers.
 
-use herald_core::{
-    check_origin, cookie_is_secure, mint, renew_session, session_cookie, session_from_token,
-    set_cookie_header, verify_with, Claims, TokenKind,
+use herald_core::auth::verify_with;
+use herald_core::cookie::{
+    check_origin, cookie_is_secure, renew_session, session_cookie, session_from_token,
+    set_cookie_header,
 };
+use herald_core::{mint, Claims, TokenKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use worker::{Headers, Method, Request, Response, Url};

@@ -12,7 +12,9 @@
 //! cover (rows of a publish whose summary was never written, rows evicted but not yet deleted).
 
 use bytes::Bytes;
-use herald_core::{EventName, Evicted, LogEntry, LogSummary};
+use herald_core::hub::LogSummary;
+use herald_core::log::{Evicted, LogEntry};
+use herald_core::EventName;
 use worker::{SqlStorage, SqlStorageValue, State};
 
 const SCHEMA: &str = "

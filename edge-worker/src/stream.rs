@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use herald_core::{Relay, RelayPoll, RelaySettings};
+use herald_core::relay::{RelayPoll, RelaySettings};
+use herald_core::Relay;
 use worker::js_sys::{self, Uint8Array};
 use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::{JsCast, JsValue};

@@ -1,7 +1,8 @@
 //! Publish bodies from events: each event's JSON as the worker will measure it, and batches that
 //! stay under the worker's limits ([`PublishLimits`]).
 
-use herald_core::{compact_json, EventName, PublishLimits};
+use herald_core::publish::compact_json;
+use herald_core::{EventName, PublishLimits};
 use serde_json::value::RawValue;
 
 /// One event of a publish body (`{"event":..,"data":..}`) and the bytes of its data as the worker

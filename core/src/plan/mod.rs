@@ -8,7 +8,7 @@
 //! [`BodyError`] is a bad body (HTTP 400), [`PlanError`] a refused move (HTTP 409).
 //!
 //! ```
-//! use herald_core::{PlanCommand, PlanRequest, PlanSession, Stage};
+//! use herald_core::plan::{PlanCommand, PlanRequest, PlanSession, Stage};
 //!
 //! let mut session = PlanSession::new();
 //! let request = PlanRequest::from_json(br#"{"environment":"dev"}"#).unwrap();

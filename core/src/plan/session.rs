@@ -3,6 +3,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::EventName;
+
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -20,18 +22,18 @@ use super::tracker::{
 /// every change, never a delta; an absent tracker is `{}`, as SQLMesh sends it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlanUpdate {
-    events: Vec<(&'static str, String)>,
+    events: Vec<(EventName, String)>,
 }
 
 impl PlanUpdate {
     /// The events, in emission order.
-    pub fn events(&self) -> &[(&'static str, String)] {
+    pub fn events(&self) -> &[(EventName, String)] {
         &self.events
     }
 
     /// The event names, in emission order.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.events.iter().map(|(name, _)| *name)
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.events.iter().map(|(name, _)| name.as_str())
     }
 
     /// The number of events.
@@ -54,7 +56,7 @@ impl PlanUpdate {
             }
             // Event names are fixed ASCII constants, so they need no JSON escaping.
             object.push('"');
-            object.push_str(name);
+            object.push_str(name.as_str());
             object.push_str("\":");
             object.push_str(json);
         }
@@ -64,8 +66,8 @@ impl PlanUpdate {
 }
 
 impl IntoIterator for PlanUpdate {
-    type Item = (&'static str, String);
-    type IntoIter = alloc::vec::IntoIter<(&'static str, String)>;
+    type Item = (EventName, String);
+    type IntoIter = alloc::vec::IntoIter<(EventName, String)>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.events.into_iter()

@@ -5,6 +5,8 @@
 use alloc::string::String;
 use core::fmt;
 
+use crate::EventName;
+
 use serde::de::Error as _;
 use serde::ser::SerializeStruct as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -120,7 +122,7 @@ impl Tracker {
     }
 
     /// The SSE event name the whole tracker is emitted under (SQLMesh's `EventName`).
-    pub fn event_name(self) -> &'static str {
+    pub fn event_name(self) -> EventName {
         match self {
             Tracker::Overview => PLAN_OVERVIEW,
             Tracker::Apply => PLAN_APPLY,
@@ -136,11 +138,11 @@ impl fmt::Display for Tracker {
 }
 
 /// Event name of the overview tracker.
-pub const PLAN_OVERVIEW: &str = "plan-overview";
+pub const PLAN_OVERVIEW: EventName = EventName::from_static("plan-overview");
 /// Event name of the apply tracker.
-pub const PLAN_APPLY: &str = "plan-apply";
+pub const PLAN_APPLY: EventName = EventName::from_static("plan-apply");
 /// Event name of the cancel tracker.
-pub const PLAN_CANCEL: &str = "plan-cancel";
+pub const PLAN_CANCEL: EventName = EventName::from_static("plan-cancel");
 
 /// SQLMesh's `TrackableMeta`: `{status, start, end?, done, duration?}`, times in Unix epoch ms.
 ///

@@ -8,10 +8,13 @@
 //! a plain list of every event ever published; what each connection must receive is computed from
 //! it, and every step is checked against it.
 
+use herald_core::heartbeat::{HeartbeatPolicy, HeartbeatProfile};
+use herald_core::hub::{LogSummary, Refused, SubscriberRecord, Subscription};
+use herald_core::log::{LogEntry, LogLimits};
+use herald_core::outbox::OutboxLimits;
+use herald_core::relay::{RelayPoll, RelaySettings};
 use herald_core::{
-    Filter, HeartbeatPolicy, HeartbeatProfile, Hub, LogEntry, LogLimits, LogSummary, NewEvent,
-    OutboxLimits, Parser, Position, Refused, Relay, RelayPoll, RelaySettings, ReplayLog,
-    SubscriberRecord, Subscription, Vocabulary, STREAM_COMPLETE,
+    Filter, Hub, NewEvent, Parser, Position, Relay, ReplayLog, Vocabulary, STREAM_COMPLETE,
 };
 
 pub(crate) const EPOCH: u64 = 1_700_000_000_000;
@@ -24,7 +27,7 @@ const CATEGORIES: &[&str] = &["x", "y"];
 /// `all`, `types=job` and `categories=x`; `model_matches` states the same thing directly.
 const FILTERS: [&str; 3] = ["", "types=job", "categories=x"];
 
-pub(crate) fn vocabulary() -> Vocabulary {
+pub(crate) fn vocabulary() -> Vocabulary<'static> {
     Vocabulary::custom(None, Some(CATEGORIES))
 }
 
