@@ -77,6 +77,7 @@ extern crate alloc;
 
 mod auth;
 mod control;
+mod dashtam;
 mod encode;
 mod filter;
 mod heartbeat;
@@ -96,6 +97,9 @@ pub use auth::{
     IdentifierError, Scope, Scopes, TenantId, TokenKind, VerifyOptions, TOKEN_BYTES_MAX,
 };
 pub use control::{lagging_frame, open_frame, reset_frame};
+pub use dashtam::{
+    category_of_type, user_stream, user_stream_of, UserStreamError, USER_STREAM_PREFIX,
+};
 pub use encode::{EventId, EventName, Frame, IdError, NameError, KEEP_ALIVE};
 pub use filter::{Filter, FilterError, FilterErrorKind, FilterParam, Vocabulary};
 pub use heartbeat::{
@@ -120,5 +124,5 @@ pub use publish::{
     STREAM_COMPLETE,
 };
 pub use relay::{Relay, RelayPoll, RelaySettings};
-pub use resume::Resume;
+pub use resume::{JoinPolicy, Resume};
 pub use wire::{HubMessage, WireError, WireFrame};

@@ -2,7 +2,7 @@
 //! from it here, in one place. Nothing of the client's request reaches the Hub but what a call
 //! names: never its raw query string (a ticket stays out of the Hub's URL and the runtime's logs).
 
-use herald_core::Filter;
+use herald_core::{Filter, JoinPolicy};
 use worker::{Method, Url};
 
 use crate::error::{ApiError, ApiResult};
@@ -25,6 +25,7 @@ pub(crate) enum HubCall {
         filter: Filter,
         last_event_id: Option<String>,
         credential: String,
+        join: JoinPolicy,
     },
     /// Publish the request body (a publish batch).
     Publish,
@@ -83,9 +84,13 @@ impl HubCall {
                 filter,
                 last_event_id,
                 credential,
+                join,
             } = self
             {
                 query.append_pair("credential", credential);
+                if *join == JoinPolicy::FromOldest {
+                    query.append_pair("join", "oldest");
+                }
                 let filter =
                     serde_json::to_string(filter).map_err(|e| ApiError::Internal(e.to_string()))?;
                 query.append_pair("filter", &filter);
@@ -108,10 +113,16 @@ impl HubCall {
                 let credential = query(url, "credential")
                     .filter(|id| !id.is_empty() && id.len() <= TAG_CHARS_MAX)
                     .ok_or_else(|| bad("credential is missing or longer than a socket tag"))?;
+                let join = match query(url, "join").as_deref() {
+                    None => JoinPolicy::Live,
+                    Some("oldest") => JoinPolicy::FromOldest,
+                    Some(_) => return Err(bad("join is not `oldest`")),
+                };
                 HubCall::Subscribe {
                     filter,
                     last_event_id: query(url, "last_event_id"),
                     credential,
+                    join,
                 }
             }
             "publish" => HubCall::Publish,

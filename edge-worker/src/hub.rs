@@ -9,8 +9,8 @@
 use std::cell::RefCell;
 
 use herald_core::{
-    parse_publish, Batch, EventName, Filter, Hub as StreamHub, NewEvent, PlanCommand, PlanError,
-    PlanRequest, PlanSession, PlanUpdate, Refused, SubscriberRecord, Subscription,
+    parse_publish, Batch, EventName, Filter, Hub as StreamHub, JoinPolicy, NewEvent, PlanCommand,
+    PlanError, PlanRequest, PlanSession, PlanUpdate, Refused, SubscriberRecord, Subscription,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -195,11 +195,12 @@ impl Hub {
                 filter,
                 last_event_id,
                 credential,
+                join,
             } => self.subscribe(
                 request,
                 config,
                 filter,
-                last_event_id.as_deref(),
+                (last_event_id.as_deref(), join),
                 &credential,
             ),
             HubCall::Publish => {
@@ -444,7 +445,7 @@ impl Hub {
         request: &Request,
         config: &Config,
         filter: Filter,
-        last_event_id: Option<&str>,
+        (last_event_id, join): (Option<&str>, JoinPolicy),
         credential: &str,
     ) -> ApiResult<Response> {
         if !request
@@ -473,10 +474,12 @@ impl Hub {
         }
         self.with_loaded(|loaded| {
             let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
-            let mut decision =
-                loaded
-                    .hub
-                    .subscribe(filter.clone(), last_event_id, snapshot.as_ref());
+            let mut decision = loaded.hub.subscribe_joining(
+                filter.clone(),
+                last_event_id,
+                snapshot.as_ref(),
+                join,
+            );
             if decision == Subscription::NeedsLog {
                 let evicted = loaded
                     .hub
@@ -485,9 +488,10 @@ impl Hub {
                 if let Some(through) = evicted.through_seq {
                     loaded.store.delete_through(through)?;
                 }
-                decision = loaded
-                    .hub
-                    .subscribe(filter, last_event_id, snapshot.as_ref());
+                decision =
+                    loaded
+                        .hub
+                        .subscribe_joining(filter, last_event_id, snapshot.as_ref(), join);
             }
             match decision {
                 Subscription::Finished => Ok(Response::empty()?.with_status(204)),

@@ -15,6 +15,8 @@ pub(crate) enum Family {
     Sluice,
     /// `/runner-jobs/{id}/events/stream`: CI runner step events, comment heartbeats.
     RunnerJob,
+    /// `/api/v1/events`: Dashtam's per-user stream, named by the token; comment heartbeats.
+    Dashtam,
 }
 
 /// What a route does.
@@ -85,6 +87,7 @@ pub(crate) const ROUTES: &[RouteSpec] = &[
         Endpoint::Subscribe(Family::RunnerJob),
     ),
     post("/runner-jobs/{jobId}/events", Endpoint::Publish),
+    get("/api/v1/events", Endpoint::Subscribe(Family::Dashtam)),
 ];
 
 /// How a path matched the table.

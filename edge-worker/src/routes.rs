@@ -2,8 +2,9 @@
 //! opens, and forward to the Hub named by (tenant, connection id).
 
 use herald_core::{
-    hub_name, mint, verify_with, Claims, ConnectionId, Filter, HeartbeatPolicy, HeartbeatProfile,
-    RelaySettings, Scope, TenantId, TokenKind, VerifyOptions, Vocabulary,
+    hub_name, mint, user_stream, verify_with, Claims, ConnectionId, Filter, HeartbeatPolicy,
+    HeartbeatProfile, JoinPolicy, RelaySettings, Scope, TenantId, TokenKind, VerifyOptions,
+    Vocabulary,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,7 +28,18 @@ impl Family {
         match self {
             Family::SqlMesh => HeartbeatProfile::SqlMeshPing,
             Family::Sluice => HeartbeatProfile::SluiceHeartbeat,
-            Family::Generic | Family::RunnerJob => HeartbeatProfile::Comment,
+            Family::Generic | Family::RunnerJob | Family::Dashtam => HeartbeatProfile::Comment,
+        }
+    }
+
+    /// What a client that connects without a `Last-Event-ID` gets (herald-core's [`JoinPolicy`]
+    /// says why): a runner job's output so far, then live; every other family, live only.
+    pub(crate) fn join_policy(self) -> JoinPolicy {
+        match self {
+            Family::RunnerJob => JoinPolicy::FromOldest,
+            Family::Generic | Family::SqlMesh | Family::Sluice | Family::Dashtam => {
+                JoinPolicy::Live
+            }
         }
     }
 
@@ -75,7 +87,8 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
                         "the connectionId query parameter is required",
                     )
                 })?,
-                Family::Generic | Family::RunnerJob => param,
+                // Dashtam's stream is the user's, named by the token (see `dispatch`).
+                Family::Generic | Family::RunnerJob | Family::Dashtam => param,
             };
             Route::Subscribe { connection, family }
         }
@@ -175,8 +188,17 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             Ok(Response::from_json(&body)?)
         }
         Route::Subscribe { connection, family } => {
-            let connection = connection_id(&connection)?;
+            let connection = match family {
+                Family::Dashtam => None,
+                _ => Some(connection_id(&connection)?),
+            };
             let claims = subscriber_claims(&request, &url, key, now_s, &config.verify)?;
+            // Dashtam: the stream is the user's that the verified token names, never one the
+            // request chooses, so one user's token cannot reach another's stream.
+            let connection = match connection {
+                Some(connection) => connection,
+                None => user_stream(&claims).map_err(|e| ApiError::Forbidden(e.to_string()))?,
+            };
             let tenant = permit(&claims, Scope::Subscribe, &connection)?;
             // Validate the filter and heartbeat here so that a bad value is a 400 before any stream opens.
             let filter = Filter::from_query(url.query().unwrap_or(""), &family.vocabulary(config))
@@ -193,11 +215,14 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 .get("last-event-id")?
                 .or_else(|| query_value(&url, "lastEventId"))
                 .or_else(|| query_value(&url, "last_event_id"))
+                // Dashtam's clients put it in the query under the header's name.
+                .or_else(|| query_value(&url, "Last-Event-ID"))
                 .filter(|id| !id.is_empty());
             let call = HubCall::Subscribe {
                 filter,
                 last_event_id,
                 credential: credential_id(&request, &url)?,
+                join: family.join_policy(),
             };
             let settings = RelaySettings {
                 outbox: config.outbox,
