@@ -90,6 +90,7 @@ mod plan;
 mod publish;
 mod relay;
 mod resume;
+mod sluice;
 mod wire;
 
 pub use auth::{
@@ -125,4 +126,8 @@ pub use publish::{
 };
 pub use relay::{Relay, RelayPoll, RelaySettings};
 pub use resume::{JoinPolicy, Resume};
+pub use sluice::{
+    fresh_ingest_events, ingest_body_for, ingest_connections, parse_ingest, IngestError,
+    IngestEvent, FRAMEWORKS, JOB_STATES, WORKER_STATES,
+};
 pub use wire::{HubMessage, WireError, WireFrame};
