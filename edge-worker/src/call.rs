@@ -29,6 +29,9 @@ pub(crate) enum HubCall {
     },
     /// Publish the request body (a publish batch).
     Publish,
+    /// Ingest the request body (sluice ingest events of this hub's stream), skipping events it
+    /// still holds (a retry).
+    Ingest,
     /// Report the hub's counters.
     Stats,
     /// Close every subscriber socket; clients resume.
@@ -48,6 +51,7 @@ impl HubCall {
         match self {
             HubCall::Subscribe { .. } => "subscribe",
             HubCall::Publish => "publish",
+            HubCall::Ingest => "ingest",
             HubCall::Stats => "stats",
             HubCall::Disconnect => "disconnect",
             HubCall::PlanOpen => "plan/open",
@@ -69,7 +73,11 @@ impl HubCall {
     pub(crate) fn has_body(&self) -> bool {
         matches!(
             self,
-            HubCall::Publish | HubCall::PlanOpen | HubCall::PlanApply | HubCall::PlanCommand
+            HubCall::Publish
+                | HubCall::Ingest
+                | HubCall::PlanOpen
+                | HubCall::PlanApply
+                | HubCall::PlanCommand
         )
     }
 
@@ -126,6 +134,7 @@ impl HubCall {
                 }
             }
             "publish" => HubCall::Publish,
+            "ingest" => HubCall::Ingest,
             "stats" => HubCall::Stats,
             "disconnect" => HubCall::Disconnect,
             "plan/open" => HubCall::PlanOpen,

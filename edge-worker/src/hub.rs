@@ -9,8 +9,9 @@
 use std::cell::RefCell;
 
 use herald_core::{
-    parse_publish, Batch, EventName, Filter, Hub as StreamHub, JoinPolicy, NewEvent, PlanCommand,
-    PlanError, PlanRequest, PlanSession, PlanUpdate, Refused, SubscriberRecord, Subscription,
+    fresh_ingest_events, parse_ingest, parse_publish, Batch, EventName, Filter, Hub as StreamHub,
+    JoinPolicy, NewEvent, PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate, Refused,
+    SubscriberRecord, Subscription,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -24,7 +25,7 @@ use crate::body::read_capped;
 use crate::call::HubCall;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
-use crate::routes::{publish_error, Family};
+use crate::routes::{ingest_error, publish_error, Family};
 use crate::storage::{Store, PLAN};
 use crate::stream::now_ms;
 
@@ -208,6 +209,38 @@ impl Hub {
                 let ids = self.publish(config, events)?;
                 Ok(Response::from_json(&Published { ids })?)
             }
+            HubCall::Ingest => {
+                let events = parse_ingest(&body, &config.publish).map_err(ingest_error)?;
+                let fresh = self.with_loaded(|loaded| {
+                    let mut failure = None;
+                    let fresh = fresh_ingest_events(&events, |fingerprint| {
+                        loaded.store.seen(fingerprint).unwrap_or_else(|error| {
+                            failure.get_or_insert(error);
+                            true
+                        })
+                    });
+                    match failure {
+                        Some(error) => Err(error.into()),
+                        None => Ok(fresh),
+                    }
+                })?;
+                let duplicates = events.len() - fresh.len();
+                let (new_events, fingerprints): (Vec<NewEvent>, Vec<String>) = fresh
+                    .into_iter()
+                    .filter_map(|index| events.get(index))
+                    .map(|e| (e.event.clone(), e.fingerprint.clone()))
+                    .unzip();
+                let ids = if new_events.is_empty() {
+                    Vec::new()
+                } else {
+                    self.publish_remembering(config, new_events, &fingerprints)?
+                };
+                Ok(Response::from_json(&serde_json::json!({
+                    "ids": ids,
+                    "accepted": ids.len(),
+                    "duplicates": duplicates,
+                }))?)
+            }
             HubCall::Stats => self.stats(),
             HubCall::Disconnect => {
                 let sockets = self.state.get_websockets();
@@ -312,6 +345,17 @@ impl Hub {
     /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before the
     /// first write, so a batch is all or nothing; subscribers hear of it only once storage has it.
     fn publish(&self, config: &Config, events: Vec<NewEvent>) -> ApiResult<Vec<String>> {
+        self.publish_remembering(config, events, &[])
+    }
+
+    /// [`Hub::publish`], storing with the events the fingerprints of ingested ones (one per event,
+    /// in order, or none), in the same write.
+    fn publish_remembering(
+        &self,
+        config: &Config,
+        events: Vec<NewEvent>,
+        fingerprints: &[String],
+    ) -> ApiResult<Vec<String>> {
         let vocabulary = Family::Generic.vocabulary(config);
         let mut guard = self.loaded.borrow_mut();
         let loaded = guard.as_mut().ok_or_else(not_loaded)?;
@@ -331,11 +375,17 @@ impl Hub {
                 .iter()
                 .any(|entry| entry.name.as_str() == name)
         });
+        let fingerprints: Vec<(u64, &str)> = batch
+            .entries
+            .iter()
+            .zip(fingerprints)
+            .map(|(entry, fingerprint)| (entry.seq, fingerprint.as_str()))
+            .collect();
         let stored = loaded.store.append(
             &batch.entries,
+            &fingerprints,
             &loaded.hub.summary(),
-            evicted,
-            batch.completes,
+            (evicted, batch.completes),
             fail_after_rows,
         );
         // Should storage fail, memory is ahead of the truth: forget it and read storage again on

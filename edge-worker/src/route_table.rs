@@ -42,6 +42,8 @@ pub(crate) enum Endpoint {
     PlanStage,
     /// SQLMesh `/api/plan/cancel`.
     PlanCancel,
+    /// sluice `/api/ingest`: a batch of ingest events, each to its `connectionId`'s stream.
+    Ingest,
 }
 
 /// One route: `method` and a path `template` whose `{name}` segments are parameters.
@@ -88,6 +90,7 @@ pub(crate) const ROUTES: &[RouteSpec] = &[
     ),
     post("/runner-jobs/{jobId}/events", Endpoint::Publish),
     get("/api/v1/events", Endpoint::Subscribe(Family::Dashtam)),
+    post("/api/ingest", Endpoint::Ingest),
 ];
 
 /// How a path matched the table.

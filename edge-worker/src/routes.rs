@@ -2,9 +2,9 @@
 //! opens, and forward to the Hub named by (tenant, connection id).
 
 use herald_core::{
-    hub_name, mint, user_stream, verify_with, Claims, ConnectionId, Filter, HeartbeatPolicy,
-    HeartbeatProfile, JoinPolicy, RelaySettings, Scope, TenantId, TokenKind, VerifyOptions,
-    Vocabulary,
+    hub_name, ingest_body_for, ingest_connections, mint, parse_ingest, user_stream, verify_with,
+    Claims, ConnectionId, Filter, HeartbeatPolicy, HeartbeatProfile, JoinPolicy, RelaySettings,
+    Scope, TenantId, TokenKind, VerifyOptions, Vocabulary,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -65,6 +65,7 @@ enum Route {
     PlanApply,
     PlanStage,
     PlanCancel,
+    Ingest,
 }
 
 /// Matches the request against the route table and takes the connection id from where the route
@@ -99,6 +100,7 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
         Endpoint::PlanApply => Route::PlanApply,
         Endpoint::PlanStage => Route::PlanStage,
         Endpoint::PlanCancel => Route::PlanCancel,
+        Endpoint::Ingest => Route::Ingest,
     })
 }
 
@@ -135,9 +137,11 @@ impl Route {
     /// never read.
     fn body_bytes_max(&self, config: &Config) -> Option<usize> {
         match self {
-            Route::Publish { .. } | Route::PlanOpen | Route::PlanApply | Route::PlanStage => {
-                Some(config.publish.batch_bytes_max)
-            }
+            Route::Publish { .. }
+            | Route::PlanOpen
+            | Route::PlanApply
+            | Route::PlanStage
+            | Route::Ingest => Some(config.publish.batch_bytes_max),
             Route::Ticket | Route::PlanCancel => Some(SMALL_BODY_BYTES_MAX),
             Route::Health
             | Route::Subscribe { .. }
@@ -232,6 +236,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             };
             relay(env, config, &tenant, &connection, &call, settings, &request).await
         }
+        Route::Ingest => ingest(request, env, config, key, now_s).await,
         // The rest take a Bearer token and go to one hub operation each. The SQLMesh plan routes act
         // on the tenant's SQLMesh hub and need the publish scope.
         other => {
@@ -246,13 +251,73 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 Route::PlanApply => (sqlmesh(), Scope::Publish, HubCall::PlanApply),
                 Route::PlanStage => (sqlmesh(), Scope::Publish, HubCall::PlanCommand),
                 Route::PlanCancel => (sqlmesh(), Scope::Publish, HubCall::PlanCancel),
-                Route::Health | Route::Ticket | Route::Subscribe { .. } => {
+                Route::Health | Route::Ticket | Route::Subscribe { .. } | Route::Ingest => {
                     return Err(ApiError::Internal("route answered twice".into()))
                 }
             };
             let bearer = Bearer { key, now_s, scope };
             forward_bearer(request, env, bearer, &connection, call, body_bytes_max).await
         }
+    }
+}
+
+/// sluice's `POST /api/ingest`: checks the whole batch and the token's publish scope on every
+/// stream it names before anything is stored, then sends each stream's events to its hub, which
+/// skips the ones it already holds (herald-core's ingest rules). Hubs are separate, so a batch that
+/// spans streams is stored stream by stream: should one hub fail, the ones before it keep their
+/// events, and the sender's retry stores only what is missing.
+async fn ingest(
+    mut request: Request,
+    env: &Env,
+    config: &Config,
+    key: &[u8],
+    now_s: u64,
+) -> ApiResult<Response> {
+    let claims = bearer_claims(&request, key, now_s, &config.verify)?;
+    let body = read_capped(&mut request, config.publish.batch_bytes_max).await?;
+    let events = parse_ingest(&body, &config.publish).map_err(ingest_error)?;
+    let connections = ingest_connections(&events);
+    for connection in &connections {
+        permit(&claims, Scope::Publish, connection)?;
+    }
+    let mut totals = IngestAnswer::default();
+    for connection in &connections {
+        let body = ingest_body_for(connection, &events).into_bytes();
+        let call = HubCall::Ingest;
+        let mut answer = forward(
+            env,
+            &claims.tenant,
+            connection,
+            &call,
+            Headers::new(),
+            Some(body),
+        )
+        .await?;
+        if answer.status_code() != 200 {
+            return Ok(answer);
+        }
+        let stored: IngestAnswer = answer.json().await?;
+        totals.ids.extend(stored.ids);
+        totals.accepted += stored.accepted;
+        totals.duplicates += stored.duplicates;
+    }
+    Ok(Response::from_json(&totals)?)
+}
+
+/// What `POST /api/ingest` answers (and each hub answers it): the ids of the events stored, how
+/// many that is, and how many were skipped as already stored.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct IngestAnswer {
+    ids: Vec<String>,
+    accepted: usize,
+    duplicates: usize,
+}
+
+pub(crate) fn ingest_error(error: herald_core::IngestError) -> ApiError {
+    if error.is_too_large() {
+        ApiError::TooLarge(error.to_string())
+    } else {
+        ApiError::bad_request("invalid_ingest", error)
     }
 }
 

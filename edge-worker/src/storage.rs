@@ -10,6 +10,12 @@
 //! the commit point: a publish writes its rows, then the summary (with completion) in one statement,
 //! then deletes what it evicted; and a Hub that loads its meta deletes the rows the summary does not
 //! cover (rows of a publish whose summary was never written, rows evicted but not yet deleted).
+//!
+//! `herald_seen` holds the fingerprints of ingested sluice events (herald-core's `IngestEvent`),
+//! each with the sequence number of the event it was stored as. They are written with the log's
+//! rows, before the summary, and follow the rows' fate: deleted when their event is evicted, and
+//! deleted on load when the summary does not cover their event. So an ingested event is recognised
+//! exactly as long as it is in the log, and a failed publish leaves no fingerprint behind.
 
 use bytes::Bytes;
 use herald_core::{EventName, Evicted, LogEntry, LogSummary};
@@ -22,7 +28,8 @@ CREATE TABLE IF NOT EXISTS herald_log (
   name TEXT NOT NULL,
   category TEXT,
   frame BLOB NOT NULL
-);";
+);
+CREATE TABLE IF NOT EXISTS herald_seen (fingerprint TEXT PRIMARY KEY, seq INTEGER NOT NULL);";
 
 /// Keys of `herald_meta`.
 const EPOCH: &str = "epoch";
@@ -124,10 +131,12 @@ impl Store {
                 summary
             }
         };
-        self.sql.exec(
-            "DELETE FROM herald_log WHERE seq < ? OR seq >= ?",
-            vec![seq_value(summary.oldest_seq)?, seq_value(summary.next_seq)?],
-        )?;
+        for table in ["herald_log", "herald_seen"] {
+            self.sql.exec(
+                &format!("DELETE FROM {table} WHERE seq < ? OR seq >= ?"),
+                vec![seq_value(summary.oldest_seq)?, seq_value(summary.next_seq)?],
+            )?;
+        }
         Ok(Meta {
             summary,
             complete: self.meta(COMPLETE)?.as_deref() == Some("true"),
@@ -229,26 +238,42 @@ impl Store {
         Ok(entries)
     }
 
-    /// Deletes the rows the log evicted (through `seq`).
+    /// Deletes the rows the log evicted (through `seq`), and their events' fingerprints.
     pub(crate) fn delete_through(&self, seq: u64) -> worker::Result<()> {
-        self.sql.exec(
-            "DELETE FROM herald_log WHERE seq <= ?",
-            vec![seq_value(seq)?],
-        )?;
+        for table in ["herald_log", "herald_seen"] {
+            self.sql.exec(
+                &format!("DELETE FROM {table} WHERE seq <= ?"),
+                vec![seq_value(seq)?],
+            )?;
+        }
         Ok(())
+    }
+
+    /// Whether an ingested event with this fingerprint is still in the log.
+    pub(crate) fn seen(&self, fingerprint: &str) -> worker::Result<bool> {
+        let rows = self.sql.exec(
+            "SELECT seq FROM herald_seen WHERE fingerprint = ?",
+            vec![fingerprint.into()],
+        )?;
+        match rows.raw().next() {
+            Some(row) => row.map(|_| true),
+            None => Ok(false),
+        }
     }
 
     /// Appends a batch of entries, then stores the log's new summary (and the completion, for a
     /// batch that `completes` the stream) in one statement, then trims the rows it evicted.
+    ///
+    /// `fingerprints` are `(seq, fingerprint)` of ingested events, written with the rows.
     ///
     /// `fail_after_rows` is a test hook (`HERALD_TEST_FAIL_STORAGE`): the append fails after writing
     /// its rows, before the summary, as storage failing midway would.
     pub(crate) fn append(
         &self,
         entries: &[LogEntry],
+        fingerprints: &[(u64, &str)],
         summary: &LogSummary,
-        evicted: Evicted,
-        completes: bool,
+        (evicted, completes): (Evicted, bool),
         fail_after_rows: bool,
     ) -> worker::Result<()> {
         for entry in entries {
@@ -260,6 +285,12 @@ impl Store {
                     entry.category.clone().into(),
                     SqlStorageValue::Blob(entry.frame.to_vec()),
                 ],
+            )?;
+        }
+        for (seq, fingerprint) in fingerprints {
+            self.sql.exec(
+                "INSERT INTO herald_seen (fingerprint, seq) VALUES (?, ?)",
+                vec![(*fingerprint).into(), seq_value(*seq)?],
             )?;
         }
         if fail_after_rows {
