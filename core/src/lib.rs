@@ -16,6 +16,10 @@
 //!   stay in storage: [`LogSummary`]); [`Relay`] is one subscriber's side (first bytes, bounded
 //!   outbox, heartbeats, maximum age); a [`HubMessage`] carries frames from one to the other.
 //! - SQLMesh plans: [`PlanSession`] is the stage-tracker state machine behind `/api/plan`.
+//! - Dialects: [`parse_ingest`] checks sluice's ingest batches and turns them into sluice stream
+//!   events, with fingerprints that recognise a retried event ([`fresh_ingest_events`]);
+//!   [`user_stream`] is the Dashtam user a token names and [`category_of_type`] Dashtam's category of
+//!   an event type; [`JoinPolicy`] is what a client without a `Last-Event-ID` gets, per family.
 //! - Access: [`verify`] (bounded by [`VerifyOptions`] with [`verify_with`]) and [`mint`] handle HS256
 //!   tokens and tickets ([`Claims`]); [`ConnectionId`] and [`TenantId`] name a hub ([`hub_name`]);
 //!   [`parse_publish`] validates publish bodies, whose data nests at most [`JSON_DEPTH_MAX`] levels.
