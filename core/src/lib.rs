@@ -131,7 +131,7 @@ pub use publish::{
 pub use relay::{Relay, RelayPoll, RelaySettings};
 pub use resume::{JoinPolicy, Resume};
 pub use sluice::{
-    fresh_ingest_events, ingest_body_for, ingest_connections, parse_ingest, IngestError,
-    IngestEvent, FRAMEWORKS, JOB_STATES, WORKER_STATES,
+    fill_previous_states, fresh_ingest_events, ingest_body_for, ingest_connections, parse_ingest,
+    IngestError, IngestEvent, FRAMEWORKS, JOB_STATES, WORKER_STATES,
 };
 pub use wire::{HubMessage, WireError, WireFrame};

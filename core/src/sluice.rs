@@ -12,8 +12,9 @@
 //! | `queue.snapshot`, `queue_snapshot` | `queue` | `queue:snapshot` | `{"name","depth","consumers"}` |
 //!
 //! sluice's docs spell types with `_`, its Celery SDK with `.`; both are accepted. The stream's `id`
-//! is the job's or worker's `externalId` (the framework's own id, e.g. the Celery task UUID);
-//! `previousState` is the one the publisher sent, or `null`. Payload fields the stream does not
+//! is the job's or worker's `externalId` (the framework's own id, e.g. the Celery task UUID).
+//! `previousState` is the one the publisher sent; sluice's SDKs send none, so the stream fills it in
+//! ([`fill_previous_states`]) from the job's latest earlier state it still remembers, else `null`. Payload fields the stream does not
 //! carry (`queue`, `attempt`, `error`, `extensions`, `metadata`, ...) are checked for type where
 //! sluice documents one and otherwise ignored.
 //!
@@ -66,6 +67,89 @@ pub struct IngestEvent {
     pub fingerprint: String,
     /// The ingest event object as sent, minus the whitespace between tokens: what a hub is sent.
     pub raw_json: String,
+    /// A job event's facts, from which its data is rebuilt when [`fill_previous_states`] fills in
+    /// `previousState`.
+    job: Option<JobFacts>,
+}
+
+/// What a `job:state_change`'s data is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct JobFacts {
+    external_id: String,
+    name: String,
+    state: String,
+    previous_state: Option<String>,
+    timestamp: String,
+}
+
+impl JobFacts {
+    fn data(&self) -> Result<String, String> {
+        to_json(&JobData {
+            id: &self.external_id,
+            name: &self.name,
+            state: &self.state,
+            previous_state: self.previous_state.as_deref(),
+            timestamp: &self.timestamp,
+        })
+    }
+}
+
+impl IngestEvent {
+    /// A job event's `(externalId, state)`: what a stream remembers so that the job's next event
+    /// can name its previous state.
+    #[must_use]
+    pub fn job_state(&self) -> Option<(&str, &str)> {
+        self.job
+            .as_ref()
+            .map(|job| (job.external_id.as_str(), job.state.as_str()))
+    }
+}
+
+/// The longest `previousState` there is, quoted, minus `null`: what filling one in can add to a
+/// job event's data.
+const PREVIOUS_STATE_GROWTH_BYTES: usize = "\"scheduled\"".len() - "null".len();
+
+/// Fills in the `previousState` of job events that came without one, as sluice's stream shows it:
+/// the state of the same job's latest earlier event, from this batch (`events`, in order) or else
+/// from `stored` (the state the stream remembers for that `externalId`, if any). An event that
+/// names its `previousState` keeps it; a job seen for the first time keeps `null`.
+///
+/// ```
+/// use herald_core::{fill_previous_states, parse_ingest, PublishLimits};
+/// let job = |state: &str| format!(r#"{{"type":"job.state_change","timestamp":"2026-02-27T10:30:00Z",
+///   "framework":"celery","connectionId":"c1","job":{{"externalId":"t1","name":"n","state":"{state}"}}}}"#);
+/// let body = format!(r#"{{"events":[{},{}]}}"#, job("active"), job("completed"));
+/// let mut events = parse_ingest(body.as_bytes(), &PublishLimits::default()).unwrap();
+/// fill_previous_states(&mut events, |id| (id == "t1").then(|| "queued".to_string()));
+/// assert!(events[0].event.data.contains(r#""previousState":"queued""#));
+/// assert!(events[1].event.data.contains(r#""previousState":"active""#));
+/// ```
+pub fn fill_previous_states(
+    events: &mut [IngestEvent],
+    mut stored: impl FnMut(&str) -> Option<String>,
+) {
+    let mut latest: Vec<(String, String)> = Vec::new();
+    for event in events.iter_mut() {
+        let Some(job) = event.job.as_mut() else {
+            continue;
+        };
+        if job.previous_state.is_none() {
+            let earlier = latest
+                .iter()
+                .rev()
+                .find(|(id, _)| *id == job.external_id)
+                .map(|(_, state)| state.clone())
+                .or_else(|| stored(&job.external_id))
+                .filter(|state| JOB_STATES.contains(&state.as_str()));
+            if let Some(previous) = earlier {
+                job.previous_state = Some(previous);
+                if let Ok(data) = job.data() {
+                    event.event.data = data;
+                }
+            }
+        }
+        latest.push((job.external_id.clone(), job.state.clone()));
+    }
 }
 
 /// Why an ingest body was refused. [`IngestError::is_too_large`] tells 413 from 400.
@@ -317,11 +401,16 @@ pub fn parse_ingest(body: &[u8], limits: &PublishLimits) -> Result<Vec<IngestEve
                     None => text,
                 })
             })?;
-            let (connection, event) = translate(&wire).map_err(invalid)?;
-            if event.data.len() > limits.event_bytes_max {
+            let (connection, event, job) = translate(&wire).map_err(invalid)?;
+            // Measured as the largest the data can become once its previous state is filled in.
+            let growth = match &job {
+                Some(job) if job.previous_state.is_none() => PREVIOUS_STATE_GROWTH_BYTES,
+                _ => 0,
+            };
+            if event.data.len() + growth > limits.event_bytes_max {
                 return Err(IngestError::EventTooLarge {
                     index,
-                    data_bytes: event.data.len(),
+                    data_bytes: event.data.len() + growth,
                     bytes_max: limits.event_bytes_max,
                 });
             }
@@ -331,6 +420,7 @@ pub fn parse_ingest(body: &[u8], limits: &PublishLimits) -> Result<Vec<IngestEve
                 event,
                 fingerprint: fingerprint(&raw_json),
                 raw_json,
+                job,
             })
         })
         .collect()
@@ -427,7 +517,9 @@ fn text(field: &str, value: &str, chars_max: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn translate(wire: &WireEvent) -> Result<(ConnectionId, NewEvent), String> {
+type Translated = (ConnectionId, NewEvent, Option<JobFacts>);
+
+fn translate(wire: &WireEvent) -> Result<Translated, String> {
     let kind = kind_of(&wire.kind).ok_or_else(|| {
         format!(
             "`type` is {:?}, not job.state_change, worker.state_change or queue.snapshot \
@@ -459,8 +551,14 @@ fn translate(wire: &WireEvent) -> Result<(ConnectionId, NewEvent), String> {
         }
     }
     let timestamp = wire.timestamp.as_str();
+    let mut facts = None;
     let (name, data) = match (&wire.job, &wire.worker, &wire.queue) {
-        (Some(job), _, _) => ("job:state_change", job_data(job, timestamp)?),
+        (Some(job), _, _) => {
+            let job = job_facts(job, timestamp)?;
+            let data = job.data()?;
+            facts = Some(job);
+            ("job:state_change", data)
+        }
         (_, Some(worker), _) => worker_event(worker, timestamp)?,
         (_, _, Some(queue)) => {
             text("queue.name", &queue.name, 255)?;
@@ -478,10 +576,10 @@ fn translate(wire: &WireEvent) -> Result<(ConnectionId, NewEvent), String> {
         data,
         category: None,
     };
-    Ok((connection, event))
+    Ok((connection, event, facts))
 }
 
-fn job_data(job: &WireJob, timestamp: &str) -> Result<String, String> {
+fn job_facts(job: &WireJob, timestamp: &str) -> Result<JobFacts, String> {
     text("job.externalId", &job.external_id, 512)?;
     text("job.name", &job.name, 1024)?;
     one_of("job.state", &job.state, JOB_STATES)?;
@@ -511,12 +609,12 @@ fn job_data(job: &WireJob, timestamp: &str) -> Result<String, String> {
     {
         return Err("`job.stacktrace` is over 50,000 characters".into());
     }
-    to_json(&JobData {
-        id: &job.external_id,
-        name: &job.name,
-        state: &job.state,
-        previous_state: job.previous_state.as_deref(),
-        timestamp,
+    Ok(JobFacts {
+        external_id: job.external_id.clone(),
+        name: job.name.clone(),
+        state: job.state.clone(),
+        previous_state: job.previous_state.clone(),
+        timestamp: timestamp.into(),
     })
 }
 

@@ -9,9 +9,9 @@
 use std::cell::RefCell;
 
 use herald_core::{
-    fresh_ingest_events, parse_ingest, parse_publish, Batch, EventName, Filter, Hub as StreamHub,
-    JoinPolicy, NewEvent, PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate, Refused,
-    SubscriberRecord, Subscription,
+    fill_previous_states, fresh_ingest_events, parse_ingest, parse_publish, Batch, EventName,
+    Filter, Hub as StreamHub, IngestEvent, JoinPolicy, NewEvent, PlanCommand, PlanError,
+    PlanRequest, PlanSession, PlanUpdate, Refused, SubscriberRecord, Subscription,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -26,7 +26,7 @@ use crate::call::HubCall;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ingest_error, publish_error, Family};
-use crate::storage::{Store, PLAN};
+use crate::storage::{Ingested, Store, PLAN};
 use crate::stream::now_ms;
 
 /// What the Hub keeps in memory once it has read its meta rows.
@@ -212,28 +212,42 @@ impl Hub {
             HubCall::Ingest => {
                 let events = parse_ingest(&body, &config.publish).map_err(ingest_error)?;
                 let fresh = self.with_loaded(|loaded| {
+                    let store = &loaded.store;
                     let mut failure = None;
-                    let fresh = fresh_ingest_events(&events, |fingerprint| {
-                        loaded.store.seen(fingerprint).unwrap_or_else(|error| {
+                    let kept = fresh_ingest_events(&events, |fingerprint| {
+                        store.seen(fingerprint).unwrap_or_else(|error| {
                             failure.get_or_insert(error);
                             true
                         })
                     });
+                    let mut fresh: Vec<IngestEvent> = kept
+                        .into_iter()
+                        .filter_map(|index| events.get(index).cloned())
+                        .collect();
+                    fill_previous_states(&mut fresh, |external_id| {
+                        store.job_state(external_id).unwrap_or_else(|error| {
+                            failure.get_or_insert(error);
+                            None
+                        })
+                    });
                     match failure {
-                        Some(error) => Err(error.into()),
+                        Some(error) => Err(ApiError::from(error)),
                         None => Ok(fresh),
                     }
                 })?;
                 let duplicates = events.len() - fresh.len();
-                let (new_events, fingerprints): (Vec<NewEvent>, Vec<String>) = fresh
-                    .into_iter()
-                    .filter_map(|index| events.get(index))
-                    .map(|e| (e.event.clone(), e.fingerprint.clone()))
-                    .unzip();
-                let ids = if new_events.is_empty() {
+                let ingested: Vec<Ingested<'_>> = fresh
+                    .iter()
+                    .map(|e| Ingested {
+                        fingerprint: &e.fingerprint,
+                        job: e.job_state(),
+                    })
+                    .collect();
+                let ids = if fresh.is_empty() {
                     Vec::new()
                 } else {
-                    self.publish_remembering(config, new_events, &fingerprints)?
+                    let new_events = fresh.iter().map(|e| e.event.clone()).collect();
+                    self.publish_remembering(config, new_events, &ingested)?
                 };
                 Ok(Response::from_json(&serde_json::json!({
                     "ids": ids,
@@ -348,13 +362,13 @@ impl Hub {
         self.publish_remembering(config, events, &[])
     }
 
-    /// [`Hub::publish`], storing with the events the fingerprints of ingested ones (one per event,
-    /// in order, or none), in the same write.
+    /// [`Hub::publish`], storing with the events what ingested ones leave beside them (one per
+    /// event, in order, or none), in the same write.
     fn publish_remembering(
         &self,
         config: &Config,
         events: Vec<NewEvent>,
-        fingerprints: &[String],
+        ingested: &[Ingested<'_>],
     ) -> ApiResult<Vec<String>> {
         let vocabulary = Family::Generic.vocabulary(config);
         let mut guard = self.loaded.borrow_mut();
@@ -375,15 +389,15 @@ impl Hub {
                 .iter()
                 .any(|entry| entry.name.as_str() == name)
         });
-        let fingerprints: Vec<(u64, &str)> = batch
+        let ingested: Vec<(u64, Ingested<'_>)> = batch
             .entries
             .iter()
-            .zip(fingerprints)
-            .map(|(entry, fingerprint)| (entry.seq, fingerprint.as_str()))
+            .zip(ingested)
+            .map(|(entry, ingested)| (entry.seq, *ingested))
             .collect();
         let stored = loaded.store.append(
             &batch.entries,
-            &fingerprints,
+            &ingested,
             &loaded.hub.summary(),
             (evicted, batch.completes),
             fail_after_rows,

@@ -16,6 +16,8 @@
 //! rows, before the summary, and follow the rows' fate: deleted when their event is evicted, and
 //! deleted on load when the summary does not cover their event. So an ingested event is recognised
 //! exactly as long as it is in the log, and a failed publish leaves no fingerprint behind.
+//! `herald_sluice_jobs` holds each ingested job's latest state (for the next event's
+//! `previousState`) under the same rules.
 
 use bytes::Bytes;
 use herald_core::{EventName, Evicted, LogEntry, LogSummary};
@@ -29,7 +31,23 @@ CREATE TABLE IF NOT EXISTS herald_log (
   category TEXT,
   frame BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS herald_seen (fingerprint TEXT PRIMARY KEY, seq INTEGER NOT NULL);";
+CREATE TABLE IF NOT EXISTS herald_seen (fingerprint TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS herald_sluice_jobs (
+  external_id TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  seq INTEGER NOT NULL
+);";
+
+/// The tables whose rows belong to a logged event (by `seq`), deleted with it.
+const LOG_TABLES: [&str; 3] = ["herald_log", "herald_seen", "herald_sluice_jobs"];
+
+/// What an ingested sluice event leaves in storage beside its log row: its fingerprint, and for a
+/// job event the job's `(externalId, state)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ingested<'a> {
+    pub(crate) fingerprint: &'a str,
+    pub(crate) job: Option<(&'a str, &'a str)>,
+}
 
 /// Keys of `herald_meta`.
 const EPOCH: &str = "epoch";
@@ -131,7 +149,7 @@ impl Store {
                 summary
             }
         };
-        for table in ["herald_log", "herald_seen"] {
+        for table in LOG_TABLES {
             self.sql.exec(
                 &format!("DELETE FROM {table} WHERE seq < ? OR seq >= ?"),
                 vec![seq_value(summary.oldest_seq)?, seq_value(summary.next_seq)?],
@@ -240,13 +258,27 @@ impl Store {
 
     /// Deletes the rows the log evicted (through `seq`), and their events' fingerprints.
     pub(crate) fn delete_through(&self, seq: u64) -> worker::Result<()> {
-        for table in ["herald_log", "herald_seen"] {
+        for table in LOG_TABLES {
             self.sql.exec(
                 &format!("DELETE FROM {table} WHERE seq <= ?"),
                 vec![seq_value(seq)?],
             )?;
         }
         Ok(())
+    }
+
+    /// The latest state the stream remembers for the ingested job `external_id`.
+    pub(crate) fn job_state(&self, external_id: &str) -> worker::Result<Option<String>> {
+        let rows = self.sql.exec(
+            "SELECT state FROM herald_sluice_jobs WHERE external_id = ?",
+            vec![external_id.into()],
+        )?;
+        for row in rows.raw() {
+            if let Some(SqlStorageValue::String(state)) = row?.into_iter().next() {
+                return Ok(Some(state));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether an ingested event with this fingerprint is still in the log.
@@ -264,14 +296,14 @@ impl Store {
     /// Appends a batch of entries, then stores the log's new summary (and the completion, for a
     /// batch that `completes` the stream) in one statement, then trims the rows it evicted.
     ///
-    /// `fingerprints` are `(seq, fingerprint)` of ingested events, written with the rows.
+    /// `ingested` is what ingested events leave beside their rows (by `seq`), written with them.
     ///
     /// `fail_after_rows` is a test hook (`HERALD_TEST_FAIL_STORAGE`): the append fails after writing
     /// its rows, before the summary, as storage failing midway would.
     pub(crate) fn append(
         &self,
         entries: &[LogEntry],
-        fingerprints: &[(u64, &str)],
+        ingested: &[(u64, Ingested<'_>)],
         summary: &LogSummary,
         (evicted, completes): (Evicted, bool),
         fail_after_rows: bool,
@@ -287,11 +319,18 @@ impl Store {
                 ],
             )?;
         }
-        for (seq, fingerprint) in fingerprints {
+        for (seq, ingested) in ingested {
             self.sql.exec(
                 "INSERT INTO herald_seen (fingerprint, seq) VALUES (?, ?)",
-                vec![(*fingerprint).into(), seq_value(*seq)?],
+                vec![ingested.fingerprint.into(), seq_value(*seq)?],
             )?;
+            if let Some((external_id, state)) = ingested.job {
+                self.sql.exec(
+                    "INSERT INTO herald_sluice_jobs (external_id, state, seq) VALUES (?, ?, ?) \
+                     ON CONFLICT(external_id) DO UPDATE SET state = excluded.state, seq = excluded.seq",
+                    vec![external_id.into(), state.into(), seq_value(*seq)?],
+                )?;
+            }
         }
         if fail_after_rows {
             return Err(internal(

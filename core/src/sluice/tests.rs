@@ -337,3 +337,66 @@ fn iso_8601_date_times() {
         assert!(!is_iso_8601(bad), "{bad}");
     }
 }
+
+#[test]
+fn previous_states_come_from_the_batch_then_from_what_the_stream_remembers() {
+    let event = |task: &str, state: &str, previous: Option<&str>| {
+        let previous = previous.map_or(String::new(), |p| format!(r#","previousState":"{p}""#));
+        format!(
+            r#"{{"type":"job.state_change","timestamp":"{TS}","framework":"celery","connectionId":"c",
+                "job":{{"externalId":"{task}","name":"n","state":"{state}"{previous}}}}}"#
+        )
+    };
+    let mut events = parse(&batch(&[
+        event("t1", "active", None),
+        event("t2", "queued", None),
+        event("t1", "retrying", Some("scheduled")),
+        event("t1", "queued", None),
+        event("t3", "active", None),
+        format!(
+            r#"{{"type":"queue.snapshot","timestamp":"{TS}","framework":"celery","connectionId":"c","queue":{{"name":"q","depth":1}}}}"#
+        ),
+    ]))
+    .expect("parsed");
+    let before: Vec<String> = events.iter().map(|e| e.fingerprint.clone()).collect();
+    let mut asked = Vec::new();
+    fill_previous_states(&mut events, |id| {
+        asked.push(String::from(id));
+        match id {
+            "t1" => Some("queued".into()),
+            "t3" => Some("not-a-state".into()),
+            _ => None,
+        }
+    });
+    let previous: Vec<Option<String>> = events
+        .iter()
+        .filter_map(|e| e.job_state().map(|_| e))
+        .map(|e| {
+            let data: serde_json::Value = serde_json::from_str(&e.event.data).expect("json");
+            data["previousState"].as_str().map(String::from)
+        })
+        .collect();
+    let some = |s: &str| Some(String::from(s));
+    assert_eq!(
+        previous,
+        [
+            some("queued"),
+            None,
+            some("scheduled"),
+            some("retrying"),
+            None
+        ]
+    );
+    // Storage is asked only for jobs the batch has not shown yet.
+    assert_eq!(asked, ["t1", "t2", "t3"]);
+    // The fingerprints are the events' as sent, whatever was filled in.
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.fingerprint.clone())
+            .collect::<Vec<_>>(),
+        before
+    );
+    assert_eq!(events[3].job_state(), Some(("t1", "queued")));
+    assert_eq!(events[5].job_state(), None);
+}

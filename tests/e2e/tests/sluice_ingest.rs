@@ -118,15 +118,27 @@ fn ingested_events_reach_the_connections_sluice_stream() {
                 "job:state_change".to_string(),
                 job_data("queued", Value::Null, TS)
             ),
+            // The SDK sends no previousState: the stream fills in the job's last state.
             (
                 "job:state_change".to_string(),
-                job_data("active", Value::Null, TS)
+                job_data("active", json!("queued"), TS)
             ),
             (
                 "job:state_change".to_string(),
                 job_data("completed", json!("active"), "2026-11-30T06:30:01Z")
             ),
         ]
+    );
+    // A later batch: the stream remembers the job's last state.
+    let later = [job(connection, "t1", "retrying")];
+    let (status, answer) = curl_ingest(&wrangler, Some(&bearer), &body(&later));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        events(&jobs, 1),
+        [(
+            "job:state_change".to_string(),
+            job_data("retrying", json!("completed"), TS)
+        )]
     );
     assert_eq!(
         events(&others, 3),
