@@ -17,6 +17,7 @@ app.conf.broker_transport_options = {
     "data_folder_in": os.path.join(broker_dir, "queue"),
     "data_folder_out": os.path.join(broker_dir, "queue"),
     "processed_folder": os.path.join(broker_dir, "processed"),
+    "control_folder": os.path.join(broker_dir, "control"),
     "store_processed": False,
 }
 app.conf.broker_connection_retry_on_startup = True
