@@ -55,6 +55,10 @@ pub const WORKER_STATES: &[&str] = &["online", "busy", "idle", "offline", "heart
 /// The frameworks sluice knows.
 pub const FRAMEWORKS: &[&str] = &["celery", "bullmq", "sidekiq"];
 
+/// The most distinct streams (`connectionId`s) one ingest batch may name: each is a call to its own
+/// hub. sluice ties an API key to one connection, so its SDKs' batches name one.
+pub const INGEST_CONNECTIONS_MAX: usize = 10;
+
 /// One ingested event: the stream it goes to, the stream event it became, and how a retry of it is
 /// recognised.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,6 +182,13 @@ pub enum IngestError {
         /// The limit, in bytes.
         bytes_max: usize,
     },
+    /// The batch names more than [`INGEST_CONNECTIONS_MAX`] streams (413).
+    TooManyConnections {
+        /// How many distinct `connectionId`s it names.
+        connections: usize,
+        /// The limit.
+        connections_max: usize,
+    },
     /// The body is not `{"events": [<object>, ...]}` (400); the text says where.
     NotABatch(String),
     /// The batch holds no events (400).
@@ -197,7 +208,10 @@ impl IngestError {
     pub fn is_too_large(&self) -> bool {
         matches!(
             self,
-            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } | Self::EventTooLarge { .. }
+            Self::BodyTooLarge { .. }
+                | Self::TooManyEvents { .. }
+                | Self::EventTooLarge { .. }
+                | Self::TooManyConnections { .. }
         )
     }
 }
@@ -223,6 +237,13 @@ impl fmt::Display for IngestError {
             } => write!(
                 f,
                 "event {index}: its stream data is {data_bytes} bytes, over the limit of {bytes_max}"
+            ),
+            Self::TooManyConnections {
+                connections,
+                connections_max,
+            } => write!(
+                f,
+                "batch names {connections} connectionIds, over the limit of {connections_max}"
             ),
             Self::NotABatch(why) => write!(f, "body must be {{\"events\": [...]}}: {why}"),
             Self::EmptyBatch => f.write_str("batch holds no events"),
@@ -384,7 +405,7 @@ pub fn parse_ingest(body: &[u8], limits: &PublishLimits) -> Result<Vec<IngestEve
             events_max: limits.batch_events_max,
         });
     }
-    batch
+    let events = batch
         .events
         .iter()
         .enumerate()
@@ -423,7 +444,15 @@ pub fn parse_ingest(body: &[u8], limits: &PublishLimits) -> Result<Vec<IngestEve
                 job,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    let connections = ingest_connections(&events).len();
+    if connections > INGEST_CONNECTIONS_MAX {
+        return Err(IngestError::TooManyConnections {
+            connections,
+            connections_max: INGEST_CONNECTIONS_MAX,
+        });
+    }
+    Ok(events)
 }
 
 /// The ingest events of one stream, as the hub of `connection` is sent them: `{"events":[...]}`

@@ -221,6 +221,18 @@ fn limits_are_a_publishs() {
         matches!(long, IngestError::EventTooLarge { index: 0, .. }),
         "{long:?}"
     );
+    let spread: Vec<String> = (0..=INGEST_CONNECTIONS_MAX)
+        .map(|n| sdk_job("t", "active", "X").replace("550e8400", &format!("{n:08}")))
+        .collect();
+    let wide = PublishLimits::default();
+    assert_eq!(
+        parse_ingest(&batch(&spread), &wide),
+        Err(IngestError::TooManyConnections {
+            connections: INGEST_CONNECTIONS_MAX + 1,
+            connections_max: INGEST_CONNECTIONS_MAX
+        })
+    );
+    assert!(parse_ingest(&batch(&spread[1..]), &wide).is_ok());
     let big = vec![b' '; 2_001];
     assert!(matches!(
         parse_ingest(&big, &limits),
