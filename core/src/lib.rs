@@ -132,6 +132,6 @@ pub use relay::{Relay, RelayPoll, RelaySettings};
 pub use resume::{JoinPolicy, Resume};
 pub use sluice::{
     fill_previous_states, fresh_ingest_events, ingest_body_for, ingest_connections, parse_ingest,
-    IngestError, IngestEvent, FRAMEWORKS, JOB_STATES, WORKER_STATES,
+    IngestError, IngestEvent, FRAMEWORKS, INGEST_CONNECTIONS_MAX, JOB_STATES, WORKER_STATES,
 };
 pub use wire::{HubMessage, WireError, WireFrame};
