@@ -383,3 +383,72 @@ fn a_failed_store_remembers_nothing_so_the_retry_is_stored() {
     let (_, again) = curl_ingest(&wrangler, Some(&bearer), &body(&batch[..1]));
     assert_eq!(again["duplicates"], 1, "{again}");
 }
+
+#[test]
+fn retries_and_previous_states_are_remembered_across_a_restart() {
+    let mut wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "600000")]);
+    let bearer = full_token(&unique("sluice"));
+    let connection = unique("conn");
+    let batch = [
+        job(&connection, "t1", "queued"),
+        job(&connection, "t1", "active"),
+    ];
+    let (status, first) = curl_ingest(&wrangler, Some(&bearer), &body(&batch));
+    assert_eq!(
+        (status, first["accepted"].clone()),
+        (200, json!(2)),
+        "{first}"
+    );
+    // The hub's memory is gone; its SQLite is not.
+    wrangler.restart();
+    let (status, retry) = curl_ingest(&wrangler, Some(&bearer), &body(&batch));
+    assert_eq!(status, 200, "{retry}");
+    assert_eq!(retry, json!({"ids": [], "accepted": 0, "duplicates": 2}));
+    let sub = sluice_stream(&wrangler, &bearer, &connection, "job");
+    let (status, next) = curl_ingest(
+        &wrangler,
+        Some(&bearer),
+        &body(&[job(&connection, "t1", "completed")]),
+    );
+    assert_eq!(
+        (status, next["accepted"].clone()),
+        (200, json!(1)),
+        "{next}"
+    );
+    let got = events(&sub, 1);
+    assert_eq!(
+        (got[0].1["state"].clone(), got[0].1["previousState"].clone()),
+        (json!("completed"), json!("active"))
+    );
+    assert_eq!(stats(&wrangler.base, &connection, &bearer)["log_events"], 3);
+}
+
+#[test]
+fn an_event_evicted_from_the_log_is_forgotten() {
+    let wrangler = Wrangler::start(&[
+        ("HERALD_HEARTBEAT_MS", "600000"),
+        ("HERALD_LOG_EVENTS_MAX", "2"),
+    ]);
+    let bearer = full_token(&unique("sluice"));
+    let connection = unique("conn");
+    let first = [job(&connection, "t1", "queued")];
+    let (status, _) = curl_ingest(&wrangler, Some(&bearer), &body(&first));
+    assert_eq!(status, 200);
+    // Two more events push the first out of the two-event log, and its fingerprint with it.
+    let more = [
+        job(&connection, "t1", "active"),
+        job(&connection, "t1", "completed"),
+    ];
+    let (status, _) = curl_ingest(&wrangler, Some(&bearer), &body(&more));
+    assert_eq!(status, 200);
+    let (status, again) = curl_ingest(&wrangler, Some(&bearer), &body(&first));
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (again["accepted"].clone(), again["duplicates"].clone()),
+        (json!(1), json!(0)),
+        "past the log, a retry is a new event (the README's dedupe window)"
+    );
+    // The two still in the log are still known.
+    let (_, known) = curl_ingest(&wrangler, Some(&bearer), &body(&more[1..]));
+    assert_eq!(known["duplicates"], 1, "{known}");
+}
