@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks and skips what is there (a warm machine takes seconds).
 #   scripts/setup.sh           what `wrangler dev` needs: Rust targets, worker-build, wasm-bindgen-cli, npm packages
-#   scripts/setup.sh --test    also what the tests need: Chromium (apt), cargo-fuzz (nightly)
+#   scripts/setup.sh --test    also what the tests need: Chromium (apt), cargo-fuzz (nightly), and a Python
+#                              virtualenv with Celery and sluice-celery (.venv-e2e/, python3-venv from apt)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -46,6 +47,24 @@ if [[ $want_test == 1 ]]; then
     say "apt-get install chromium"
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  fi
+  # Python for the sluice-celery end-to-end test: Celery and sluice's SDK in .venv-e2e/, pinned by
+  # tests/e2e/python-requirements.txt (reinstalled when that file changes).
+  venv="$root/.venv-e2e"
+  reqs="$root/tests/e2e/python-requirements.txt"
+  reqs_hash=$(sha256sum "$reqs" | cut -d' ' -f1)
+  if [[ "$(cat "$venv/.herald-reqs-hash" 2>/dev/null)" != "$reqs_hash" ]] ||
+    ! "$venv/bin/python" -c 'import celery, sluice' >/dev/null 2>&1; then
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+      say "apt-get install python3-venv"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get install -y -q python3-venv >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null; }
+    fi
+    say "python3 -m venv .venv-e2e; pip install -r tests/e2e/python-requirements.txt"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$reqs"
+    echo "$reqs_hash" > "$venv/.herald-reqs-hash"
   fi
   if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     say "cargo install cargo-fuzz"

@@ -33,9 +33,10 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::control::reset_frame;
+use crate::dashtam::category_of_type;
 use crate::log::{number_events, Evicted, LogEntry, LogLimits, Position, ReplayLog, RestoreError};
 use crate::plan::PlanUpdate;
-use crate::resume::Resume;
+use crate::resume::{JoinPolicy, Resume};
 use crate::wire::{HubMessage, WireFrame};
 use crate::{Filter, Frame, NewEvent, Vocabulary};
 
@@ -215,6 +216,16 @@ pub enum Subscription {
     },
 }
 
+/// [`ReplayLog::resume_joining`], named short so that [`Hub::subscribe_joining`]'s match stays flat.
+fn resume<'a>(
+    log: &'a ReplayLog,
+    last_event_id: Option<&str>,
+    complete: bool,
+    join: JoinPolicy,
+) -> Resume<'a> {
+    log.resume_joining(last_event_id, complete, join)
+}
+
 /// The log as far as the hub has read it.
 #[derive(Debug, Clone)]
 enum HubLog {
@@ -311,9 +322,13 @@ impl Hub {
 
     /// Checks and numbers a batch. The hub does not change: [`Hub::commit`] takes the batch in once
     /// the caller has decided to store it.
+    ///
+    /// An event published without a category gets the one Dashtam derives from its type
+    /// ([`crate::dashtam::category_of_type`]: `sync.*` is `data_sync`, `ai.*` is `ai`, ...) when the
+    /// vocabulary knows that category, so that `?categories=` subscribers see it.
     pub fn prepare(
         &self,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
         vocabulary: &Vocabulary<'_>,
     ) -> Result<Batch, Refused> {
         if let Some(category) = events
@@ -334,6 +349,11 @@ impl Hub {
             return Err(Refused::Complete);
         }
         let completes = complete_at.is_some();
+        for event in events.iter_mut().filter(|event| event.category.is_none()) {
+            event.category = category_of_type(event.name.as_str())
+                .filter(|category| vocabulary.knows_category(category))
+                .map(String::from);
+        }
         let summary = self.summary();
         let first = Position {
             epoch: summary.epoch,
@@ -445,7 +465,23 @@ impl Hub {
         last_event_id: Option<&str>,
         snapshot: Option<&PlanUpdate>,
     ) -> Subscription {
+        self.subscribe_joining(filter, last_event_id, snapshot, JoinPolicy::Live)
+    }
+
+    /// Decides how a subscription starts, as [`Hub::subscribe`] does, except that a client without an
+    /// id on a running stream is served by `join` ([`JoinPolicy::FromOldest`]: the retained log, then
+    /// live).
+    #[must_use]
+    pub fn subscribe_joining(
+        &self,
+        filter: Filter,
+        last_event_id: Option<&str>,
+        snapshot: Option<&PlanUpdate>,
+        join: JoinPolicy,
+    ) -> Subscription {
         let summary = self.summary();
+        let joins_from_oldest =
+            last_event_id.is_none() && join == JoinPolicy::FromOldest && summary.next_seq > 1;
         let record = SubscriberRecord {
             filter,
             cursor_seq: summary.next_seq - 1,
@@ -461,7 +497,7 @@ impl Hub {
         match (last_event_id, &self.log) {
             (Some(_), _) if up_to_date && self.complete => return Subscription::Finished,
             (Some(_), _) if up_to_date => {}
-            (None, _) if !self.complete => {
+            (None, _) if !self.complete && !joins_from_oldest => {
                 for (name, json) in snapshot.iter().flat_map(|s| s.events()) {
                     if record.filter.matches(name.as_str(), None) {
                         message.frames.push(WireFrame {
@@ -472,7 +508,7 @@ impl Hub {
                 }
             }
             (_, HubLog::Summary { .. }) => return Subscription::NeedsLog,
-            (_, HubLog::Loaded(log)) => match log.resume(last_event_id, self.complete) {
+            (_, HubLog::Loaded(log)) => match resume(log, last_event_id, self.complete, join) {
                 Resume::Finished => return Subscription::Finished,
                 Resume::Live => {}
                 Resume::Replay { reset, entries } => {

@@ -20,6 +20,10 @@
 //!   to the other.
 //! - [`directory`]: what `GET /v1/streams` lists and when a hub reports to it.
 //! - [`plan`]: the SQLMesh stage-tracker state machine behind `/api/plan`.
+//! - Dialects: [`sluice`] checks sluice's ingest batches and turns them into sluice stream events,
+//!   with fingerprints that recognise a retried event; [`dashtam`] names the Dashtam user a token
+//!   names and Dashtam's category of an event type; [`resume::JoinPolicy`] is what a client without
+//!   a `Last-Event-ID` gets, per family.
 //! - Access: [`auth`] mints and verifies HS256 tokens and tickets ([`mint`], [`verify`],
 //!   [`Claims`]); [`ConnectionId`] and [`TenantId`] name a hub ([`hub_name`]); [`cookie`] makes
 //!   browser sessions and checks their origin.
@@ -85,6 +89,7 @@ extern crate alloc;
 pub mod auth;
 pub mod control;
 pub mod cookie;
+pub mod dashtam;
 pub mod directory;
 pub mod encode;
 pub mod filter;
@@ -98,6 +103,7 @@ pub mod plan;
 pub mod publish;
 pub mod relay;
 pub mod resume;
+pub mod sluice;
 pub mod wire;
 
 // The types most users need, at the root; everything else is in its module.

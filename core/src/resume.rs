@@ -23,8 +23,31 @@ pub enum Resume<'a> {
     Live,
 }
 
+/// What a subscriber that connects without a `Last-Event-ID` gets on a stream that is still running
+/// (a complete stream always gives such a client its whole log). Each stream family picks the one
+/// its clients expect:
+///
+/// - [`JoinPolicy::Live`] for event feeds (generic, sluice, Dashtam): a dashboard or notification
+///   client that opens a page wants what happens from now on; replaying old state changes to it
+///   would show stale transitions as if they were new. (SQLMesh's stream is also `Live`, but its
+///   fresh client gets the current plan trackers first, which hold the whole state.)
+/// - [`JoinPolicy::FromOldest`] for runner jobs: a job's output is a log, and a viewer that joins a
+///   running job (`curl -N`, a log page) must see the output so far before the live lines, as a CI
+///   log viewer does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum JoinPolicy {
+    /// The live stream only.
+    #[default]
+    Live,
+    /// Everything the log still has, from its oldest retained event, then the live stream. When the
+    /// log no longer holds the stream's first event, a `reset` naming the oldest retained id comes
+    /// first, so the viewer knows the output's beginning is gone.
+    FromOldest,
+}
+
 impl ReplayLog {
-    /// Decides how a subscription starts.
+    /// Decides how a subscription starts, for a client without an id under [`JoinPolicy::Live`]
+    /// (see [`ReplayLog::resume_joining`]).
     ///
     /// - With an id the log can continue from: the entries after it (none when up to date; and when
     ///   the stream is complete and the client is up to date, [`Resume::Finished`]).
@@ -34,7 +57,27 @@ impl ReplayLog {
     /// - Without an id: live only, or the whole log when the stream is complete (a late client of a
     ///   finished job still gets its events).
     pub fn resume(&self, last_event_id: Option<&str>, complete: bool) -> Resume<'_> {
+        self.resume_joining(last_event_id, complete, JoinPolicy::Live)
+    }
+
+    /// Decides how a subscription starts, as [`ReplayLog::resume`] does, except that a client with no
+    /// id on a running stream is served by `join`: live only, or the whole log (after a `reset` when
+    /// the stream's first event is no longer in it) and then live.
+    pub fn resume_joining(
+        &self,
+        last_event_id: Option<&str>,
+        complete: bool,
+        join: JoinPolicy,
+    ) -> Resume<'_> {
         match last_event_id.map(|id| self.after(id)) {
+            None if join == JoinPolicy::FromOldest => {
+                let oldest = self.oldest_position();
+                let lost_start = oldest.map_or(self.next_seq() > 1, |p| p.seq > 1);
+                Resume::Replay {
+                    reset: lost_start.then_some((GapReason::Evicted, oldest)),
+                    entries: self.all(),
+                }
+            }
             Some(Replay::Frames(entries)) if complete && entries.len() == 0 => Resume::Finished,
             Some(Replay::Frames(entries)) => Resume::Replay {
                 reset: None,

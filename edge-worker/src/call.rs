@@ -2,6 +2,7 @@
 //! from it here, in one place. Nothing of the client's request reaches the Hub but what a call
 //! names: never its raw query string (a ticket stays out of the Hub's URL and the runtime's logs).
 
+use herald_core::resume::JoinPolicy;
 use herald_core::Filter;
 use worker::{Method, Url};
 
@@ -28,9 +29,13 @@ pub(crate) enum HubCall {
         credential: String,
         /// The family of the route subscribed through, for the stream directory.
         family: Family,
+        join: JoinPolicy,
     },
     /// Publish the request body (a publish batch).
     Publish,
+    /// Ingest the request body (sluice ingest events of this hub's stream), skipping events it
+    /// still holds (a retry).
+    Ingest,
     /// Report the hub's counters.
     Stats,
     /// Close every subscriber socket; clients resume.
@@ -54,6 +59,7 @@ impl HubCall {
         match self {
             HubCall::Subscribe { .. } => "subscribe",
             HubCall::Publish => "publish",
+            HubCall::Ingest => "ingest",
             HubCall::Stats => "stats",
             HubCall::Disconnect => "disconnect",
             HubCall::PlanOpen => "plan/open",
@@ -80,7 +86,11 @@ impl HubCall {
     pub(crate) fn has_body(&self) -> bool {
         matches!(
             self,
-            HubCall::Publish | HubCall::PlanOpen | HubCall::PlanApply | HubCall::PlanCommand
+            HubCall::Publish
+                | HubCall::Ingest
+                | HubCall::PlanOpen
+                | HubCall::PlanApply
+                | HubCall::PlanCommand
         )
     }
 
@@ -96,10 +106,14 @@ impl HubCall {
                 last_event_id,
                 credential,
                 family,
+                join,
             } = self
             {
                 query.append_pair("credential", credential);
                 query.append_pair("family", family.name());
+                if *join == JoinPolicy::FromOldest {
+                    query.append_pair("join", "oldest");
+                }
                 let filter =
                     serde_json::to_string(filter).map_err(|e| ApiError::Internal(e.to_string()))?;
                 query.append_pair("filter", &filter);
@@ -125,14 +139,21 @@ impl HubCall {
                 let family = query(url, "family")
                     .and_then(|name| Family::named(&name))
                     .ok_or_else(|| bad("family is missing or unknown"))?;
+                let join = match query(url, "join").as_deref() {
+                    None => JoinPolicy::Live,
+                    Some("oldest") => JoinPolicy::FromOldest,
+                    Some(_) => return Err(bad("join is not `oldest`")),
+                };
                 HubCall::Subscribe {
                     filter,
                     last_event_id: query(url, "last_event_id"),
                     credential,
                     family,
+                    join,
                 }
             }
             "publish" => HubCall::Publish,
+            "ingest" => HubCall::Ingest,
             "stats" => HubCall::Stats,
             "disconnect" => HubCall::Disconnect,
             "plan/open" => HubCall::PlanOpen,

@@ -10,6 +10,8 @@ use std::cell::RefCell;
 
 use herald_core::hub::{Batch, Refused, SubscriberRecord, Subscription};
 use herald_core::plan::{PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate};
+use herald_core::resume::JoinPolicy;
+use herald_core::sluice::{fill_previous_states, fresh_ingest_events, parse_ingest, IngestEvent};
 use herald_core::{parse_publish, Filter, Hub as StreamHub, NewEvent, PublishLimits};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -25,8 +27,8 @@ use crate::call::HubCall;
 use crate::config::Config;
 use crate::directory::{self, HubAction, HubReport};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::{publish_error, Family};
-use crate::storage::{Store, NAME, PLAN};
+use crate::routes::{ingest_error, publish_error, Family};
+use crate::storage::{Ingested, Store, NAME, PLAN};
 use crate::stream::now_ms;
 
 /// What the Hub keeps in memory once it has read its meta rows.
@@ -255,17 +257,64 @@ impl Hub {
                 last_event_id,
                 credential,
                 family: _,
+                join,
             } => self.subscribe(
                 request,
                 config,
                 filter,
-                last_event_id.as_deref(),
+                (last_event_id.as_deref(), join),
                 &credential,
             ),
             HubCall::Publish => {
                 let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
                 let ids = self.publish(config, events)?;
                 Ok(Response::from_json(&Published { ids })?)
+            }
+            HubCall::Ingest => {
+                let events = parse_ingest(&body, &config.publish).map_err(ingest_error)?;
+                let fresh = self.with_loaded(|loaded| {
+                    let store = &loaded.store;
+                    let mut failure = None;
+                    let kept = fresh_ingest_events(&events, |fingerprint| {
+                        store.seen(fingerprint).unwrap_or_else(|error| {
+                            failure.get_or_insert(error);
+                            true
+                        })
+                    });
+                    let mut fresh: Vec<IngestEvent> = kept
+                        .into_iter()
+                        .filter_map(|index| events.get(index).cloned())
+                        .collect();
+                    fill_previous_states(&mut fresh, |external_id| {
+                        store.job_state(external_id).unwrap_or_else(|error| {
+                            failure.get_or_insert(error);
+                            None
+                        })
+                    });
+                    match failure {
+                        Some(error) => Err(ApiError::from(error)),
+                        None => Ok(fresh),
+                    }
+                })?;
+                let duplicates = events.len() - fresh.len();
+                let ingested: Vec<Ingested<'_>> = fresh
+                    .iter()
+                    .map(|e| Ingested {
+                        fingerprint: &e.fingerprint,
+                        job: e.job_state(),
+                    })
+                    .collect();
+                let ids = if fresh.is_empty() {
+                    Vec::new()
+                } else {
+                    let new_events = fresh.iter().map(|e| e.event.clone()).collect();
+                    self.publish_remembering(config, new_events, &ingested)?
+                };
+                Ok(Response::from_json(&serde_json::json!({
+                    "ids": ids,
+                    "accepted": ids.len(),
+                    "duplicates": duplicates,
+                }))?)
             }
             HubCall::Stats => self.stats(),
             HubCall::Disconnect => {
@@ -537,6 +586,17 @@ impl Hub {
     /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before the
     /// first write, so a batch is all or nothing; subscribers hear of it only once storage has it.
     fn publish(&self, config: &Config, events: Vec<NewEvent>) -> ApiResult<Vec<String>> {
+        self.publish_remembering(config, events, &[])
+    }
+
+    /// [`Hub::publish`], storing with the events what ingested ones leave beside them (one per
+    /// event, in order, or none), in the same write.
+    fn publish_remembering(
+        &self,
+        config: &Config,
+        events: Vec<NewEvent>,
+        ingested: &[Ingested<'_>],
+    ) -> ApiResult<Vec<String>> {
         let categories = config.category_names();
         let vocabulary = Family::Generic.vocabulary(&categories);
         let mut guard = self.loaded.borrow_mut();
@@ -557,11 +617,17 @@ impl Hub {
                 .iter()
                 .any(|entry| entry.name.as_str() == name)
         });
+        let ingested: Vec<(u64, Ingested<'_>)> = batch
+            .entries
+            .iter()
+            .zip(ingested)
+            .map(|(entry, ingested)| (entry.seq, *ingested))
+            .collect();
         let stored = loaded.store.append(
             &batch.entries,
+            &ingested,
             &loaded.hub.summary(),
-            evicted,
-            batch.completes,
+            (evicted, batch.completes),
             fail_after_rows,
         );
         // Should storage fail, memory is ahead of the truth: forget it and read storage again on
@@ -670,7 +736,7 @@ impl Hub {
         request: &Request,
         config: &Config,
         filter: Filter,
-        last_event_id: Option<&str>,
+        (last_event_id, join): (Option<&str>, JoinPolicy),
         credential: &str,
     ) -> ApiResult<Response> {
         if !request
@@ -699,10 +765,12 @@ impl Hub {
         }
         self.with_loaded(|loaded| {
             let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
-            let mut decision =
-                loaded
-                    .hub
-                    .subscribe(filter.clone(), last_event_id, snapshot.as_ref());
+            let mut decision = loaded.hub.subscribe_joining(
+                filter.clone(),
+                last_event_id,
+                snapshot.as_ref(),
+                join,
+            );
             if decision == Subscription::NeedsLog {
                 let evicted = loaded
                     .hub
@@ -711,9 +779,10 @@ impl Hub {
                 if let Some(through) = evicted.through_seq {
                     loaded.store.delete_through(through)?;
                 }
-                decision = loaded
-                    .hub
-                    .subscribe(filter, last_event_id, snapshot.as_ref());
+                decision =
+                    loaded
+                        .hub
+                        .subscribe_joining(filter, last_event_id, snapshot.as_ref(), join);
             }
             match decision {
                 Subscription::Finished => Ok(Response::empty()?.with_status(204)),

@@ -15,15 +15,18 @@ pub(crate) enum Family {
     Sluice,
     /// `/runner-jobs/{id}/events/stream`: CI runner step events, comment heartbeats.
     RunnerJob,
+    /// `/api/v1/events`: Dashtam's per-user stream, named by the token; comment heartbeats.
+    Dashtam,
 }
 
 impl Family {
     /// Every family, for reading one back by name.
-    pub(crate) const ALL: [Family; 4] = [
+    pub(crate) const ALL: [Family; 5] = [
         Family::Generic,
         Family::SqlMesh,
         Family::Sluice,
         Family::RunnerJob,
+        Family::Dashtam,
     ];
 
     /// The family's name, as the stream directory lists it.
@@ -33,6 +36,7 @@ impl Family {
             Family::SqlMesh => "sqlmesh",
             Family::Sluice => "sluice",
             Family::RunnerJob => "runner-job",
+            Family::Dashtam => "dashtam",
         }
     }
 
@@ -73,6 +77,8 @@ pub(crate) enum Endpoint {
     PlanRequest,
     /// SQLMesh `/api/plan/cancel`.
     PlanCancel,
+    /// sluice `/api/ingest`: a batch of ingest events, each to its `connectionId`'s stream.
+    Ingest,
 }
 
 /// One route: `method` and a path `template` whose `{name}` segments are parameters.
@@ -122,6 +128,8 @@ pub(crate) const ROUTES: &[RouteSpec] = &[
         Endpoint::Subscribe(Family::RunnerJob),
     ),
     post("/runner-jobs/{jobId}/events", Endpoint::Publish),
+    get("/api/v1/events", Endpoint::Subscribe(Family::Dashtam)),
+    post("/api/ingest", Endpoint::Ingest),
 ];
 
 /// How a path matched the table.

@@ -1,9 +1,12 @@
 //! The public routes: match the path, authenticate, validate what can be validated before a stream
 //! opens, and forward to the Hub named by (tenant, connection id).
 
+use herald_core::dashtam::user_stream;
 use herald_core::directory::ListQuery;
 use herald_core::heartbeat::{HeartbeatPolicy, HeartbeatProfile};
 use herald_core::relay::RelaySettings;
+use herald_core::resume::JoinPolicy;
+use herald_core::sluice::{ingest_body_for, ingest_connections, parse_ingest};
 use herald_core::{hub_name, mint, Claims, ConnectionId, Filter, Scope, TenantId, Vocabulary};
 use serde::{Deserialize, Serialize};
 use worker::{console_error, Date, Env, Headers, Method, Request, RequestInit, Response, Url};
@@ -28,7 +31,18 @@ impl Family {
         match self {
             Family::SqlMesh => HeartbeatProfile::SqlMeshPing,
             Family::Sluice => HeartbeatProfile::SluiceHeartbeat,
-            Family::Generic | Family::RunnerJob => HeartbeatProfile::Comment,
+            Family::Generic | Family::RunnerJob | Family::Dashtam => HeartbeatProfile::Comment,
+        }
+    }
+
+    /// What a client that connects without a `Last-Event-ID` gets (herald-core's [`JoinPolicy`]
+    /// says why): a runner job's output so far, then live; every other family, live only.
+    pub(crate) fn join_policy(self) -> JoinPolicy {
+        match self {
+            Family::RunnerJob => JoinPolicy::FromOldest,
+            Family::Generic | Family::SqlMesh | Family::Sluice | Family::Dashtam => {
+                JoinPolicy::Live
+            }
         }
     }
 
@@ -59,6 +73,7 @@ enum Route {
     PlanStage,
     PlanRequest,
     PlanCancel,
+    Ingest,
 }
 
 /// Matches the request against the route table and takes the connection id from where the route
@@ -84,7 +99,8 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
                         "the connectionId query parameter is required",
                     )
                 })?,
-                Family::Generic | Family::RunnerJob => param,
+                // Dashtam's stream is the user's, named by the token (see `dispatch`).
+                Family::Generic | Family::RunnerJob | Family::Dashtam => param,
             };
             Route::Subscribe { connection, family }
         }
@@ -96,6 +112,7 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
         Endpoint::PlanStage => Route::PlanStage,
         Endpoint::PlanRequest => Route::PlanRequest,
         Endpoint::PlanCancel => Route::PlanCancel,
+        Endpoint::Ingest => Route::Ingest,
     })
 }
 
@@ -126,9 +143,11 @@ impl Route {
     /// never read.
     fn body_bytes_max(&self, config: &Config) -> Option<usize> {
         match self {
-            Route::Publish { .. } | Route::PlanOpen | Route::PlanApply | Route::PlanStage => {
-                Some(config.publish.batch_bytes_max)
-            }
+            Route::Publish { .. }
+            | Route::PlanOpen
+            | Route::PlanApply
+            | Route::PlanStage
+            | Route::Ingest => Some(config.publish.batch_bytes_max),
             Route::Ticket | Route::Session | Route::PlanCancel => Some(SMALL_BODY_BYTES_MAX),
             Route::Health
             | Route::Directory
@@ -204,8 +223,19 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             directory::list(env, &claims.tenant, &query).await
         }
         Route::Subscribe { connection, family } => {
-            let connection = connection_id(&connection)?;
+            let connection = match family {
+                Family::Dashtam => None,
+                _ => Some(connection_id(&connection)?),
+            };
             let caller = authenticate(&request, &url, check, SUBSCRIBER)?;
+            // Dashtam: the stream is the user's that the verified token names, never one the
+            // request chooses, so one user's token cannot reach another's stream.
+            let connection = match connection {
+                Some(connection) => connection,
+                None => {
+                    user_stream(&caller.claims).map_err(|e| ApiError::Forbidden(e.to_string()))?
+                }
+            };
             let tenant = permit(&caller.claims, Scope::Subscribe, &connection)?;
             // Validate the filter and heartbeat here so that a bad value is a 400 before any stream opens.
             let categories = config.category_names();
@@ -224,12 +254,15 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 .get("last-event-id")?
                 .or_else(|| query_value(&url, "lastEventId"))
                 .or_else(|| query_value(&url, "last_event_id"))
+                // Dashtam's clients put it in the query under the header's name.
+                .or_else(|| query_value(&url, "Last-Event-ID"))
                 .filter(|id| !id.is_empty());
             let call = HubCall::Subscribe {
                 filter,
                 last_event_id,
                 credential: caller.credential_id(),
                 family,
+                join: family.join_policy(),
             };
             let settings = RelaySettings {
                 outbox: config.outbox,
@@ -239,6 +272,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             };
             relay(env, config, &tenant, &connection, &call, settings, &request).await
         }
+        Route::Ingest => ingest(request, &url, env, check).await,
         // The rest take a Bearer token and go to one hub operation each. The SQLMesh plan routes act
         // on the tenant's SQLMesh hub and need the publish scope.
         other => {
@@ -264,6 +298,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 | Route::Ticket
                 | Route::Session
                 | Route::Directory
+                | Route::Ingest
                 | Route::Subscribe { .. } => {
                     return Err(ApiError::Internal("route answered twice".into()))
                 }
@@ -277,6 +312,66 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             let tenant = permit(&caller.claims, scope, &connection)?;
             forward_body(request, env, &tenant, &connection, call, body_bytes_max).await
         }
+    }
+}
+
+/// sluice's `POST /api/ingest`: checks the whole batch and the token's publish scope on every
+/// stream it names before anything is stored, then sends each stream's events to its hub, which
+/// skips the ones it already holds (herald-core's ingest rules). Hubs are separate, so a batch that
+/// spans streams is stored stream by stream: should one hub fail, the ones before it keep their
+/// events, and the sender's retry stores only what is missing.
+async fn ingest(
+    mut request: Request,
+    url: &Url,
+    env: &Env,
+    check: Check<'_>,
+) -> ApiResult<Response> {
+    let claims = bearer_claims(&request, url, check)?;
+    let config = check.config;
+    let body = read_capped(&mut request, config.publish.batch_bytes_max).await?;
+    let events = parse_ingest(&body, &config.publish).map_err(ingest_error)?;
+    let connections = ingest_connections(&events);
+    for connection in &connections {
+        permit(&claims, Scope::Publish, connection)?;
+    }
+    let mut totals = IngestAnswer::default();
+    for connection in &connections {
+        let body = ingest_body_for(connection, &events).into_bytes();
+        let call = HubCall::Ingest;
+        let mut answer = forward(
+            env,
+            &claims.tenant,
+            connection,
+            &call,
+            Headers::new(),
+            Some(body),
+        )
+        .await?;
+        if answer.status_code() != 200 {
+            return Ok(answer);
+        }
+        let stored: IngestAnswer = answer.json().await?;
+        totals.ids.extend(stored.ids);
+        totals.accepted += stored.accepted;
+        totals.duplicates += stored.duplicates;
+    }
+    Ok(Response::from_json(&totals)?)
+}
+
+/// What `POST /api/ingest` answers (and each hub answers it): the ids of the events stored, how
+/// many that is, and how many were skipped as already stored.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct IngestAnswer {
+    ids: Vec<String>,
+    accepted: usize,
+    duplicates: usize,
+}
+
+pub(crate) fn ingest_error(error: herald_core::sluice::IngestError) -> ApiError {
+    if error.is_too_large() {
+        ApiError::TooLarge(error.to_string())
+    } else {
+        ApiError::bad_request("invalid_ingest", error)
     }
 }
 

@@ -10,6 +10,14 @@
 //! the commit point: a publish writes its rows, then the summary (with completion) in one statement,
 //! then deletes what it evicted; and a Hub that loads its meta deletes the rows the summary does not
 //! cover (rows of a publish whose summary was never written, rows evicted but not yet deleted).
+//!
+//! `herald_seen` holds the fingerprints of ingested sluice events (herald-core's `IngestEvent`),
+//! each with the sequence number of the event it was stored as. They are written with the log's
+//! rows, before the summary, and follow the rows' fate: deleted when their event is evicted, and
+//! deleted on load when the summary does not cover their event. So an ingested event is recognised
+//! exactly as long as it is in the log, and a failed publish leaves no fingerprint behind.
+//! `herald_sluice_jobs` holds each ingested job's latest state (for the next event's
+//! `previousState`) under the same rules.
 
 use bytes::Bytes;
 use herald_core::hub::LogSummary;
@@ -24,7 +32,24 @@ CREATE TABLE IF NOT EXISTS herald_log (
   name TEXT NOT NULL,
   category TEXT,
   frame BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS herald_seen (fingerprint TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS herald_sluice_jobs (
+  external_id TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  seq INTEGER NOT NULL
 );";
+
+/// The tables whose rows belong to a logged event (by `seq`), deleted with it.
+const LOG_TABLES: [&str; 3] = ["herald_log", "herald_seen", "herald_sluice_jobs"];
+
+/// What an ingested sluice event leaves in storage beside its log row: its fingerprint, and for a
+/// job event the job's `(externalId, state)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ingested<'a> {
+    pub(crate) fingerprint: &'a str,
+    pub(crate) job: Option<(&'a str, &'a str)>,
+}
 
 /// Keys of `herald_meta`.
 const EPOCH: &str = "epoch";
@@ -130,10 +155,12 @@ impl Store {
                 summary
             }
         };
-        self.sql.exec(
-            "DELETE FROM herald_log WHERE seq < ? OR seq >= ?",
-            vec![seq_value(summary.oldest_seq)?, seq_value(summary.next_seq)?],
-        )?;
+        for table in LOG_TABLES {
+            self.sql.exec(
+                &format!("DELETE FROM {table} WHERE seq < ? OR seq >= ?"),
+                vec![seq_value(summary.oldest_seq)?, seq_value(summary.next_seq)?],
+            )?;
+        }
         Ok(Meta {
             summary,
             complete: self.meta(COMPLETE)?.as_deref() == Some("true"),
@@ -236,26 +263,56 @@ impl Store {
         Ok(entries)
     }
 
-    /// Deletes the rows the log evicted (through `seq`).
+    /// Deletes the rows the log evicted (through `seq`), and their events' fingerprints.
     pub(crate) fn delete_through(&self, seq: u64) -> worker::Result<()> {
-        self.sql.exec(
-            "DELETE FROM herald_log WHERE seq <= ?",
-            vec![seq_value(seq)?],
-        )?;
+        for table in LOG_TABLES {
+            self.sql.exec(
+                &format!("DELETE FROM {table} WHERE seq <= ?"),
+                vec![seq_value(seq)?],
+            )?;
+        }
         Ok(())
+    }
+
+    /// The latest state the stream remembers for the ingested job `external_id`.
+    pub(crate) fn job_state(&self, external_id: &str) -> worker::Result<Option<String>> {
+        let rows = self.sql.exec(
+            "SELECT state FROM herald_sluice_jobs WHERE external_id = ?",
+            vec![external_id.into()],
+        )?;
+        for row in rows.raw() {
+            if let Some(SqlStorageValue::String(state)) = row?.into_iter().next() {
+                return Ok(Some(state));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether an ingested event with this fingerprint is still in the log.
+    pub(crate) fn seen(&self, fingerprint: &str) -> worker::Result<bool> {
+        let rows = self.sql.exec(
+            "SELECT seq FROM herald_seen WHERE fingerprint = ?",
+            vec![fingerprint.into()],
+        )?;
+        match rows.raw().next() {
+            Some(row) => row.map(|_| true),
+            None => Ok(false),
+        }
     }
 
     /// Appends a batch of entries, then stores the log's new summary (and the completion, for a
     /// batch that `completes` the stream) in one statement, then trims the rows it evicted.
+    ///
+    /// `ingested` is what ingested events leave beside their rows (by `seq`), written with them.
     ///
     /// `fail_after_rows` is a test hook (`HERALD_TEST_FAIL_STORAGE`): the append fails after writing
     /// its rows, before the summary, as storage failing midway would.
     pub(crate) fn append(
         &self,
         entries: &[LogEntry],
+        ingested: &[(u64, Ingested<'_>)],
         summary: &LogSummary,
-        evicted: Evicted,
-        completes: bool,
+        (evicted, completes): (Evicted, bool),
         fail_after_rows: bool,
     ) -> worker::Result<()> {
         for entry in entries {
@@ -268,6 +325,19 @@ impl Store {
                     SqlStorageValue::Blob(entry.frame.to_vec()),
                 ],
             )?;
+        }
+        for (seq, ingested) in ingested {
+            self.sql.exec(
+                "INSERT INTO herald_seen (fingerprint, seq) VALUES (?, ?)",
+                vec![ingested.fingerprint.into(), seq_value(*seq)?],
+            )?;
+            if let Some((external_id, state)) = ingested.job {
+                self.sql.exec(
+                    "INSERT INTO herald_sluice_jobs (external_id, state, seq) VALUES (?, ?, ?) \
+                     ON CONFLICT(external_id) DO UPDATE SET state = excluded.state, seq = excluded.seq",
+                    vec![external_id.into(), state.into(), seq_value(*seq)?],
+                )?;
+            }
         }
         if fail_after_rows {
             return Err(internal(

@@ -380,6 +380,25 @@ fn valid_body(doc: &Value, op: &Operation) -> Option<String> {
     })
 }
 
+/// Dashtam's stream is the user's that the token names (its one `user.<userId>` stream).
+const DASHTAM_OP: &str = "subscribeDashtamEvents";
+
+/// A token with both scopes that `op` accepts: every stream of `tenant`, or for Dashtam's stream
+/// the user `id`'s.
+fn bearer_for(op: &Operation, tenant: &str, id: &str) -> String {
+    if op.id == DASHTAM_OP {
+        let user = format!("user.{id}");
+        token(
+            tenant,
+            &[Scope::Publish, Scope::Subscribe],
+            Some(&[&user]),
+            3600,
+        )
+    } else {
+        full_token(tenant)
+    }
+}
+
 /// The one operation whose success needs state first: a plan runner reports on an open plan.
 fn setup(base: &str, op: &Operation, bearer: &str) {
     if op.id == "reportPlanStage" {
@@ -431,8 +450,8 @@ fn every_documented_operation_answers_a_documented_status() {
     for op in &ops {
         // A tenant of its own per operation, so no probe sees another's state.
         let tenant = unique("openapi");
-        let bearer = full_token(&tenant);
         let id = unique("probe");
+        let bearer = bearer_for(op, &tenant, &id);
         let secured = op.spec["security"]
             .as_array()
             .is_none_or(|schemes| !schemes.is_empty());
@@ -483,7 +502,7 @@ fn every_documented_operation_answers_a_documented_status() {
         // Every documented example body gets a documented answer (some need state a fresh tenant lacks).
         for (name, example) in body_examples(op) {
             let tenant = unique("openapi");
-            let bearer = full_token(&tenant);
+            let bearer = bearer_for(op, &tenant, &id);
             setup(base, op, &bearer);
             probe(
                 &format!("example {name}"),
@@ -503,9 +522,11 @@ fn every_documented_operation_answers_a_documented_status() {
                     .iter()
                     .any(|p| p["in"] == "query" && p["required"] == true)
             {
-                id.as_str()
+                id.clone()
+            } else if op.id == DASHTAM_OP {
+                format!("user.{id}")
             } else {
-                "default"
+                "default".to_string()
             };
             let minted = request(
                 "POST",
