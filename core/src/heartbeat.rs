@@ -15,7 +15,7 @@ use crate::{EventName, Frame};
 
 /// Default heartbeat interval: 15 s, what SQLMesh, sluice and mosaic use, and well under the 60 s idle
 /// timeouts that are the common minimum.
-pub const DEFAULT_HEARTBEAT_MS: u64 = 15_000;
+pub const HEARTBEAT_MS_DEFAULT: u64 = 15_000;
 
 /// Which wire format heartbeats take, to match what existing clients expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,11 +105,11 @@ pub struct HeartbeatPolicy {
 }
 
 impl Default for HeartbeatPolicy {
-    /// A comment every [`DEFAULT_HEARTBEAT_MS`].
+    /// A comment every [`HEARTBEAT_MS_DEFAULT`].
     fn default() -> Self {
         HeartbeatPolicy {
             profile: HeartbeatProfile::Comment,
-            interval_ms: DEFAULT_HEARTBEAT_MS,
+            interval_ms: HEARTBEAT_MS_DEFAULT,
         }
     }
 }

@@ -4,7 +4,7 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use herald_core::heartbeat::{
-    HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, DEFAULT_HEARTBEAT_MS,
+    HeartbeatDue, HeartbeatPolicy, HeartbeatProfile, HEARTBEAT_MS_DEFAULT,
 };
 
 /// `Ok((frame, next_at_ms))` when due now, `Err(at_ms)` when later.
@@ -112,7 +112,7 @@ fn frames_carry_json_and_no_id() {
         HeartbeatProfile::SluiceHeartbeat,
         HeartbeatProfile::Comment,
     ] {
-        let frame = HeartbeatPolicy::new(profile, DEFAULT_HEARTBEAT_MS).frame(1_712_345_678_901);
+        let frame = HeartbeatPolicy::new(profile, HEARTBEAT_MS_DEFAULT).frame(1_712_345_678_901);
         let text = core::str::from_utf8(&frame).unwrap();
         assert!(text.ends_with("\n\n"), "{text:?}");
         assert!(
@@ -145,10 +145,10 @@ fn frames_carry_json_and_no_id() {
 
 #[test]
 fn default_policy() {
-    assert_eq!(DEFAULT_HEARTBEAT_MS, 15_000);
+    assert_eq!(HEARTBEAT_MS_DEFAULT, 15_000);
     let policy = HeartbeatPolicy::default();
     assert_eq!(
         (policy.profile, policy.interval_ms),
-        (HeartbeatProfile::Comment, DEFAULT_HEARTBEAT_MS)
+        (HeartbeatProfile::Comment, HEARTBEAT_MS_DEFAULT)
     );
 }

@@ -5,7 +5,7 @@
 
 use herald_core::auth::VerifyOptions;
 use herald_core::cookie::{SameSite, SessionPolicy};
-use herald_core::heartbeat::DEFAULT_HEARTBEAT_MS;
+use herald_core::heartbeat::HEARTBEAT_MS_DEFAULT;
 use herald_core::log::LogLimits;
 use herald_core::outbox::OutboxLimits;
 use herald_core::{directory, PublishLimits, Vocabulary};
@@ -230,7 +230,7 @@ impl Config {
             heartbeat_ms: bounded(
                 env,
                 "HERALD_HEARTBEAT_MS",
-                DEFAULT_HEARTBEAT_MS,
+                HEARTBEAT_MS_DEFAULT,
                 100,
                 3_600_000,
             )?,

@@ -39,7 +39,7 @@
 //!   always persist under .e2e/.
 //! - `--ceiling E|measured`: the runtime's flat-out ceiling in delivered events/s. The fixed-rate
 //!   phases (s100, s1000, s5000) each deliver `--load-pct` (default 50) percent of it in total.
-//!   Default `DEFAULT_CEILING`, measured on the 2-core machine, so every run loads the same rates;
+//!   Default `CEILING_EVENTS_PER_S_DEFAULT`, measured on the 2-core machine, so every run loads the same rates;
 //!   `measured` takes this run's flat-out phase instead (it runs first): the reference baseline's
 //!   best run.
 
@@ -67,7 +67,7 @@ const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
 /// machine the same measured 5,200 to 13,600: pass `--ceiling measured` there. With workerd's
 /// inspector port open it measured 14,500 to 15,400, with a session attached 14,100 to 15,500, under
 /// wrangler dev 10,900 to 12,700.
-const DEFAULT_CEILING: f64 = 20_000.0;
+const CEILING_EVENTS_PER_S_DEFAULT: f64 = 20_000.0;
 
 #[derive(Debug)]
 struct Options {
@@ -170,7 +170,7 @@ fn options() -> Options {
         sides: vec![Kind::Herald, Kind::BaselineWs],
         phases: None,
         setups: vec![Setup::parse("workerd")],
-        ceiling: Some(DEFAULT_CEILING),
+        ceiling: Some(CEILING_EVENTS_PER_S_DEFAULT),
         load_pct: 50.0,
         window: 8,
         storage_in_memory: server::tmpfs_available(),
@@ -408,7 +408,7 @@ fn main() {
         for spec in specs.iter_mut() {
             if spec.label != "max" {
                 let events_per_s =
-                    options.load_pct / 100.0 * *ceiling.get_or_insert(DEFAULT_CEILING);
+                    options.load_pct / 100.0 * *ceiling.get_or_insert(CEILING_EVENTS_PER_S_DEFAULT);
                 *spec = with_rate(spec, events_per_s);
             }
             let spec = spec.clone();
@@ -451,7 +451,7 @@ fn main() {
             &sides,
             reference,
             ceiling.map(|c| {
-                let source = if options.ceiling.is_some() || c == DEFAULT_CEILING {
+                let source = if options.ceiling.is_some() || c == CEILING_EVENTS_PER_S_DEFAULT {
                     "set"
                 } else {
                     "measured in this run"
