@@ -2,6 +2,7 @@
 //! decoder for chunked bodies. Thousands of streams on a couple of threads need no more, and a raw
 //! socket keeps the client's own cost small and visible.
 
+use herald_test_support::Dechunker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -111,99 +112,4 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
-}
-
-/// A push decoder for `Transfer-Encoding: chunked`: hands data on as soon as it arrives, whatever
-/// the read boundaries (a size line or CRLF may be split across reads).
-#[derive(Debug, Default)]
-pub(crate) struct Dechunker {
-    state: ChunkState,
-    size: usize,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading hex digits of a size line.
-    #[default]
-    Size,
-    /// Skipping a size line's extension up to its LF.
-    SizeRest,
-    /// Inside chunk data, `size` bytes left.
-    Data,
-    /// Skipping the CRLF after chunk data.
-    DataEnd,
-    /// The last chunk came (its trailers are not awaited).
-    Done,
-}
-
-impl Dechunker {
-    pub(crate) fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    pub(crate) fn feed(&mut self, mut input: &[u8], mut out: impl FnMut(&[u8])) {
-        while !input.is_empty() {
-            match self.state {
-                ChunkState::Size => {
-                    let byte = input[0];
-                    input = &input[1..];
-                    match (byte as char).to_digit(16) {
-                        Some(digit) => self.size = self.size * 16 + digit as usize,
-                        None if byte == b'\n' => self.end_size_line(),
-                        None => self.state = ChunkState::SizeRest,
-                    }
-                }
-                ChunkState::SizeRest => {
-                    let byte = input[0];
-                    input = &input[1..];
-                    if byte == b'\n' {
-                        self.end_size_line();
-                    }
-                }
-                ChunkState::Data => {
-                    let take = self.size.min(input.len());
-                    out(&input[..take]);
-                    input = &input[take..];
-                    self.size -= take;
-                    if self.size == 0 {
-                        self.state = ChunkState::DataEnd;
-                    }
-                }
-                ChunkState::DataEnd => {
-                    let byte = input[0];
-                    input = &input[1..];
-                    if byte == b'\n' {
-                        self.state = ChunkState::Size;
-                    }
-                }
-                ChunkState::Done => return,
-            }
-        }
-    }
-
-    fn end_size_line(&mut self) {
-        self.state = if self.size == 0 {
-            ChunkState::Done
-        } else {
-            ChunkState::Data
-        };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Dechunker;
-
-    #[test]
-    fn dechunks_split_at_every_index() {
-        let wire = b"5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\n\r\n";
-        for split in 0..=wire.len() {
-            let mut decoder = Dechunker::default();
-            let mut out = Vec::new();
-            decoder.feed(&wire[..split], |b| out.extend_from_slice(b));
-            decoder.feed(&wire[split..], |b| out.extend_from_slice(b));
-            assert_eq!(out, b"hello world!", "split at {split}");
-            assert!(decoder.is_done());
-        }
-    }
 }

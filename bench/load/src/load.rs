@@ -12,7 +12,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 
-use crate::http::{read_body, read_head, send_request, Dechunker};
+use herald_test_support::Dechunker;
+
+use crate::http::{read_body, read_head, send_request};
 use crate::stats::{now_us, Histogram};
 
 /// Which worker is under load: they differ only in paths, auth and who encodes the frame.
@@ -257,11 +259,7 @@ impl Cursor {
             }
             return;
         }
-        let seq: u64 = id
-            .rsplit('-')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let seq = herald_core::Position::parse(id).map_or(0, |position| position.seq);
         if seq == self.last_seq + 1 {
             self.last_seq = seq;
         } else if seq <= self.last_seq {

@@ -9,21 +9,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use herald_core::Parser;
+use herald_test_support::Dechunker;
 
 use crate::{stats, Msg};
 
-/// An id `<epoch>-<seq>` split into its numbers (panics on anything else: ids are the hub's own).
-pub fn split_id(id: &str) -> (u64, u64) {
-    let (epoch, seq) = id
-        .split_once('-')
-        .unwrap_or_else(|| panic!("not an event id: {id:?}"));
-    (
-        epoch
-            .parse()
-            .unwrap_or_else(|_| panic!("bad epoch in {id:?}")),
-        seq.parse().unwrap_or_else(|_| panic!("bad seq in {id:?}")),
-    )
-}
+pub use crate::{seq_of, split_id};
 
 /// The `subscribers` figure of a stream's stats.
 pub fn subscribers(base: &str, connection: &str, token: &str) -> u64 {
@@ -155,10 +145,7 @@ impl Quiet {
                 });
             });
         };
-        let mut pending: Vec<u8> = Vec::new();
-        let mut chunk_left = 0usize;
-        // After a chunk's data comes a CRLF before the next size line.
-        let mut after_data = false;
+        let mut decoder = Dechunker::default();
         let mut buf = vec![0u8; 64 * 1024];
         let ended = loop {
             let n = match self.stream.read(&mut buf) {
@@ -173,42 +160,11 @@ impl Quiet {
                 feed(&buf[..n], &mut messages);
                 continue;
             }
-            // De-chunk: `pending` holds bytes not yet consumed as a size line, data or CRLF.
-            pending.extend_from_slice(&buf[..n]);
-            let mut at = 0;
-            let mut last_chunk = false;
-            loop {
-                if chunk_left > 0 {
-                    let take = chunk_left.min(pending.len() - at);
-                    if take == 0 {
-                        break;
-                    }
-                    body_bytes += take;
-                    feed(&pending[at..at + take], &mut messages);
-                    at += take;
-                    chunk_left -= take;
-                    after_data = chunk_left == 0;
-                    continue;
-                }
-                let Some(end) = pending[at..].windows(2).position(|w| w == b"\r\n") else {
-                    break;
-                };
-                let line = String::from_utf8_lossy(&pending[at..at + end]).to_string();
-                at += end + 2;
-                if after_data {
-                    after_data = false;
-                    continue;
-                }
-                let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-                    .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
-                if size == 0 {
-                    last_chunk = true;
-                    break;
-                }
-                chunk_left = size;
-            }
-            pending.drain(..at);
-            if last_chunk {
+            decoder.feed(&buf[..n], |data| {
+                body_bytes += data.len();
+                feed(data, &mut messages);
+            });
+            if decoder.is_done() {
                 break true;
             }
         };

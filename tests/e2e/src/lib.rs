@@ -11,7 +11,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use herald_core::{mint, Claims, ConnectionId, Parser, Scope, Scopes, TenantId, TokenKind};
+use herald_core::{
+    mint, Claims, ConnectionId, Parser, Position, Scope, Scopes, TenantId, TokenKind,
+};
+use herald_test_support::DechunkRead;
 
 pub mod clients;
 pub mod faults;
@@ -317,6 +320,18 @@ impl Drop for Wrangler {
             let _ = std::fs::remove_dir_all(&self.persist);
         }
     }
+}
+
+/// An event id `<epoch>-<seq>` as its numbers, read by herald-core's [`Position`] (panics on
+/// anything else: ids are the hub's own).
+pub fn split_id(id: &str) -> (u64, u64) {
+    let position = Position::parse(id).unwrap_or_else(|e| panic!("not an event id {id:?}: {e}"));
+    (position.epoch, position.seq)
+}
+
+/// An event id's sequence number (see [`split_id`]).
+pub fn seq_of(id: &str) -> u64 {
+    split_id(id).1
 }
 
 /// Mints an access token for `tenant` with the given scopes (and optional stream allow-list).
@@ -645,62 +660,9 @@ fn read_head(mut stream: TcpStream) -> (u16, Vec<(String, String)>, Box<dyn Read
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
     let body: Box<dyn Read + Send> = if chunked {
-        Box::new(Dechunk {
-            inner: stream,
-            left: 0,
-            done: false,
-        })
+        Box::new(DechunkRead::new(stream))
     } else {
         Box::new(stream)
     };
     (status, headers, body)
-}
-
-/// A minimal HTTP/1.1 chunked-transfer decoder that hands bytes on as soon as they arrive.
-struct Dechunk {
-    inner: TcpStream,
-    left: usize,
-    done: bool,
-}
-
-impl Dechunk {
-    fn line(&mut self) -> std::io::Result<String> {
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while !line.ends_with(b"\r\n") {
-            if self.inner.read(&mut byte)? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            line.push(byte[0]);
-        }
-        Ok(String::from_utf8_lossy(&line[..line.len() - 2]).to_string())
-    }
-}
-
-impl Read for Dechunk {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.done {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            let size = self.line()?;
-            let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
-            if size == 0 {
-                self.done = true;
-                return Ok(0);
-            }
-            self.left = size;
-        }
-        let want = buf.len().min(self.left);
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.left -= n;
-        if self.left == 0 {
-            self.line()?;
-        }
-        Ok(n)
-    }
 }

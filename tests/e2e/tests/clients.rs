@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use herald_e2e::clients::{free_port, request_log, run_node, Curl, Logged};
-use herald_e2e::{full_token, now_s, request, unique, Subscription, Wrangler};
+use herald_e2e::{full_token, now_s, request, seq_of, split_id, unique, Subscription, Wrangler};
 use serde_json::{json, Value};
 
 const BEFORE_CUT: usize = 20;
@@ -30,16 +30,10 @@ fn events(list: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn seq_of(id: &str) -> u64 {
-    id.rsplit_once('-')
-        .and_then(|(_, seq)| seq.parse().ok())
-        .unwrap_or_else(|| panic!("not an <epoch>-<seq> id: {id}"))
-}
-
 /// The expected sequence, built here rather than taken from the script: event n (1-based) alternates
 /// between two names and carries `{"n":n,"stage":"s<n>"}`.
 fn expected_events(published: &[(String, String, String)]) -> Vec<(String, String, String)> {
-    let epoch = published[0].1.rsplit_once('-').expect("id").0.to_string();
+    let epoch = split_id(&published[0].1).0;
     (1..=BEFORE_CUT + AFTER_CUT)
         .map(|n| {
             let name = if n % 2 == 0 {
@@ -227,7 +221,7 @@ fn chromium_page_renews_an_expired_ticket_and_resumes_with_last_event_id_query()
     assert_eq!(result["disconnected"], 1);
     let published = events(&result["published"]);
     assert_eq!(published.len(), 15);
-    let epoch = published[0].1.rsplit_once('-').expect("id").0;
+    let epoch = split_id(&published[0].1).0;
     for (n, (_, id, data)) in published.iter().enumerate() {
         let n = n + 1;
         assert_eq!(*id, format!("{epoch}-{n}"));

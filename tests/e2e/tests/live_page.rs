@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use herald_e2e::clients::{run_node, DevCommand};
-use herald_e2e::{full_token, repo_root, unique, Wrangler};
+use herald_e2e::{full_token, repo_root, seq_of, split_id, unique, Wrangler};
 use serde_json::{json, Value};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
@@ -40,11 +40,7 @@ fn listed_ids(page: &Value) -> Vec<u64> {
         .expect("log rows")
         .iter()
         .filter_map(|row| row["id"].as_str().filter(|id| !id.is_empty()))
-        .map(|id| {
-            id.rsplit_once('-')
-                .and_then(|(_, seq)| seq.parse().ok())
-                .unwrap_or_else(|| panic!("not an <epoch>-<seq> id: {id}"))
-        })
+        .map(seq_of)
         .collect()
 }
 
@@ -280,7 +276,7 @@ fn live_page_shows_a_plan_a_cancel_heartbeats_reconnects_resets_and_a_job() {
     let last_seen = result["steps"]["lastId"]
         .as_str()
         .expect("last id before the cut");
-    let (epoch, _) = last_seen.rsplit_once('-').expect("id");
+    let (epoch, _) = split_id(last_seen);
     assert!(
         reset_row.ends_with(&format!(
             "(lost: the events after {last_seen} and before {epoch}-8)"

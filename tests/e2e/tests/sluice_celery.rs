@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use herald_core::Scope;
-use herald_e2e::{full_token, repo_root, token, unique, Wrangler};
+use herald_e2e::{full_token, repo_root, seq_of, token, unique, Wrangler};
 use serde_json::Value;
 
 /// A process this test started; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -234,11 +234,7 @@ fn celery_tasks_reach_the_sluice_stream_through_sluice_celery() {
             );
         };
         assert_eq!(message.event, "job:state_change", "{message:?}");
-        let seq: u64 = message
-            .id
-            .rsplit_once('-')
-            .and_then(|(_, seq)| seq.parse().ok())
-            .expect("an <epoch>-<seq> id");
+        let seq = seq_of(&message.id);
         assert!(seq > last_seq, "in order: {seq} after {last_seq}");
         last_seq = seq;
         let data: Value = serde_json::from_str(&message.data).expect("json data");

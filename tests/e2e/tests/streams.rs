@@ -4,17 +4,11 @@
 
 use std::time::Duration;
 
-use herald_e2e::{full_token, publish, request, stats, unique, Subscription, Wrangler};
+use herald_e2e::{
+    full_token, publish, request, seq_of, split_id, stats, unique, Subscription, Wrangler,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn seq(id: &str) -> u64 {
-    id.rsplit_once('-')
-        .expect("epoch-seq")
-        .1
-        .parse()
-        .expect("seq")
-}
 
 #[test]
 fn wire_headers_first_bytes_and_heartbeats() {
@@ -95,8 +89,8 @@ fn batches_fan_out_in_order_to_every_subscriber() {
     );
     assert_eq!(ids.len(), 3);
     assert_eq!(
-        (seq(&ids[0]) + 1, seq(&ids[0]) + 2),
-        (seq(&ids[1]), seq(&ids[2])),
+        (seq_of(&ids[0]) + 1, seq_of(&ids[0]) + 2),
+        (seq_of(&ids[1]), seq_of(&ids[2])),
         "ids are contiguous"
     );
     for sub in &subs {
@@ -118,7 +112,7 @@ fn batches_fan_out_in_order_to_every_subscriber() {
         &token,
         r#"[{"event":"a"},{"event":"b"}]"#,
     );
-    assert_eq!(seq(&more[0]), seq(&ids[2]) + 1);
+    assert_eq!(seq_of(&more[0]), seq_of(&ids[2]) + 1);
 }
 
 #[test]
@@ -246,7 +240,7 @@ fn gaps_start_with_an_in_band_reset_naming_the_oldest_id() {
         &token,
         r#"[{"event":"e","data":"1"},{"event":"e","data":"2"},{"event":"e","data":"3"},{"event":"e","data":"4"},{"event":"e","data":"5"}]"#,
     );
-    let (epoch, _) = ids[0].rsplit_once('-').expect("id");
+    let (epoch, _) = split_id(&ids[0]);
     for (last_id, reason) in [
         (ids[0].clone(), "evicted"),
         ("42-1".to_string(), "other_epoch"),
