@@ -25,6 +25,8 @@ pub(crate) enum HubCall {
         filter: Filter,
         last_event_id: Option<String>,
         credential: String,
+        /// A fresh SQLMesh subscriber's trackers include finished ones (`trackers=last`).
+        last_trackers: bool,
     },
     /// Publish the request body (a publish batch).
     Publish,
@@ -92,9 +94,13 @@ impl HubCall {
                 filter,
                 last_event_id,
                 credential,
+                last_trackers,
             } = self
             {
                 query.append_pair("credential", credential);
+                if *last_trackers {
+                    query.append_pair("trackers", "last");
+                }
                 let filter =
                     serde_json::to_string(filter).map_err(|e| ApiError::Internal(e.to_string()))?;
                 query.append_pair("filter", &filter);
@@ -121,6 +127,7 @@ impl HubCall {
                     filter,
                     last_event_id: query(url, "last_event_id"),
                     credential,
+                    last_trackers: query(url, "trackers").as_deref() == Some("last"),
                 }
             }
             "publish" => HubCall::Publish,

@@ -221,12 +221,13 @@ impl Hub {
                 filter,
                 last_event_id,
                 credential,
+                last_trackers,
             } => self.subscribe(
                 request,
                 config,
                 filter,
                 last_event_id.as_deref(),
-                &credential,
+                (&credential, last_trackers),
             ),
             HubCall::Publish => {
                 let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
@@ -556,7 +557,7 @@ impl Hub {
         config: &Config,
         filter: Filter,
         last_event_id: Option<&str>,
-        credential: &str,
+        (credential, last_trackers): (&str, bool),
     ) -> ApiResult<Response> {
         if !request
             .headers()
@@ -583,7 +584,15 @@ impl Hub {
             )));
         }
         self.with_loaded(|loaded| {
-            let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
+            // SQLMesh's UI gets finished apply and cancel trackers as `{}`; `trackers=last` asks
+            // for them as they ended.
+            let snapshot = loaded.plan.as_ref().map(|plan| {
+                if last_trackers {
+                    plan.last_trackers()
+                } else {
+                    plan.snapshot()
+                }
+            });
             let mut decision =
                 loaded
                     .hub

@@ -198,10 +198,26 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 .or_else(|| query_value(&url, "lastEventId"))
                 .or_else(|| query_value(&url, "last_event_id"))
                 .filter(|id| !id.is_empty());
+            // SQLMesh's stream only: which trackers a fresh subscriber gets first.
+            let last_trackers = match query_value(&url, "trackers").as_deref() {
+                _ if family != Family::SqlMesh => false,
+                None | Some("current") => false,
+                Some("last") => true,
+                Some(other) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_trackers",
+                        format!(
+                            "trackers {:?} is not one of: current, last",
+                            other.chars().take(64).collect::<String>()
+                        ),
+                    ))
+                }
+            };
             let call = HubCall::Subscribe {
                 filter,
                 last_event_id,
                 credential: caller.credential_id(),
+                last_trackers,
             };
             let settings = RelaySettings {
                 outbox: config.outbox,
