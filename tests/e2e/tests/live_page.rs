@@ -92,7 +92,7 @@ fn live_page_shows_a_plan_a_cancel_heartbeats_reconnects_resets_and_a_job() {
         json!({"tokenFilled": token.len(), "family": "sqlmesh", "connection": "default"})
     );
     let connected = &result["connected"];
-    assert_eq!(connected["streamUrl"], "/api/events");
+    assert_eq!(connected["streamUrl"], "/api/events?trackers=last");
     assert_eq!(
         (
             connected["planShown"].as_bool(),

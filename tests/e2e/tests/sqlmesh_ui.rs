@@ -101,6 +101,17 @@ fn meta_answers_and_re_emits_and_finished_trackers_are_not_re_sent() {
         .find(|m| m.event == "plan-overview")
         .expect("overview");
     assert_eq!(tracker(overview)["meta"]["status"], "success");
+    // A page that shows how the last plan ended asks for the finished trackers as they ended.
+    let token = full_token("acme");
+    let last = wrangler.subscribe("/api/events?trackers=last", Some(&token), &[]);
+    let snapshot = last.take(3, WAIT);
+    let apply = snapshot
+        .iter()
+        .find(|m| m.event == "plan-apply")
+        .expect("apply");
+    assert_eq!(tracker(apply)["meta"]["status"], "success");
+    let bogus = wrangler.subscribe("/api/events?trackers=all", Some(&token), &[]);
+    assert_eq!(bogus.status, 400);
 }
 
 #[test]
