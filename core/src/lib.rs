@@ -98,7 +98,7 @@ pub use auth::{
 };
 pub use control::{lagging_frame, open_frame, reset_frame};
 pub use cookie::{
-    check_origin, cookie_is_secure, renew_session, session_cookie, session_from_token,
+    check_origin, cookie_is_secure, renew_session, renewal_due, session_cookie, session_from_token,
     set_cookie_header, CsrfError, SameSite, SessionError, SessionPolicy, SESSION_COOKIE,
 };
 pub use encode::{EventId, EventName, Frame, IdError, NameError, KEEP_ALIVE};

@@ -15,7 +15,9 @@ use crate::cors;
 use crate::error::{ApiError, ApiResult};
 pub(crate) use crate::route_table::Family;
 use crate::route_table::{self, Endpoint, Matched};
-use crate::session::{self, authenticate, query_value, Accepts, Check};
+use crate::session::{
+    self, authenticate, query_value, sliding_renewal, with_cookie, Accepts, Check,
+};
 use crate::stream::{sse_headers, RelayBounds, RelayStream};
 
 /// The connection id of a tenant's SQLMesh stream (`/api/events` and the `/api/plan` routes).
@@ -225,7 +227,10 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 retry_ms: config.retry_ms,
                 max_age_ms: config.stream_max_age_s.saturating_mul(1000),
             };
-            relay(env, config, &tenant, &connection, &call, settings, &request).await
+            let renewal = sliding_renewal(&caller, &url, check);
+            let response =
+                relay(env, config, &tenant, &connection, &call, settings, &request).await?;
+            with_cookie(response, renewal)
         }
         // The rest take a Bearer token and go to one hub operation each. The SQLMesh plan routes act
         // on the tenant's SQLMesh hub and need the publish scope.
@@ -259,7 +264,10 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             let caller = authenticate(&request, &url, check, accepts)?;
             let connection = connection_id(&connection)?;
             let tenant = permit(&caller.claims, scope, &connection)?;
-            forward_body(request, env, &tenant, &connection, call, body_bytes_max).await
+            let renewal = sliding_renewal(&caller, &url, check);
+            let response =
+                forward_body(request, env, &tenant, &connection, call, body_bytes_max).await?;
+            with_cookie(response, renewal)
         }
     }
 }
