@@ -117,7 +117,11 @@ impl DurableObject for Hub {
             Err(error) => Err(error),
         };
         if let Err(error) = outcome {
+            // An error makes the runtime run the alarm again, with backoff.
             console_error!("plan lease check failed: {error:?}");
+            return Err(worker::Error::RustError(
+                "the plan lease check failed".into(),
+            ));
         }
         Response::empty()
     }
@@ -284,6 +288,9 @@ impl Hub {
                 self.plan_step(config, |session, now| {
                     session.apply(PlanCommand::Cancel, now).map_err(illegal)
                 })?;
+                // The lease's alarm is already set; setting it again costs little and makes sure
+                // a cancel always completes.
+                self.arm_lease(config).await?;
                 Ok(Response::empty()?.with_status(204))
             }
             HubCall::PlanMeta => {
