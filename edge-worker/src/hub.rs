@@ -5,6 +5,8 @@
 //! The Hub holds no open request, no streamed body and no timer: subscribers are hibernatable
 //! WebSockets whose filter and cursor ride in their attachments, so the runtime can evict the Hub
 //! between publishes. On wake it reads only its meta rows; the log is read when a replay needs it.
+//! While a SQLMesh plan runs, a Durable Object alarm marks the end of its runner's lease; an alarm
+//! does not keep the Hub awake (the runtime wakes it to run `alarm`).
 
 use std::cell::RefCell;
 
