@@ -232,8 +232,9 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 relay(env, config, &tenant, &connection, &call, settings, &request).await?;
             with_cookie(response, renewal)
         }
-        // The rest take a Bearer token and go to one hub operation each. The SQLMesh plan routes act
-        // on the tenant's SQLMesh hub and need the publish scope.
+        // The rest take a Bearer token (SQLMesh's UI routes also the session cookie) and go to one
+        // hub operation each. The SQLMesh plan routes act on the tenant's SQLMesh hub and need the
+        // publish scope (`/api/meta` the subscribe scope).
         other => {
             let sqlmesh = || String::from(SQLMESH_CONNECTION);
             // SQLMesh's UI sends only its cookies, to these routes.
@@ -261,8 +262,8 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 ticket: false,
                 cookie,
             };
-            let caller = authenticate(&request, &url, check, accepts)?;
             let connection = connection_id(&connection)?;
+            let caller = authenticate(&request, &url, check, accepts)?;
             let tenant = permit(&caller.claims, scope, &connection)?;
             let renewal = sliding_renewal(&caller, &url, check);
             let response =
