@@ -6,8 +6,11 @@
 //! scopes and streams, living [`SessionPolicy::ttl_s`]. The Worker sets it as the cookie [`SESSION_COOKIE`]
 //! ([`set_cookie_header`]): `HttpOnly` (no script can read it), `Path=/`, `SameSite` as configured, and `Secure`
 //! except on plain-HTTP loopback ([`cookie_is_secure`]). A session is renewed ([`renew_session`]) for another
-//! `ttl_s`, but never past [`SessionPolicy::lifetime_max_s`] after it was first made (its `iat` is kept across
-//! renewals), so a stolen cookie cannot be kept alive forever.
+//! `ttl_s` (by the client, or by the Worker once less than half its time is left: [`renewal_due`]), but never
+//! past its hard end, so a stolen cookie cannot be kept alive forever: the earlier of the token's expiry and
+//! [`SessionPolicy::lifetime_max_s`] after the session was made. The session keeps that end in its `iat`,
+//! which is set to `end - lifetime_max_s` (never later than its making) and kept across renewals: `iat` is
+//! then the start of the session's allowed life, and no other claim is needed.
 //!
 //! # Cross-site request forgery
 //! A browser attaches cookies to requests that other sites' pages make. A request authenticated by the cookie
@@ -115,15 +118,21 @@ impl fmt::Display for SessionError {
 impl core::error::Error for SessionError {}
 
 /// The claims of a new session made at `now_s` from an access token's `claims`: the same tenant, scopes and
-/// streams, living `policy.ttl_s` but never past the token's own expiry.
+/// streams, living `policy.ttl_s`, and never (renewals included) past the token's own expiry nor
+/// `policy.lifetime_max_s` from now. Its `iat` is that end less `lifetime_max_s` (see the module docs).
 ///
 /// ```
 /// use herald_core::{Claims, Scopes, TenantId, TokenKind};
 /// use herald_core::cookie::{session_from_token, SessionPolicy};
 /// let token = Claims { tenant: TenantId::new("acme").unwrap(), scopes: Scopes::ALL, streams: None,
-///     exp_s: 10_000, iat_s: None, kind: TokenKind::Access };
-/// let session = session_from_token(&token, 1_000, &SessionPolicy::default()).unwrap();
+///     exp_s: 100_000, iat_s: None, kind: TokenKind::Access };
+/// let policy = SessionPolicy::default(); // 3,600 s each, 43,200 s in all
+/// let session = session_from_token(&token, 1_000, &policy).unwrap();
 /// assert_eq!((session.kind, session.iat_s, session.exp_s), (TokenKind::Session, Some(1_000), 4_600));
+/// // A token that ends sooner ends the session sooner, and its renewals.
+/// let short = Claims { exp_s: 52_000, ..token };
+/// let session = session_from_token(&short, 50_000, &policy).unwrap();
+/// assert_eq!((session.iat_s, session.exp_s), (Some(52_000 - 43_200), 52_000));
 /// ```
 pub fn session_from_token(
     claims: &Claims,
@@ -133,19 +142,21 @@ pub fn session_from_token(
     if claims.kind != TokenKind::Access {
         return Err(SessionError::NotAnAccessToken);
     }
-    let ttl_s = policy.ttl_s.min(policy.lifetime_max_s);
+    let end_s = now_s
+        .saturating_add(policy.lifetime_max_s)
+        .min(claims.exp_s);
     Ok(Claims {
         tenant: claims.tenant.clone(),
         scopes: claims.scopes,
         streams: claims.streams.clone(),
-        exp_s: now_s.saturating_add(ttl_s).min(claims.exp_s),
-        iat_s: Some(now_s),
+        exp_s: now_s.saturating_add(policy.ttl_s).min(end_s),
+        iat_s: Some(end_s.saturating_sub(policy.lifetime_max_s)),
         kind: TokenKind::Session,
     })
 }
 
-/// The claims of `session` renewed at `now_s`: another `policy.ttl_s`, but never past `iat +
-/// policy.lifetime_max_s` (the session's `iat` is when it was first made, kept across renewals).
+/// The claims of `session` renewed at `now_s`: another `policy.ttl_s`, but never past its hard end, `iat +
+/// policy.lifetime_max_s` (see [`session_from_token`]); `iat` is kept.
 pub fn renew_session(
     session: &Claims,
     now_s: u64,
@@ -164,6 +175,25 @@ pub fn renew_session(
         iat_s: Some(made_s),
         ..session.clone()
     })
+}
+
+/// Whether a session should be renewed at `now_s` without being asked: when less than half of `policy.ttl_s`
+/// is left and a renewal would live longer. A client that only ever sends its cookie (SQLMesh's UI, whose
+/// EventSource reconnects at least every `HERALD_STREAM_MAX_AGE_S`) so keeps it up to its hard end.
+///
+/// ```
+/// use herald_core::{renewal_due, session_from_token, Claims, Scopes, SessionPolicy, TenantId, TokenKind};
+/// let token = Claims { tenant: TenantId::new("acme").unwrap(), scopes: Scopes::ALL, streams: None,
+///     exp_s: 100_000, iat_s: None, kind: TokenKind::Access };
+/// let policy = SessionPolicy::default();
+/// let session = session_from_token(&token, 1_000, &policy).unwrap(); // until 4,600
+/// assert!(!renewal_due(&session, 2_799, &policy));
+/// assert!(renewal_due(&session, 2_801, &policy));
+/// ```
+pub fn renewal_due(session: &Claims, now_s: u64, policy: &SessionPolicy) -> bool {
+    let left_s = session.exp_s.saturating_sub(now_s);
+    left_s.saturating_mul(2) < policy.ttl_s
+        && renew_session(session, now_s, policy).is_ok_and(|renewed| renewed.exp_s > session.exp_s)
 }
 
 /// Whether the session cookie gets `Secure` for a request to `scheme://host`: always, except over plain HTTP
@@ -321,11 +351,24 @@ mod tests {
         }
     }
 
+    /// Unix seconds of today's order: `iat` is the session's end less its longest lifetime, which
+    /// only Unix times (far above any lifetime) can hold.
+    const T: u64 = 1_800_000_000;
+
     #[test]
-    fn a_session_never_outlives_its_token_at_first() {
+    fn a_session_never_outlives_its_token_even_renewed() {
         let policy = SessionPolicy::default();
-        let session = session_from_token(&access(1_100), 1_000, &policy).unwrap();
-        assert_eq!(session.exp_s, 1_100);
+        let session = session_from_token(&access(T + 100), T, &policy).unwrap();
+        assert_eq!(session.exp_s, T + 100);
+        assert_eq!(
+            renew_session(&session, T + 50, &policy).map(|s| s.exp_s),
+            Ok(T + 100)
+        );
+        assert!(!renewal_due(&session, T + 50, &policy), "nothing to gain");
+        assert_eq!(
+            renew_session(&session, T + 100, &policy),
+            Err(SessionError::LifetimeOver)
+        );
         let mut ticket = access(5_000);
         ticket.kind = TokenKind::Ticket;
         assert_eq!(
@@ -342,6 +385,7 @@ mod tests {
             same_site: SameSite::Lax,
         };
         let session = session_from_token(&access(1_000_000), 1_000, &policy).unwrap();
+        assert_eq!((session.iat_s, session.exp_s), (Some(1_000), 1_100));
         let renewed = renew_session(&session, 1_090, &policy).unwrap();
         assert_eq!((renewed.iat_s, renewed.exp_s), (Some(1_000), 1_190));
         let last = renew_session(&renewed, 1_180, &policy).unwrap();

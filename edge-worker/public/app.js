@@ -34,6 +34,9 @@ function streamUrl(family, connection, types, categories) {
   switch (family) {
     case 'sqlmesh':
       path = '/api/events';
+      // Finished apply and cancel trackers too (SQLMesh's own UI gets them as {}): the page shows how
+      // the last plan ended.
+      query.set('trackers', 'last');
       break;
     case 'sluice':
       path = '/api/events/stream';

@@ -30,6 +30,8 @@ pub(crate) enum HubCall {
         /// The family of the route subscribed through, for the stream directory.
         family: Family,
         join: JoinPolicy,
+        /// A fresh SQLMesh subscriber's trackers include finished ones (`trackers=last`).
+        last_trackers: bool,
     },
     /// Publish the request body (a publish batch).
     Publish,
@@ -107,12 +109,16 @@ impl HubCall {
                 credential,
                 family,
                 join,
+                last_trackers,
             } = self
             {
                 query.append_pair("credential", credential);
                 query.append_pair("family", family.name());
                 if *join == JoinPolicy::FromOldest {
                     query.append_pair("join", "oldest");
+                }
+                if *last_trackers {
+                    query.append_pair("trackers", "last");
                 }
                 let filter =
                     serde_json::to_string(filter).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -150,6 +156,7 @@ impl HubCall {
                     credential,
                     family,
                     join,
+                    last_trackers: query(url, "trackers").as_deref() == Some("last"),
                 }
             }
             "publish" => HubCall::Publish,

@@ -226,6 +226,12 @@ impl Config {
             )?,
         };
         let test_hooks = var(env, "HERALD_TEST_HOOKS").as_deref() == Some("1");
+        let token_lifetime_max_s = number(
+            env,
+            "HERALD_TOKEN_LIFETIME_MAX_S",
+            VerifyOptions::LIFETIME_MAX_S_DEFAULT,
+        )?
+        .max(1);
         Ok(Config {
             heartbeat_ms: bounded(
                 env,
@@ -240,12 +246,7 @@ impl Config {
             publish,
             ticket_ttl_s: bounded(env, "HERALD_TICKET_TTL_S", 300, 1, 86_400)?,
             verify: VerifyOptions {
-                lifetime_max_s: number(
-                    env,
-                    "HERALD_TOKEN_LIFETIME_MAX_S",
-                    VerifyOptions::LIFETIME_MAX_S_DEFAULT,
-                )?
-                .max(1),
+                lifetime_max_s: token_lifetime_max_s,
                 ..VerifyOptions::default()
             },
             subscribers_max: bounded_size(
@@ -281,13 +282,15 @@ impl Config {
                     60,
                     86_400,
                 )?,
+                // A session is verified like a token, so it may not live longer than one.
                 lifetime_max_s: bounded(
                     env,
                     "HERALD_SESSION_LIFETIME_MAX_S",
                     SessionPolicy::LIFETIME_MAX_S_DEFAULT,
                     60,
                     2_592_000,
-                )?,
+                )?
+                .min(token_lifetime_max_s),
                 same_site: match var(env, "HERALD_SESSION_SAMESITE") {
                     None => SameSite::Lax,
                     Some(text) => SameSite::parse(&text).ok_or_else(|| {

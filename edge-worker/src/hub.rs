@@ -5,6 +5,8 @@
 //! The Hub holds no open request, no streamed body and no timer: subscribers are hibernatable
 //! WebSockets whose filter and cursor ride in their attachments, so the runtime can evict the Hub
 //! between publishes. On wake it reads only its meta rows; the log is read when a replay needs it.
+//! While a SQLMesh plan runs, a Durable Object alarm marks the end of its runner's lease; an alarm
+//! does not keep the Hub awake (the runtime wakes it to run `alarm`).
 
 use std::cell::RefCell;
 
@@ -134,7 +136,11 @@ impl DurableObject for Hub {
         };
         self.with_report(config, HubReport::alarm_fired);
         if let Err(error) = self.check_lease(config).await {
+            // An error makes the runtime run the alarm again, with backoff.
             console_error!("plan lease check failed: {error:?}");
+            return Err(worker::Error::RustError(
+                "the plan lease check failed".into(),
+            ));
         }
         self.report_to_directory(config);
         Response::empty()
@@ -223,6 +229,17 @@ fn plan_events(update: PlanUpdate) -> Vec<NewEvent> {
         .collect()
 }
 
+/// What a subscribe call asks for beside its filter (see [`HubCall::Subscribe`]).
+#[derive(Debug, Clone, Copy)]
+struct SubscribeAsk<'a> {
+    last_event_id: Option<&'a str>,
+    /// The credential's id, the tag that bounds its sockets.
+    credential: &'a str,
+    join: JoinPolicy,
+    /// SQLMesh's finished trackers as they ended (`trackers=last`) rather than `{}`.
+    last_trackers: bool,
+}
+
 fn not_loaded() -> ApiError {
     ApiError::Internal("the hub's state is not loaded".into())
 }
@@ -258,12 +275,17 @@ impl Hub {
                 credential,
                 family: _,
                 join,
+                last_trackers,
             } => self.subscribe(
                 request,
                 config,
                 filter,
-                (last_event_id.as_deref(), join),
-                &credential,
+                SubscribeAsk {
+                    last_event_id: last_event_id.as_deref(),
+                    credential: &credential,
+                    join,
+                    last_trackers,
+                },
             ),
             HubCall::Publish => {
                 let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
@@ -366,6 +388,9 @@ impl Hub {
                 self.plan_step(config, |session, now| {
                     session.apply(PlanCommand::Cancel, now).map_err(illegal)
                 })?;
+                // The lease's alarm is already set; setting it again costs little and makes sure
+                // a cancel always completes.
+                self.arm_lease(config).await?;
                 Ok(Response::empty()?.with_status(204))
             }
             HubCall::PlanMeta => {
@@ -736,9 +761,14 @@ impl Hub {
         request: &Request,
         config: &Config,
         filter: Filter,
-        (last_event_id, join): (Option<&str>, JoinPolicy),
-        credential: &str,
+        ask: SubscribeAsk<'_>,
     ) -> ApiResult<Response> {
+        let SubscribeAsk {
+            last_event_id,
+            credential,
+            join,
+            ..
+        } = ask;
         if !request
             .headers()
             .get("upgrade")?
@@ -764,7 +794,15 @@ impl Hub {
             )));
         }
         self.with_loaded(|loaded| {
-            let snapshot = loaded.plan.as_ref().map(PlanSession::snapshot);
+            // SQLMesh's UI gets finished apply and cancel trackers as `{}`; `trackers=last` asks
+            // for them as they ended.
+            let snapshot = loaded.plan.as_ref().map(|plan| {
+                if ask.last_trackers {
+                    plan.last_trackers()
+                } else {
+                    plan.snapshot()
+                }
+            });
             let mut decision = loaded.hub.subscribe_joining(
                 filter.clone(),
                 last_event_id,

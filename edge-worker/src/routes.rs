@@ -19,7 +19,9 @@ use crate::directory;
 use crate::error::{ApiError, ApiResult};
 pub(crate) use crate::route_table::Family;
 use crate::route_table::{self, Endpoint, Matched};
-use crate::session::{self, authenticate, query_value, Accepts, Check};
+use crate::session::{
+    self, authenticate, query_value, sliding_renewal, with_cookie, Accepts, Check,
+};
 use crate::stream::{sse_headers, RelayBounds, RelayStream};
 
 /// The connection id of a tenant's SQLMesh stream (`/api/events` and the `/api/plan` routes).
@@ -257,12 +259,28 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 // Dashtam's clients put it in the query under the header's name.
                 .or_else(|| query_value(&url, "Last-Event-ID"))
                 .filter(|id| !id.is_empty());
+            // SQLMesh's stream only: which trackers a fresh subscriber gets first.
+            let last_trackers = match query_value(&url, "trackers").as_deref() {
+                _ if family != Family::SqlMesh => false,
+                None | Some("current") => false,
+                Some("last") => true,
+                Some(other) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_trackers",
+                        format!(
+                            "trackers {:?} is not one of: current, last",
+                            other.chars().take(64).collect::<String>()
+                        ),
+                    ))
+                }
+            };
             let call = HubCall::Subscribe {
                 filter,
                 last_event_id,
                 credential: caller.credential_id(),
                 family,
                 join: family.join_policy(),
+                last_trackers,
             };
             let settings = RelaySettings {
                 outbox: config.outbox,
@@ -270,11 +288,15 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 retry_ms: config.retry_ms,
                 max_age_ms: config.stream_max_age_s.saturating_mul(1000),
             };
-            relay(env, config, &tenant, &connection, &call, settings, &request).await
+            let renewal = sliding_renewal(&caller, &url, check);
+            let response =
+                relay(env, config, &tenant, &connection, &call, settings, &request).await?;
+            with_cookie(response, renewal)
         }
         Route::Ingest => ingest(request, &url, env, check).await,
-        // The rest take a Bearer token and go to one hub operation each. The SQLMesh plan routes act
-        // on the tenant's SQLMesh hub and need the publish scope.
+        // The rest take a Bearer token (SQLMesh's UI routes also the session cookie) and go to one
+        // hub operation each. The SQLMesh plan routes act on the tenant's SQLMesh hub and need the
+        // publish scope (`/api/meta` the subscribe scope).
         other => {
             let sqlmesh = || String::from(SQLMESH_CONNECTION);
             // SQLMesh's UI sends only its cookies, to these routes.
@@ -307,10 +329,13 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 ticket: false,
                 cookie,
             };
-            let caller = authenticate(&request, &url, check, accepts)?;
             let connection = connection_id(&connection)?;
+            let caller = authenticate(&request, &url, check, accepts)?;
             let tenant = permit(&caller.claims, scope, &connection)?;
-            forward_body(request, env, &tenant, &connection, call, body_bytes_max).await
+            let renewal = sliding_renewal(&caller, &url, check);
+            let response =
+                forward_body(request, env, &tenant, &connection, call, body_bytes_max).await?;
+            with_cookie(response, renewal)
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use herald_core::auth::verify_with;
 use herald_core::cookie::{
-    check_origin, cookie_is_secure, renew_session, session_cookie, session_from_token,
+    check_origin, cookie_is_secure, renew_session, renewal_due, session_cookie, session_from_token,
     set_cookie_header,
 };
 use herald_core::{mint, Claims, TokenKind};
@@ -179,6 +179,40 @@ pub(crate) fn query_value(url: &Url, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// The `Set-Cookie` for `session` (minted here) on a request to `url`.
+fn cookie_for(session: &Claims, url: &Url, check: Check<'_>) -> String {
+    let policy = &check.config.session;
+    let token = mint(session, check.key);
+    let host = url.host_str().unwrap_or_default();
+    let secure = cookie_is_secure(url.scheme(), host, policy.same_site);
+    set_cookie_header(&token, session, check.now_s, policy.same_site, secure)
+}
+
+/// A renewed cookie for a caller whose session cookie has less than half its time left (see
+/// herald-core's `renewal_due`), so that a client that never asks (SQLMesh's UI) keeps it.
+pub(crate) fn sliding_renewal(caller: &Caller, url: &Url, check: Check<'_>) -> Option<String> {
+    let policy = &check.config.session;
+    if caller.source != Source::Cookie || !renewal_due(&caller.claims, check.now_s, policy) {
+        return None;
+    }
+    let session = renew_session(&caller.claims, check.now_s, policy).ok()?;
+    Some(cookie_for(&session, url, check))
+}
+
+/// `response` with `Set-Cookie: cookie` added, when there is one (a fetched response's headers are
+/// immutable, so they are copied).
+pub(crate) fn with_cookie(response: Response, cookie: Option<String>) -> ApiResult<Response> {
+    let Some(cookie) = cookie else {
+        return Ok(response);
+    };
+    let headers = Headers::new();
+    for (name, value) in response.headers().entries() {
+        headers.append(&name, &value)?;
+    }
+    headers.append("set-cookie", &cookie)?;
+    Ok(response.with_headers(headers))
+}
+
 /// `POST /v1/sessions` takes an empty body or `{}`: everything a session holds comes from the
 /// credential.
 #[derive(Deserialize)]
@@ -221,10 +255,7 @@ pub(crate) async fn create(
         Source::Bearer | Source::Ticket => session_from_token(&caller.claims, check.now_s, policy),
     }
     .map_err(|e| ApiError::Forbidden(e.to_string()))?;
-    let token = mint(&session, check.key);
-    let host = url.host_str().unwrap_or_default();
-    let secure = cookie_is_secure(url.scheme(), host, policy.same_site);
-    let cookie = set_cookie_header(&token, &session, check.now_s, policy.same_site, secure);
+    let cookie = cookie_for(&session, url, check);
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set("set-cookie", &cookie)?;

@@ -154,11 +154,10 @@ async function tour(page, read, until, result) {
   await call('POST', '/v1/streams/default/events', { event: 'note', data: { after: 'cut' } });
   result.afterCut = await until('the event published after the cut', (s) => s.log.some((row) => row.event === 'note'));
   result.beforeCut = beforeCut;
-  // A fresh connection (no Last-Event-ID) gets the current trackers first: as SQLMesh, Herald forgets
-  // a finished apply and cancel (they come as `{}`), so only the overview is drawn again.
+  // A fresh connection (no Last-Event-ID) gets the trackers first (the page asks for them as they
+  // ended, `trackers=last`) and draws the same plan.
   await page.click('#open');
-  result.fresh = await until('the plan redrawn from the trackers',
-    (s) => s.status === 'open' && s.counts.events >= 3 && s.trackers.overview !== undefined);
+  result.fresh = await until('the plan redrawn from the trackers', (s) => s.status === 'open' && s.plan === 'cancelled');
 
   // A runner job in the same tab: steps and their output.
   await page.selectOption('#family', 'runner');

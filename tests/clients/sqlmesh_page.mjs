@@ -6,8 +6,11 @@
 // A second page, on an origin Herald does not list, tries the same POST with the same cookie.
 // The script also plays the plan runner (Bearer token, /api/plan/stages). It checks nothing itself:
 // it prints what the page saw as one JSON line, and the Rust test asserts.
-// Input (argv[2], JSON): {herald, token, pagePort, otherPort}.
-import { createServer } from 'node:http';
+// Mode "route" is the other deployment shape: the page's server also passes /api/* and /v1/* on to
+// Herald with the request's own Host (as a Worker route on the UI's host would), and the page uses
+// SQLMesh's relative URLs (`/api/events`, `/api/plan`): Herald and the page share an origin.
+// Input (argv[2], JSON): {herald, token, pagePort, otherPort, mode: "cross-origin" | "route"}.
+import { createServer, request as httpRequest } from 'node:http';
 
 import { input, launchChromium, output, sleep, waitFor } from './common.mjs';
 
@@ -72,8 +75,29 @@ window.connect = (herald) => {
 <p>SQLMesh-style client</p>
 `;
 
-function serve(port) {
+const route = cfg.mode === 'route';
+
+/** Passes a request on to Herald as it came (Host included), streaming both ways. */
+function pass(request, response) {
+  const target = new URL(cfg.herald);
+  const upstream = httpRequest(
+    { host: target.hostname, port: target.port, method: request.method, path: request.url, headers: request.headers },
+    (answer) => {
+      response.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(response);
+    },
+  );
+  upstream.on('error', () => response.destroy());
+  request.pipe(upstream);
+  response.on('close', () => upstream.destroy());
+}
+
+function serve(port, passOn) {
   const server = createServer((request, response) => {
+    if (passOn && (request.url.startsWith('/api/') || request.url.startsWith('/v1/'))) {
+      pass(request, response);
+      return;
+    }
     response.writeHead(request.url === '/' ? 200 : 404, { 'content-type': 'text/html; charset=utf-8' });
     response.end(request.url === '/' ? PAGE : '');
   });
@@ -98,7 +122,10 @@ async function planRequest() {
   return response.json();
 }
 
-const servers = [await serve(cfg.pagePort), await serve(cfg.otherPort)];
+const servers = [await serve(cfg.pagePort, route), await serve(cfg.otherPort, false)];
+const pageOrigin = `http://127.0.0.1:${cfg.pagePort}`;
+// Where the page sends SQLMesh's requests: Herald's URL, or its own origin (relative URLs).
+const base = route ? '' : cfg.herald;
 let chromium;
 try {
   chromium = await launchChromium();
@@ -106,16 +133,16 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   const pageErrors = [];
   page.on('pageerror', (error) => pageErrors.push(String(error)));
-  await page.goto(`http://127.0.0.1:${cfg.pagePort}/`);
-  const session = await page.evaluate(([h, t]) => window.startSession(h, t), [cfg.herald, cfg.token]);
-  const cookies = (await context.cookies(cfg.herald)).map((c) => ({
+  await page.goto(`${pageOrigin}/`);
+  const session = await page.evaluate(([h, t]) => window.startSession(h, t), [base, cfg.token]);
+  const cookies = (await context.cookies(route ? pageOrigin : cfg.herald)).map((c) => ({
     name: c.name, httpOnly: c.httpOnly, sameSite: c.sameSite, secure: c.secure, path: c.path,
   }));
 
-  await page.evaluate((h) => window.connect(h), cfg.herald);
+  await page.evaluate((h) => window.connect(h), base);
   await waitFor('the EventSource to open', () => page.evaluate(() => window.seen.opens >= 1));
   // On mount, SQLMesh's UI asks /api/meta.
-  const metaBefore = await page.evaluate((h) => window.api(h, 'GET', '/api/meta'), cfg.herald);
+  const metaBefore = await page.evaluate((h) => window.api(h, 'GET', '/api/meta'), base);
   // The user plans with a category choice; SQLMesh's UI POSTs /api/plan.
   const plan = await page.evaluate(
     (h) => window.api(h, 'POST', '/api/plan', {
@@ -123,7 +150,7 @@ try {
       plan_options: { skip_tests: true, include_unmodified: false },
       categories: { 'sushi.orders': 1, 'sushi.items': 2 },
     }),
-    cfg.herald,
+    base,
   );
   const opened = await planRequest();
   // The runner drives the overview.
@@ -133,9 +160,9 @@ try {
   await waitFor('the changes stage on the page', () =>
     page.evaluate(() => window.seen.events.some((e) => e.topic === 'plan-overview' && e.data.includes('"changes"'))),
   );
-  const metaDuring = await page.evaluate((h) => window.api(h, 'GET', '/api/meta'), cfg.herald);
+  const metaDuring = await page.evaluate((h) => window.api(h, 'GET', '/api/meta'), base);
   // The user cancels; the runner sees it and stops its stage.
-  const cancel = await page.evaluate((h) => window.api(h, 'POST', '/api/plan/cancel'), cfg.herald);
+  const cancel = await page.evaluate((h) => window.api(h, 'POST', '/api/plan/cancel'), base);
   await runner({ op: 'stop', stage: 'changes', success: false });
   await waitFor('the cancel to complete on the page', () =>
     page.evaluate(() =>
@@ -148,7 +175,10 @@ try {
   // A page on an origin Herald does not list, same site, so the browser sends the same cookie.
   const other = await context.newPage();
   await other.goto(`http://127.0.0.1:${cfg.otherPort}/`);
-  const forged = await other.evaluate((h) => window.forge(h, '/api/plan', { environment: 'evil' }), cfg.herald);
+  const forged = await other.evaluate(
+    (h) => window.forge(h, '/api/plan', { environment: 'evil' }),
+    route ? pageOrigin : cfg.herald,
+  );
   await sleep(300);
   const afterForgery = await planRequest();
 

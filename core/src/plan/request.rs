@@ -323,7 +323,8 @@ fn expect_object(body: &[u8]) -> Result<(), BodyError> {
     Err(BodyError::Malformed { line, column })
 }
 
-/// A body the session cannot read. Every variant is the client's fault (HTTP 400); compare [`super::PlanError`],
+/// A body the session cannot read. Every variant is the client's fault (HTTP 400, or 422 for SQLMesh's plan
+/// request as its FastAPI answers); compare [`super::PlanError`],
 /// which is a refused move (HTTP 409).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyError {

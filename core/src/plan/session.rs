@@ -207,6 +207,17 @@ impl PlanSession {
         update
     }
 
+    /// All three trackers as they stand, finished ones included (`{}` only where absent): what a client that wants
+    /// to show how the last plan ended asks for (Herald's live page), unlike SQLMesh's UI, which
+    /// [`PlanSession::snapshot`] serves.
+    pub fn last_trackers(&self) -> PlanUpdate {
+        let mut update = PlanUpdate::default();
+        for tracker in Tracker::ALL {
+            self.emit(&mut update, tracker);
+        }
+        update
+    }
+
     /// The request that opened the current (or last) plan: environment, dates, options and the per-model change
     /// categories the user chose, for the runner to build the plan with.
     pub fn request(&self) -> Option<&PlanRequest> {

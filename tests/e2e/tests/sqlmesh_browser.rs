@@ -3,6 +3,9 @@
 //! EventSource with `withCredentials: true` on `/api/events`, `fetch` with `credentials: "include"`
 //! to `/api/meta`, `/api/plan` and `/api/plan/cancel`. It receives the plan's trackers and pings; a
 //! page on an origin Herald does not list sends the same cookie and is refused (403, no plan).
+//! Both deployment shapes: the page on another origin of the same site with Herald's URL (its origin
+//! listed in `HERALD_CORS_ORIGINS`), and Herald behind the page's own host, as a Worker route would
+//! put it, with SQLMesh's relative URLs and nothing listed.
 //! The Node script (`tests/clients/sqlmesh_page.mjs`) drives and reports; the assertions are here.
 
 use std::time::Duration;
@@ -22,18 +25,30 @@ fn trackers(seen: &Value, topic: &str) -> Vec<Value> {
 }
 
 #[test]
-fn a_page_with_only_the_session_cookie_runs_and_cancels_a_plan() {
+fn a_page_on_a_listed_origin_with_only_the_session_cookie_runs_and_cancels_a_plan() {
+    run("cross-origin");
+}
+
+#[test]
+fn a_page_serving_herald_through_its_own_host_uses_sqlmesh_s_relative_urls() {
+    run("route");
+}
+
+fn run(mode: &str) {
     let page_port = free_port();
     let other_port = free_port();
     let page_origin = format!("http://127.0.0.1:{page_port}");
+    let route = mode == "route";
+    // Through a route, the page and Herald share an origin: nothing to list.
+    let listed = if route { "" } else { page_origin.as_str() };
     let wrangler = Wrangler::start(&[
-        ("HERALD_CORS_ORIGINS", page_origin.as_str()),
+        ("HERALD_CORS_ORIGINS", listed),
         ("HERALD_HEARTBEAT_MS", "1000"),
     ]);
     let result = run_node(
         "sqlmesh_page.mjs",
         &json!({"herald": wrangler.base, "token": full_token("acme"),
-                "pagePort": page_port, "otherPort": other_port}),
+                "pagePort": page_port, "otherPort": other_port, "mode": mode}),
         Duration::from_secs(180),
     );
     assert_eq!(result["pageErrors"], json!([]), "{result}");
@@ -112,9 +127,14 @@ fn a_page_with_only_the_session_cookie_runs_and_cancels_a_plan() {
         .iter()
         .map(|r| (r.method.as_str(), r.status))
         .collect();
+    let expected: &[(&str, u16)] = if route {
+        // Same origin: no preflight.
+        &[("POST", 204), ("POST", 403)]
+    } else {
+        &[("OPTIONS", 204), ("POST", 204), ("POST", 403)]
+    };
     assert_eq!(
-        statuses,
-        [("OPTIONS", 204), ("POST", 204), ("POST", 403)],
-        "the page's preflight and plan, then the forged plan refused"
+        statuses, expected,
+        "the page's (preflight and) plan, then the forged plan refused"
     );
 }

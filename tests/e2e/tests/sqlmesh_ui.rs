@@ -101,6 +101,17 @@ fn meta_answers_and_re_emits_and_finished_trackers_are_not_re_sent() {
         .find(|m| m.event == "plan-overview")
         .expect("overview");
     assert_eq!(tracker(overview)["meta"]["status"], "success");
+    // A page that shows how the last plan ended asks for the finished trackers as they ended.
+    let token = full_token("acme");
+    let last = wrangler.subscribe("/api/events?trackers=last", Some(&token), &[]);
+    let snapshot = last.take(3, WAIT);
+    let apply = snapshot
+        .iter()
+        .find(|m| m.event == "plan-apply")
+        .expect("apply");
+    assert_eq!(tracker(apply)["meta"]["status"], "success");
+    let bogus = wrangler.subscribe("/api/events?trackers=all", Some(&token), &[]);
+    assert_eq!(bogus.status, 400);
 }
 
 #[test]
@@ -175,15 +186,15 @@ fn the_runner_reads_the_request_with_its_categories() {
 
 #[test]
 fn a_runner_that_goes_quiet_loses_its_lease_and_cancel_completes() {
-    let wrangler = Wrangler::start(&[("HERALD_PLAN_LEASE_S", "5")]);
+    let wrangler = Wrangler::start(&[("HERALD_PLAN_LEASE_S", "8")]);
     let ui = events(&wrangler);
     assert_eq!(post(&wrangler, "/api/commands/apply", "{}").status, 204);
     runner(&wrangler, r#"{"op":"start","stage":"validation"}"#);
     // A live runner keeps its plan past the lease with keep-alives.
-    let kept_until = Instant::now() + Duration::from_secs(8);
+    let kept_until = Instant::now() + Duration::from_secs(12);
     while Instant::now() < kept_until {
         runner(&wrangler, r#"{"op":"alive"}"#);
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(1000));
     }
     assert_eq!(get(&wrangler, "/api/meta")["has_running_task"], true);
     // Then it dies; the UI cancels and the cancel waits for a runner that never answers.
@@ -196,7 +207,7 @@ fn a_runner_that_goes_quiet_loses_its_lease_and_cancel_completes() {
         }
     };
     assert_eq!(tracker(&cancelling)["cancel"]["meta"]["status"], "init");
-    // The alarm ends it within the lease (5 s), well inside this deadline.
+    // The alarm ends it within the lease (8 s), well inside this deadline.
     let ended = next_named(&ui, "plan-cancel", Duration::from_secs(60))
         .expect("the lease alarm completes the cancel");
     assert_eq!(tracker(&ended)["meta"]["status"], "success");
@@ -243,7 +254,7 @@ fn pings_come_on_a_fixed_clock_however_busy_the_stream_is() {
             _ => {}
         }
     }
-    assert!(files >= 10, "{files} events");
+    assert!(files >= 5, "{files} events");
     assert!(
         pings >= 3,
         "{pings} pings in 4.5 s of traffic at a 1 s interval"
