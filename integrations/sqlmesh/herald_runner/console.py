@@ -1,0 +1,144 @@
+"""A SQLMesh console that reports the apply stages (creation, backfill, promote) to Herald.
+
+SQLMesh's plan evaluator and scheduler call these hooks as they work, from worker threads; each hook
+turns into one runner move with the same payloads as SQLMesh's web console puts in its trackers
+(``PlanStageCreation``, ``PlanStageBackfill`` with ``BackfillTask``s, ``PlanStagePromote``). A hook
+never raises: a report Herald refuses makes the circuit breaker trip instead, so SQLMesh stops at its
+next node.
+"""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+
+from sqlmesh.core.console import NoopConsole
+from sqlmesh.core.environment import EnvironmentNamingInfo
+from sqlmesh.core.snapshot import Snapshot, SnapshotInfoLike, SnapshotTableInfo
+from sqlmesh.utils.date import now_timestamp
+
+from .herald import StageReporter
+
+if t.TYPE_CHECKING:
+    from sqlmesh.core.snapshot.definition import Interval, Intervals
+
+
+class HeraldConsole(NoopConsole):
+    """Quiet in the terminal; every apply stage goes to Herald through a :class:`StageReporter`."""
+
+    def __init__(self, reporter: StageReporter) -> None:
+        super().__init__()
+        self._reporter = reporter
+        self._lock = threading.Lock()
+        self._created = 0
+        self._promoted = 0
+        self._queue: list[str] = []
+        self._completed: dict[str, int] = {}
+        self._totals: dict[str, int] = {}
+
+    def start_creation_progress(
+        self,
+        snapshots: t.List[Snapshot],
+        environment_naming_info: EnvironmentNamingInfo,
+        default_catalog: t.Optional[str],
+    ) -> None:
+        self._created = 0
+        self._reporter.start("creation", {"total_tasks": len(snapshots), "num_tasks": 0})
+
+    def update_creation_progress(self, snapshot: SnapshotInfoLike) -> None:
+        with self._lock:
+            self._created += 1
+            done = self._created
+        self._reporter.update("creation", {"num_tasks": done})
+
+    def stop_creation_progress(self, success: bool = True) -> None:
+        self._reporter.stop("creation", success)
+
+    def start_evaluation_progress(
+        self,
+        batched_intervals: t.Dict[Snapshot, "Intervals"],
+        environment_naming_info: EnvironmentNamingInfo,
+        default_catalog: t.Optional[str],
+        audit_only: bool = False,
+    ) -> None:
+        if audit_only:
+            return
+        now_ms = now_timestamp()
+        tasks = {}
+        for snapshot, intervals in batched_intervals.items():
+            tasks[snapshot.name] = {
+                "name": snapshot.name,
+                "view_name": snapshot.display_name(environment_naming_info, default_catalog),
+                "node_type": snapshot.node_type.value,
+                "parents": sorted(parent.name for parent in snapshot.parents),
+                "completed": 0,
+                "total": len(intervals),
+                "start": now_ms,
+            }
+        with self._lock:
+            self._queue = []
+            self._completed = {name: 0 for name in tasks}
+            self._totals = {name: task["total"] for name, task in tasks.items()}
+        self._reporter.start("backfill", {"queue": [], "tasks": tasks})
+
+    def start_snapshot_evaluation_progress(self, snapshot: Snapshot, audit_only: bool = False) -> None:
+        if audit_only:
+            return
+        with self._lock:
+            if snapshot.name not in self._queue:
+                self._queue.append(snapshot.name)
+            queued = list(self._queue)
+        self._reporter.update("backfill", {"queue": queued})
+
+    def update_snapshot_evaluation_progress(
+        self,
+        snapshot: Snapshot,
+        interval: "Interval",
+        batch_idx: int,
+        duration_ms: t.Optional[int],
+        num_audits_passed: int,
+        num_audits_failed: int,
+        audit_only: bool = False,
+        execution_stats: t.Any = None,
+        auto_restatement_triggers: t.Any = None,
+    ) -> None:
+        if audit_only:
+            return
+        with self._lock:
+            completed = self._completed.get(snapshot.name, 0) + 1
+            self._completed[snapshot.name] = completed
+            if snapshot.name in self._queue:
+                self._queue.remove(snapshot.name)
+            queued = list(self._queue)
+            task: dict[str, t.Any] = {"completed": completed}
+            if completed >= self._totals.get(snapshot.name, 0):
+                task["end"] = now_timestamp()
+        self._reporter.update("backfill", {"queue": queued, "tasks": {snapshot.name: task}})
+
+    def stop_evaluation_progress(self, success: bool = True) -> None:
+        self._reporter.stop("backfill", success)
+
+    def start_promotion_progress(
+        self,
+        snapshots: t.List[SnapshotTableInfo],
+        environment_naming_info: EnvironmentNamingInfo,
+        default_catalog: t.Optional[str],
+    ) -> None:
+        self._promoted = 0
+        self._reporter.start(
+            "promote",
+            {
+                "total_tasks": len(snapshots),
+                "num_tasks": 0,
+                "target_environment": environment_naming_info.name,
+            },
+        )
+
+    def update_promotion_progress(self, snapshot: SnapshotInfoLike, promoted: bool) -> None:
+        with self._lock:
+            self._promoted += 1
+            done = self._promoted
+        self._reporter.update("promote", {"num_tasks": done})
+
+    def stop_promotion_progress(self, success: bool = True) -> None:
+        self._reporter.stop("promote", success)
