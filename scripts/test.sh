@@ -26,6 +26,7 @@ if [[ "$fuzz_seconds" != 0 ]]; then
   done
 fi
 
+step "plan runner types (mypy --strict, integrations/sqlmesh)" bash -c "cd integrations/sqlmesh && ../../.venv-sqlmesh/bin/mypy herald_runner tests fixtures"
 step "plan runner unit tests (Python, integrations/sqlmesh)" bash -c "cd integrations/sqlmesh && ../../.venv-sqlmesh/bin/python -m unittest discover -s tests"
 step "build worker" bash scripts/build-worker.sh
 

@@ -64,7 +64,7 @@ class HeraldConsole(NoopConsole):
         if audit_only:
             return
         now_ms = now_timestamp()
-        tasks = {}
+        tasks: dict[str, dict[str, t.Any]] = {}
         for snapshot, intervals in batched_intervals.items():
             tasks[snapshot.name] = {
                 "name": snapshot.name,
@@ -78,7 +78,7 @@ class HeraldConsole(NoopConsole):
         with self._lock:
             self._queue = []
             self._completed = {name: 0 for name in tasks}
-            self._totals = {name: task["total"] for name, task in tasks.items()}
+            self._totals = {snapshot.name: len(intervals) for snapshot, intervals in batched_intervals.items()}
         self._reporter.start("backfill", {"queue": [], "tasks": tasks})
 
     def start_snapshot_evaluation_progress(self, snapshot: Snapshot, audit_only: bool = False) -> None:

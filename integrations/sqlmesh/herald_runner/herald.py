@@ -95,7 +95,9 @@ class PlanWatcher:
             return
         if not isinstance(tracker, dict):
             return
-        meta = tracker.get("meta") if isinstance(tracker.get("meta"), dict) else {}
+        meta = tracker.get("meta")
+        if not isinstance(meta, dict):
+            meta = {}
         with self._lock:
             if event.event == "plan-overview":
                 request = PlanRequest.from_overview(tracker)
@@ -104,8 +106,9 @@ class PlanWatcher:
                     self._plans.put(request)
             elif event.event == "plan-apply":
                 # Herald opens an apply plan's apply tracker with the overview, at the same instant.
-                if isinstance(meta.get("start"), int):
-                    self._apply_opened.add(meta["start"])
+                opened_ms = meta.get("start")
+                if isinstance(opened_ms, int):
+                    self._apply_opened.add(opened_ms)
             else:
                 cancel = tracker.get("cancel")
                 cancel_meta = cancel.get("meta") if isinstance(cancel, dict) else None

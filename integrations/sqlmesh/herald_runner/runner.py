@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -84,11 +85,11 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             log.info("plan %s opened (environment %s)", request.opened_ms, request.environment)
             reporter = StageReporter(
                 client,
-                cancel_seen=lambda request=request: watcher.cancel_requested(request),
+                cancel_seen=functools.partial(watcher.cancel_requested, request),
                 keepalive_s=args.keepalive_s,
             )
             try:
-                outcome = run_plan(project, request, reporter, lambda: watcher.applies(request))
+                outcome = run_plan(project, request, reporter, functools.partial(watcher.applies, request))
             finally:
                 reporter.close()
             _say({"plan": request.opened_ms, "outcome": outcome.value})

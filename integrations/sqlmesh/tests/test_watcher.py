@@ -11,7 +11,11 @@ OPTIONS = {"skip_tests": True, "skip_backfill": False}
 
 
 def overview(start_ms: int, **extra: object) -> Event:
-    tracker = {"meta": {"status": "init", "start": start_ms, "done": False}, "environment": "dev", "plan_options": OPTIONS}
+    tracker: dict[str, object] = {
+        "meta": {"status": "init", "start": start_ms, "done": False},
+        "environment": "dev",
+        "plan_options": OPTIONS,
+    }
     tracker.update(extra)
     return Event("plan-overview", json.dumps(tracker), "")
 
