@@ -25,6 +25,10 @@ JsonObject = t.Dict[str, t.Any]
 
 OVERVIEW_STAGES = ("validation", "changes", "backfills")
 
+#: What Herald's 409 says while a cancel waits for the runner (its code, `illegal_transition`, is
+#: the same for every refused move).
+CANCELLING_MESSAGE = "being cancelled"
+
 
 class HeraldError(Exception):
     """Herald answered a stage report with something other than 200 or 409, or could not be reached."""
@@ -280,6 +284,9 @@ class StageReporter:
             self._last_post = time.monotonic()
             if status == 409:
                 self._refused = str(answer.get("message") or answer)
+                # While cancelling, Herald refuses every move but the failing stop, saying so in
+                # the message; the event stream may not have delivered plan-cancel yet.
+                self._cancelling = self._cancelling or CANCELLING_MESSAGE in self._refused
                 log.warning("Herald refused %s: %s", move, self._refused)
                 return False
             self._cancelling = bool(answer.get("cancelling"))

@@ -5,7 +5,7 @@
 //! name the models that are in the project and that SQLMesh built (read independently: from the
 //! model files, and from the DuckDB warehouse after the runner exits). A cancel mid-backfill must trip
 //! SQLMesh's circuit breaker: fewer batches built than planned, nothing promoted, the runner's plan
-//! ends as cancelled.
+//! ends as cancelled. A cancel while the plan is still being built ends it before any apply stage.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -425,4 +425,49 @@ fn a_cancel_mid_backfill_trips_sqlmesh_circuit_breaker() {
         BTreeSet::new(),
         "no view of the plan reached `dev`"
     );
+}
+
+#[test]
+fn a_cancel_while_the_plan_is_built_stops_it_before_anything_is_applied() {
+    let project = example_project();
+    let wrangler = Wrangler::start(&[]);
+    let token = full_token("acme");
+    let ui = wrangler.subscribe("/api/events", Some(&token), &[]);
+    let mut runner = Runner::start(&wrangler, &token, &project);
+    // Loading the project and building the plan take the runner seconds; the cancel comes first,
+    // before or during validation, whichever the runner has reached.
+    open_plan(
+        &wrangler,
+        &token,
+        "/api/commands/apply",
+        r#"{"environment":"dev"}"#,
+    );
+    let cancelled = request(
+        "POST",
+        &wrangler.url("/api/plan/cancel"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(cancelled.status, 204, "{}", cancelled.body);
+
+    let mut seen = Trackers::default();
+    seen.follow(&ui, &runner, |seen| {
+        seen.apply_ended() && seen.cancel["cancel"]["meta"]["done"] == true
+    });
+    assert_eq!(
+        seen.cancel["cancel"]["meta"]["status"], "success",
+        "{}",
+        seen.cancel
+    );
+    assert_eq!(seen.apply["meta"]["status"], "fail", "{}", seen.apply);
+    assert_eq!(seen.overview["meta"]["status"], "fail", "{}", seen.overview);
+    for stage in ["creation", "backfill", "promote"] {
+        assert!(seen.apply.get(stage).is_none(), "{stage}: {}", seen.apply);
+    }
+    assert_eq!(runner.line(PLAN_WAIT)["outcome"], "cancelled");
+    assert_eq!(runner.wait(PLAN_WAIT).code(), Some(3), "{}", runner.logs());
+    // The runner may not have opened the warehouse at all; if it did, nothing reached `dev`.
+    if project.join("db.db").exists() {
+        assert_eq!(views_in(&project, "sqlmesh_example__dev"), BTreeSet::new());
+    }
 }
