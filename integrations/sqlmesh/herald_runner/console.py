@@ -35,6 +35,21 @@ class HeraldConsole(NoopConsole):
         self._queue: list[str] = []
         self._completed: dict[str, int] = {}
         self._totals: dict[str, int] = {}
+        self._started: set[str] = set()
+
+    def _start(self, stage: str, details: dict[str, t.Any]) -> None:
+        with self._lock:
+            self._started.add(stage)
+        self._reporter.start(stage, details)
+
+    def _stop(self, stage: str, success: bool) -> None:
+        # SQLMesh calls some stop hooks without their start (creation with nothing to create);
+        # Herald would refuse to stop a stage that never started.
+        with self._lock:
+            if stage not in self._started:
+                return
+            self._started.discard(stage)
+        self._reporter.stop(stage, success)
 
     def start_creation_progress(
         self,
@@ -43,7 +58,7 @@ class HeraldConsole(NoopConsole):
         default_catalog: t.Optional[str],
     ) -> None:
         self._created = 0
-        self._reporter.start("creation", {"total_tasks": len(snapshots), "num_tasks": 0})
+        self._start("creation", {"total_tasks": len(snapshots), "num_tasks": 0})
 
     def update_creation_progress(self, snapshot: SnapshotInfoLike) -> None:
         with self._lock:
@@ -52,7 +67,7 @@ class HeraldConsole(NoopConsole):
         self._reporter.update("creation", {"num_tasks": done})
 
     def stop_creation_progress(self, success: bool = True) -> None:
-        self._reporter.stop("creation", success)
+        self._stop("creation", success)
 
     def start_evaluation_progress(
         self,
@@ -79,7 +94,7 @@ class HeraldConsole(NoopConsole):
             self._queue = []
             self._completed = {name: 0 for name in tasks}
             self._totals = {snapshot.name: len(intervals) for snapshot, intervals in batched_intervals.items()}
-        self._reporter.start("backfill", {"queue": [], "tasks": tasks})
+        self._start("backfill", {"queue": [], "tasks": tasks})
 
     def start_snapshot_evaluation_progress(self, snapshot: Snapshot, audit_only: bool = False) -> None:
         if audit_only:
@@ -116,7 +131,7 @@ class HeraldConsole(NoopConsole):
         self._reporter.update("backfill", {"queue": queued, "tasks": {snapshot.name: task}})
 
     def stop_evaluation_progress(self, success: bool = True) -> None:
-        self._reporter.stop("backfill", success)
+        self._stop("backfill", success)
 
     def start_promotion_progress(
         self,
@@ -125,7 +140,7 @@ class HeraldConsole(NoopConsole):
         default_catalog: t.Optional[str],
     ) -> None:
         self._promoted = 0
-        self._reporter.start(
+        self._start(
             "promote",
             {
                 "total_tasks": len(snapshots),
@@ -141,4 +156,4 @@ class HeraldConsole(NoopConsole):
         self._reporter.update("promote", {"num_tasks": done})
 
     def stop_promotion_progress(self, success: bool = True) -> None:
-        self._reporter.stop("promote", success)
+        self._stop("promote", success)

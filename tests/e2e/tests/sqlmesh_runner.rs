@@ -3,7 +3,8 @@
 //! `/api/events` of a `wrangler dev`, runs the plan that `POST /api/commands/apply` opens on SQLMesh's
 //! own example project (`sqlmesh init duckdb`), and reports every stage. The trackers a UI reads must
 //! name the models that are in the project and that SQLMesh built (read independently: from the
-//! model files, and from the DuckDB warehouse after the runner exits). A cancel mid-backfill must trip
+//! model files, and from the DuckDB warehouse after the runner exits); after an edit, the next plan
+//! names the edited model as directly modified and its downstream model as indirectly modified. A cancel mid-backfill must trip
 //! SQLMesh's circuit breaker: fewer batches built than planned, nothing promoted, the runner's plan
 //! ends as cancelled. A cancel while the plan is still being built ends it before any apply stage.
 
@@ -338,6 +339,56 @@ fn the_runner_plans_and_applies_sqlmesh_example_project_and_the_trackers_name_it
         "print(c.execute('select sum(num_orders) from sqlmesh_example__dev.full_model').fetchone()[0])",
     );
     assert!(orders.parse::<u64>().is_ok_and(|n| n > 0), "{orders}");
+
+    // A second plan after an edit: the incremental model gains a column. SQLMesh plans it as a
+    // direct change, and the full model, which selects from it, as indirectly modified.
+    let model = project.join("models/incremental_model.sql");
+    let text = std::fs::read_to_string(&model).expect("incremental model");
+    let edited = text.replacen("  event_date,\nFROM", "  event_date,\n  1 AS one,\nFROM", 1);
+    assert_ne!(
+        edited, text,
+        "the example's incremental model changed shape: {text}"
+    );
+    std::fs::write(&model, edited).expect("edit the model");
+    let mut runner = Runner::start(&wrangler, &token, &project);
+    open_plan(
+        &wrangler,
+        &token,
+        "/api/commands/apply",
+        r#"{"environment":"dev"}"#,
+    );
+    let mut seen = Trackers::default();
+    seen.follow(&ui, &runner, Trackers::apply_ended);
+    assert_eq!(seen.apply["meta"]["status"], "success", "{}", seen.apply);
+    let modified = &seen.overview["changes"]["modified"];
+    let edited_model = BTreeSet::from(["sqlmesh_example.incremental_model".to_string()]);
+    assert_eq!(names(&modified["direct"]), edited_model, "{modified}");
+    assert_eq!(
+        names(&modified["indirect"]),
+        BTreeSet::from(["sqlmesh_example.full_model".to_string()]),
+        "{modified}"
+    );
+    assert!(
+        modified["direct"][0]["diff"]
+            .as_str()
+            .is_some_and(|diff| diff.contains("one")),
+        "{modified}"
+    );
+    assert_eq!(names(&seen.overview["changes"]["added"]), BTreeSet::new());
+    let backfilled: BTreeSet<String> = seen.apply["backfill"]["tasks"]
+        .as_object()
+        .expect("backfill tasks")
+        .keys()
+        .map(|name| short(name))
+        .collect();
+    assert!(backfilled.is_superset(&edited_model), "{backfilled:?}");
+    assert_eq!(runner.line(PLAN_WAIT)["outcome"], "succeeded");
+    assert!(runner.wait(PLAN_WAIT).success());
+    let one = warehouse(
+        &project,
+        "print(c.execute('select min(one) from sqlmesh_example__dev.incremental_model').fetchone()[0])",
+    );
+    assert_eq!(one, "1", "the new column reached `dev`");
 }
 
 #[test]
