@@ -125,10 +125,27 @@ struct Runner {
 }
 
 impl Runner {
+    /// Starts the runner with a keepalive every 2 s (see [`Runner::start_with_keepalive`]).
     fn start(wrangler: &Wrangler, token: &str, project: &Path) -> Runner {
+        Runner::start_with_keepalive(wrangler, token, project, "2")
+    }
+
+    /// Starts the runner, which reports a stage that made no progress for `keepalive_s` again.
+    fn start_with_keepalive(
+        wrangler: &Wrangler,
+        token: &str,
+        project: &Path,
+        keepalive_s: &str,
+    ) -> Runner {
         let log = project.join("runner.log");
         let mut child = Command::new(venv_bin("python"))
-            .args(["-m", "herald_runner", "--once", "--keepalive-s", "2"])
+            .args([
+                "-m",
+                "herald_runner",
+                "--once",
+                "--keepalive-s",
+                keepalive_s,
+            ])
             .arg("--url")
             .arg(&wrangler.base)
             .arg("--project")
@@ -196,6 +213,8 @@ struct Trackers {
     overview: Value,
     apply: Value,
     cancel: Value,
+    /// How many `plan-apply` events repeated the one before exactly: the runner's keepalives.
+    apply_repeats: usize,
 }
 
 impl Trackers {
@@ -212,7 +231,10 @@ impl Trackers {
             let tracker: Value = serde_json::from_str(&msg.data).unwrap_or(Value::Null);
             match msg.event.as_str() {
                 "plan-overview" => self.overview = tracker,
-                "plan-apply" => self.apply = tracker,
+                "plan-apply" => {
+                    self.apply_repeats += usize::from(tracker == self.apply);
+                    self.apply = tracker;
+                }
                 "plan-cancel" => self.cancel = tracker,
                 _ => {}
             }
@@ -401,7 +423,8 @@ fn a_cancel_mid_backfill_trips_sqlmesh_circuit_breaker() {
     let wrangler = Wrangler::start(&[]);
     let token = full_token("acme");
     let ui = wrangler.subscribe("/api/events", Some(&token), &[]);
-    let mut runner = Runner::start(&wrangler, &token, &project);
+    // A keepalive shorter than a batch (a second), so that it shows between the batches' reports.
+    let mut runner = Runner::start_with_keepalive(&wrangler, &token, &project, "0.4");
     open_plan(
         &wrangler,
         &token,
@@ -420,6 +443,15 @@ fn a_cancel_mid_backfill_trips_sqlmesh_circuit_breaker() {
     let mut seen = Trackers::default();
     seen.follow(&ui, &runner, |seen| {
         slow(seen).is_some_and(|task| task["completed"].as_u64() >= Some(1)) || seen.apply_ended()
+    });
+    assert!(
+        !seen.apply_ended(),
+        "the backfill ended before the cancel: {}",
+        seen.apply
+    );
+    // While a batch runs, the runner re-reports the backfill unchanged (renewing its hold on the plan).
+    seen.follow(&ui, &runner, |seen| {
+        seen.apply_repeats >= 1 || seen.apply_ended()
     });
     assert!(
         !seen.apply_ended(),
