@@ -17,6 +17,7 @@ step "clippy (worker, wasm32)" cargo clippy -p herald-worker --target wasm32-unk
 step "docs (herald-core)" env RUSTDOCFLAGS="-D warnings" cargo doc -q -p herald-core --no-deps
 step "no_std build (x86_64-unknown-none)" cargo build -q -p herald-core --target x86_64-unknown-none
 step "unit and property tests (native)" cargo test -q --workspace --exclude herald-e2e
+step "live page stream reader (node --test)" node --disable-warning=MODULE_TYPELESS_PACKAGE_JSON --test tests/page/*.test.mjs
 step "engine tests on wasm32 (wasm-bindgen-test under Node)" cargo test -p herald-core --target wasm32-unknown-unknown --tests
 
 fuzz_seconds="${FUZZ_SECONDS:-30}"

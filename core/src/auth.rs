@@ -18,7 +18,7 @@
 //! | `streams` | array of connection ids the token is limited to                | no (absent: any)      |
 //! | `exp`     | expiry, Unix seconds; the token is dead at `exp` itself        | yes                   |
 //! | `iat`     | issued at, Unix seconds; not in the future                     | no                    |
-//! | `kind`    | `access` or `ticket`                                           | no (absent: `access`) |
+//! | `kind`    | `access`, `ticket` or `session`                                | no (absent: `access`) |
 //!
 //! Any other claim or header field is refused rather than ignored: Herald mints its own tokens, and a claim it
 //! does not understand (`nbf`, `aud`, a misspelt `scopes`) must not be silently dropped.
@@ -323,6 +323,9 @@ pub enum TokenKind {
     Access,
     /// A narrow credential for one stream, meant for a URL (see the module docs).
     Ticket,
+    /// A browser session, carried in an HttpOnly cookie: the scopes and streams of the access token it was made
+    /// from, for a short, renewable time (see [`crate::SessionPolicy`]).
+    Session,
 }
 
 impl TokenKind {
@@ -331,6 +334,7 @@ impl TokenKind {
         match self {
             Self::Access => "access",
             Self::Ticket => "ticket",
+            Self::Session => "session",
         }
     }
 }
@@ -380,8 +384,9 @@ impl Claims {
         now_s: u64,
         ttl_s: u64,
     ) -> Result<Claims, Forbidden> {
-        // A ticket already is as narrow as a ticket gets; chaining them would only stretch a leaked one.
-        if self.kind == TokenKind::Ticket {
+        // A ticket already is as narrow as a ticket gets; chaining them would only stretch a leaked one. A
+        // session is a browser's, which subscribes with its cookie and needs no ticket.
+        if self.kind != TokenKind::Access {
             return Err(Forbidden::TicketFromTicket);
         }
         self.permits(Scope::Subscribe, connection)?;
@@ -437,7 +442,7 @@ pub enum AuthError {
     },
     /// The `scope` claim names no scope, an unknown one or is not space-separated names.
     UnknownScope,
-    /// The `kind` claim is neither `access` nor `ticket`.
+    /// The `kind` claim is not `access`, `ticket` or `session`.
     UnknownKind,
     /// The `sub` claim is not a valid [`TenantId`].
     InvalidTenant(IdentifierError),
@@ -474,7 +479,7 @@ impl fmt::Display for AuthError {
                 "token lives {lifetime_s} s, over the limit of {lifetime_max_s} s"
             ),
             Self::UnknownScope => f.write_str("token scope is not publish and/or subscribe"),
-            Self::UnknownKind => f.write_str("token kind is not access or ticket"),
+            Self::UnknownKind => f.write_str("token kind is not access, ticket or session"),
             Self::InvalidTenant(error) => write!(f, "token tenant is not valid: {error}"),
             Self::InvalidStream { index, error } => {
                 write!(f, "token stream {index} is not valid: {error}")
@@ -492,7 +497,7 @@ pub enum Forbidden {
     MissingScope(Scope),
     /// The token is limited to other streams (a ticket is limited to its one stream).
     StreamNotAllowed,
-    /// Tickets are issued against access tokens only.
+    /// Tickets are issued against access tokens only (not tickets, not sessions).
     TicketFromTicket,
 }
 
@@ -502,7 +507,7 @@ impl fmt::Display for Forbidden {
             Self::MissingScope(scope) => write!(f, "token does not grant {scope}"),
             Self::StreamNotAllowed => f.write_str("token does not cover this stream"),
             Self::TicketFromTicket => {
-                f.write_str("a ticket cannot be exchanged for another ticket")
+                f.write_str("only an access token can be exchanged for a ticket")
             }
         }
     }
@@ -720,6 +725,7 @@ pub fn verify_with(
     let kind = match wire.kind.as_deref() {
         None | Some("access") => TokenKind::Access,
         Some("ticket") => TokenKind::Ticket,
+        Some("session") => TokenKind::Session,
         Some(_) => return Err(AuthError::UnknownKind),
     };
     Ok(Claims {

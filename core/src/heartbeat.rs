@@ -57,6 +57,23 @@ impl HeartbeatProfile {
             }),
         }
     }
+
+    /// Whether this heartbeat comes on a fixed clock, every interval whatever else is written (SQLMesh's
+    /// `ping`, which sse-starlette sends every 15 s regardless of traffic and whose absence for 20 s makes
+    /// SQLMesh's UI tear its connection down; sluice's `heartbeat`, documented as "every 15 seconds"), rather
+    /// than after an interval of silence (the comment, which only keeps proxies from cutting an idle stream).
+    ///
+    /// ```
+    /// use herald_core::HeartbeatProfile;
+    /// assert!(HeartbeatProfile::SqlMeshPing.on_fixed_clock());
+    /// assert!(!HeartbeatProfile::Comment.on_fixed_clock());
+    /// ```
+    pub const fn on_fixed_clock(self) -> bool {
+        matches!(
+            self,
+            HeartbeatProfile::SqlMeshPing | HeartbeatProfile::SluiceHeartbeat
+        )
+    }
 }
 
 /// A `heartbeat=` value other than `event` or `comment`.

@@ -15,6 +15,7 @@
 //! - Streams: [`Hub`] is one stream's hub (publish, subscribe, the offer rule, over a log that may
 //!   stay in storage: [`LogSummary`]); [`Relay`] is one subscriber's side (first bytes, bounded
 //!   outbox, heartbeats, maximum age); a [`HubMessage`] carries frames from one to the other.
+//! - The stream directory: [`directory`] says what `GET /v1/streams` lists and when a hub reports.
 //! - SQLMesh plans: [`PlanSession`] is the stage-tracker state machine behind `/api/plan`.
 //! - Access: [`verify`] (bounded by [`VerifyOptions`] with [`verify_with`]) and [`mint`] handle HS256
 //!   tokens and tickets ([`Claims`]); [`ConnectionId`] and [`TenantId`] name a hub ([`hub_name`]);
@@ -77,6 +78,8 @@ extern crate alloc;
 
 mod auth;
 mod control;
+mod cookie;
+pub mod directory;
 mod encode;
 mod filter;
 mod heartbeat;
@@ -96,6 +99,10 @@ pub use auth::{
     IdentifierError, Scope, Scopes, TenantId, TokenKind, VerifyOptions, TOKEN_BYTES_MAX,
 };
 pub use control::{lagging_frame, open_frame, reset_frame};
+pub use cookie::{
+    check_origin, cookie_is_secure, renew_session, session_cookie, session_from_token,
+    set_cookie_header, CsrfError, SameSite, SessionError, SessionPolicy, SESSION_COOKIE,
+};
 pub use encode::{EventId, EventName, Frame, IdError, NameError, KEEP_ALIVE};
 pub use filter::{Filter, FilterError, FilterErrorKind, FilterParam, Vocabulary};
 pub use heartbeat::{

@@ -17,7 +17,9 @@
 //!   `drain_ms_max` are dropped, and the stream closes with a `lagging` frame naming the last id the
 //!   writer did take, so a client that never reads holds neither memory nor the hub's socket;
 //! - the seam rule: a frame whose sequence number is at or before the last one queued is dropped;
-//! - heartbeats ([`HeartbeatPolicy`]) after a silence, in the family's format;
+//! - heartbeats ([`HeartbeatPolicy`]) in the family's format: named heartbeat events (SQLMesh's `ping`,
+//!   sluice's `heartbeat`) on a fixed clock, every interval however busy the stream is (they follow the
+//!   frames of a write that falls due); comments after an interval of silence;
 //! - the end: after the complete stream's last frame, when the hub goes away, or at the stream's
 //!   maximum age, always after a whole frame, so that the client resumes with `Last-Event-ID`.
 //!
@@ -68,6 +70,8 @@ pub struct Relay {
     outbox: Outbox,
     heartbeat: HeartbeatPolicy,
     last_write_ms: u64,
+    /// When the last heartbeat was written (or the stream opened): the fixed clock's origin.
+    last_heartbeat_ms: u64,
     ends_at_ms: u64,
     drain_ms_max: u64,
     /// Since when frames have been waiting for the writer (`None` when it has taken them all).
@@ -89,6 +93,7 @@ impl Relay {
             outbox,
             heartbeat: settings.heartbeat,
             last_write_ms: now_ms,
+            last_heartbeat_ms: now_ms,
             ends_at_ms: now_ms.saturating_add(settings.max_age_ms),
             drain_ms_max: Self::DRAIN_MS_MAX_DEFAULT,
             waiting_since_ms: Some(now_ms),
@@ -253,17 +258,32 @@ impl Relay {
         while let Some(frame) = self.outbox.pop() {
             chunk.extend_from_slice(&frame);
         }
+        let fixed_clock = self.heartbeat.profile.on_fixed_clock();
         if !chunk.is_empty() {
             self.last_write_ms = now_ms;
             self.waiting_since_ms = None;
+            if fixed_clock {
+                if let HeartbeatDue::Now { frame, .. } =
+                    self.heartbeat.poll(now_ms, self.last_heartbeat_ms)
+                {
+                    chunk.extend_from_slice(&frame);
+                    self.last_heartbeat_ms = now_ms;
+                }
+            }
             return RelayPoll::Write(chunk);
         }
         if self.outbox.is_finished() {
             return RelayPoll::End;
         }
-        match self.heartbeat.poll(now_ms, self.last_write_ms) {
+        let since_ms = if fixed_clock {
+            self.last_heartbeat_ms
+        } else {
+            self.last_write_ms
+        };
+        match self.heartbeat.poll(now_ms, since_ms) {
             HeartbeatDue::Now { frame, .. } => {
                 self.last_write_ms = now_ms;
+                self.last_heartbeat_ms = now_ms;
                 RelayPoll::Write(frame.to_vec())
             }
             HeartbeatDue::Later { at_ms } => RelayPoll::Wait {

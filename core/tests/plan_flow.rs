@@ -25,14 +25,20 @@ fn names(events: &[(&'static str, Value)]) -> Vec<&'static str> {
     events.iter().map(|(name, _)| *name).collect()
 }
 
+/// The session's tracker as it stands (finished ones included, which a snapshot sends as `{}`).
 fn tracker(session: &PlanSession, name: &str) -> Value {
-    let snapshot = session.snapshot();
-    let (_, text) = snapshot
-        .events()
-        .iter()
-        .find(|(event, _)| *event == name)
-        .expect("snapshot has every tracker");
-    serde_json::from_str(text).expect("tracker JSON")
+    let value = match name {
+        "plan-overview" => serde_json::to_value(session.overview()),
+        "plan-apply" => serde_json::to_value(session.apply_tracker()),
+        "plan-cancel" => serde_json::to_value(session.cancel_tracker()),
+        _ => panic!("no tracker {name}"),
+    }
+    .expect("tracker JSON");
+    if value.is_null() {
+        serde_json::json!({})
+    } else {
+        value
+    }
 }
 
 fn status(value: &Value) -> &str {
@@ -226,10 +232,20 @@ fn a_cancelled_apply_waits_for_the_runner_then_fails_the_apply_tracker() {
         ),
         Err(PlanError::PlanCancelled)
     );
-    // A cancel after the cancel has nothing to cancel.
+    // A cancel after the cancel has nothing to cancel: as in SQLMesh, the tracker goes out as it starts
+    // (no stage yet), then with its stage failed and itself `success`, which SQLMesh's UI shows as
+    // cancelled.
     let events = ok(&mut session, r#"{"op":"cancel"}"#, 11);
-    assert_eq!(status(&events[0].1["cancel"]), "fail");
+    assert_eq!(names(&events), ["plan-cancel", "plan-cancel"]);
+    assert_eq!(status(&events[0].1), "init");
+    assert!(events[0].1.get("cancel").is_none());
+    assert_eq!(status(&events[1].1), "success");
+    assert_eq!(status(&events[1].1["cancel"]), "fail");
     assert_eq!(session.state(), PlanState::Cancelled);
+    // A finished cancel tracker, like a finished apply tracker, is `{}` in a snapshot.
+    let snapshot = session.snapshot();
+    assert_eq!(snapshot.events()[1], ("plan-apply", "{}".to_string()));
+    assert_eq!(snapshot.events()[2], ("plan-cancel", "{}".to_string()));
 }
 
 #[test]
@@ -357,4 +373,61 @@ fn a_snapshot_is_one_json_object_keyed_by_event_name() {
         .unwrap()
         .keys()
         .all(|k| k.starts_with("plan-")));
+}
+
+#[test]
+fn a_silent_runner_loses_its_lease_and_the_plan_fails() {
+    let mut session = applying();
+    ok(&mut session, r#"{"op":"start","stage":"backfill"}"#, 10);
+    assert_eq!(session.lease_deadline_ms(100), Some(110));
+    // A keep-alive renews the lease and emits nothing.
+    assert!(ok(&mut session, r#"{"op":"alive"}"#, 50).is_empty());
+    assert_eq!(session.lease_deadline_ms(100), Some(150));
+    assert_eq!(session.expire_lease(149, 100), None, "not yet");
+    let events = session.expire_lease(150, 100).expect("the lease has ended");
+    assert_eq!(events.names().collect::<Vec<_>>(), ["plan-apply"]);
+    let apply = tracker(&session, "plan-apply");
+    assert_eq!(status(&apply), "fail");
+    assert_eq!(status(&apply["backfill"]), "fail");
+    assert_eq!(session.state(), PlanState::Finished);
+    assert_eq!(session.lease_deadline_ms(100), None, "nothing runs");
+    // The runner hears that the plan is over at its next report.
+    assert_eq!(
+        session.apply(cmd(r#"{"op":"alive"}"#), 151),
+        Err(PlanError::PlanFinished)
+    );
+}
+
+#[test]
+fn a_lease_that_ends_while_cancelling_completes_the_cancel() {
+    let mut session = applying();
+    ok(&mut session, r#"{"op":"start","stage":"backfill"}"#, 10);
+    ok(&mut session, r#"{"op":"cancel"}"#, 20);
+    // Cancel is not a runner report: the lease still counts from 10.
+    assert_eq!(session.lease_deadline_ms(100), Some(110));
+    ok(&mut session, r#"{"op":"alive"}"#, 30);
+    let events = session.expire_lease(130, 100).expect("ended");
+    assert_eq!(
+        events.names().collect::<Vec<_>>(),
+        ["plan-apply", "plan-cancel"]
+    );
+    assert_eq!(session.state(), PlanState::Cancelled);
+    assert_eq!(status(&tracker(&session, "plan-cancel")), "success");
+}
+
+#[test]
+fn the_request_and_its_categories_are_kept_for_the_runner() {
+    let mut session = PlanSession::new();
+    let request = PlanRequest::from_json(br#"{"environment":"dev","categories":{"a.b":1,"c":6}}"#)
+        .expect("valid");
+    session.open(request.clone(), 7);
+    assert_eq!(session.request(), Some(&request));
+    assert_eq!(session.opened_ms(), Some(7));
+    let stored = serde_json::to_string(&session).expect("stored");
+    let back: PlanSession = serde_json::from_str(&stored).expect("read back");
+    assert_eq!(back, session);
+    assert_eq!(
+        serde_json::to_value(back.request()).expect("json")["categories"],
+        serde_json::json!({"a.b": 1, "c": 6})
+    );
 }

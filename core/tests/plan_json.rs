@@ -262,13 +262,21 @@ fn cancel_with_nothing_running_fails_the_cancel_stage() {
         .expect("cancel is answered")
         .into_iter()
         .collect();
+    // SQLMesh's two events: the tracker as it starts, then its stage failed and itself `success`.
     let failed = r#"{"status":"fail","start":5,"end":5,"done":true,"duration":0}"#;
+    let succeeded = r#"{"status":"success","start":5,"end":5,"done":true,"duration":0}"#;
     assert_eq!(
         events,
-        [(
-            "plan-cancel",
-            format!(r#"{{"meta":{failed},"cancel":{{"meta":{failed}}}}}"#)
-        )]
+        [
+            (
+                "plan-cancel",
+                r#"{"meta":{"status":"init","start":5,"done":false}}"#.to_string()
+            ),
+            (
+                "plan-cancel",
+                format!(r#"{{"meta":{succeeded},"cancel":{{"meta":{failed}}}}}"#)
+            )
+        ]
     );
     assert_eq!(session.state(), PlanState::Idle);
 }
@@ -353,9 +361,12 @@ fn malformed_requests_say_where() {
         PlanCommand::from_json(br#"["start","validation"]"#),
         Err(BodyError::Malformed { line: 1, column: 1 })
     );
+    // An empty body is SQLMesh's default request (every field is optional); whitespace alone too.
+    assert_eq!(PlanRequest::from_json(b""), Ok(PlanRequest::default()));
+    assert_eq!(PlanRequest::from_json(b" \n"), Ok(PlanRequest::default()));
     assert_eq!(
-        PlanRequest::from_json(b""),
-        Err(BodyError::Malformed { line: 1, column: 1 })
+        PlanRequest::from_json(b" x"),
+        Err(BodyError::Malformed { line: 1, column: 2 })
     );
 }
 

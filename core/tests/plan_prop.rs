@@ -201,19 +201,29 @@ proptest! {
     }
 }
 
-/// Every emitted event is the whole tracker as it now stands.
+/// The last event of each tracker emitted is the whole tracker as it now stands (a cancel with nothing to
+/// cancel sends its tracker twice, as SQLMesh does: as it starts, then as it ends).
 fn check_events(
     session: &PlanSession,
     events: &[(&'static str, String)],
 ) -> Result<(), TestCaseError> {
-    let snapshot = session.snapshot();
-    for (name, text) in events {
-        let (_, current) = snapshot
-            .events()
-            .iter()
-            .find(|(event, _)| event == name)
-            .expect("known event name");
-        prop_assert_eq!(text, current, "{} emitted a stale tracker", name);
+    for (index, (name, text)) in events.iter().enumerate() {
+        if events[index + 1..].iter().any(|(later, _)| later == name) {
+            continue;
+        }
+        let current = match *name {
+            "plan-overview" => serde_json::to_string(&session.overview()),
+            "plan-apply" => serde_json::to_string(&session.apply_tracker()),
+            "plan-cancel" => serde_json::to_string(&session.cancel_tracker()),
+            _ => panic!("unknown event name {name}"),
+        }
+        .expect("tracker JSON");
+        let current = if current == "null" {
+            "{}".to_string()
+        } else {
+            current
+        };
+        prop_assert_eq!(text, &current, "{} emitted a stale tracker", name);
     }
     Ok(())
 }

@@ -245,7 +245,7 @@ const TABLE: [(PlanState, [Expect; 16]); 7] = {
             NO, NO,
             NO, NO, NO,
             NO, NO, NO, NO,
-            NO, Next(S::Idle, &[CA]),
+            NO, Next(S::Idle, &[CA, CA]),
         ]),
         (S::Overview, [
             RESUMED, RESUMED,
@@ -312,7 +312,7 @@ const TABLE: [(PlanState, [Expect; 16]); 7] = {
             FIN, FIN,
             FIN, FIN, FIN,
             FIN, FIN, FIN, FIN,
-            FIN, Next(S::Finished, &[CA]),
+            FIN, Next(S::Finished, &[CA, CA]),
         ]),
         (S::Cancelled, [
             NEW_PREVIEW, NEW_APPLY,
@@ -320,7 +320,7 @@ const TABLE: [(PlanState, [Expect; 16]); 7] = {
             CAN, CAN,
             CAN, CAN, CAN,
             CAN, CAN, CAN, CAN,
-            CAN, Next(S::Cancelled, &[CA]),
+            CAN, Next(S::Cancelled, &[CA, CA]),
         ]),
     ]
 };

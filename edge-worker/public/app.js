@@ -112,6 +112,8 @@ function onState({ state, reason, resumedFrom }) {
 function onItem(item) {
   if (item.kind === 'retry') {
     logRow('control', '', 'retry:', `reconnect after ${item.ms} ms`);
+  } else if (item.kind === 'dropped') {
+    logRow('control', '', 'dropped', `an event was dropped: ${item.reason}`);
   } else if (item.kind === 'comment') {
     if (item.text === 'heartbeat') heartbeat('comment');
     else logRow('comment', '', ':', item.text);
@@ -232,36 +234,41 @@ function planRunning() {
   return [overview, apply].some((tracker) => tracker?.meta?.status === 'init');
 }
 
+/** One stage row of a tracker: its status, a bar on the tracker's time span, duration and details. */
+function renderStage(tracker, name, begin, span, now) {
+  const stage = tracker[name];
+  const status = stage?.meta?.status ?? 'pending';
+  const stageMeta = stage?.meta ?? {};
+  const left = stage ? ((stageMeta.start - begin) / span) * 100 : 0;
+  const width = stage ? (((stageMeta.end ?? now) - stageMeta.start) / span) * 100 : 0;
+  const { meta: _, ...details } = stage ?? {};
+  const detailText = Object.keys(details).length ? JSON.stringify(details) : '';
+  return element('div', { class: 'stage', 'data-stage': name, 'data-status': status },
+    element('span', {}, name),
+    element('span', { class: 'track' }, element('span', { class: 'bar', style: { left: `${left}%`, width: `${width}%` } })),
+    element('span', { class: 'badge', 'data-status': status }, status === 'init' ? 'running' : status),
+    element('span', { class: 'duration' }, stage ? duration(stageMeta.duration ?? now - stageMeta.start) + (stageMeta.done ? '' : '…') : ''),
+    element('span', { class: 'details', title: detailText }, detailText.length > 200 ? `${detailText.slice(0, 200)}…` : detailText));
+}
+
+/** One tracker (`TRACKERS` entry `spec`): its heading, then a row per stage. */
+function renderTracker(spec, tracker, now) {
+  const meta = tracker.meta ?? {};
+  const begin = meta.start ?? now;
+  const span = Math.max((meta.end ?? now) - begin, 1);
+  const rows = spec.stages.map((name) => renderStage(tracker, name, begin, span, now));
+  const about = [tracker.environment && `environment ${tracker.environment}`,
+    meta.done ? `took ${duration(meta.duration)}` : `running for ${duration(now - begin)}`].filter(Boolean).join(' · ');
+  return element('div', { class: 'tracker', 'data-tracker': spec.name, 'data-status': meta.status ?? 'init' },
+    element('h3', {}, spec.name, element('span', { class: 'badge', 'data-status': meta.status ?? 'init' },
+      meta.status === 'init' ? 'running' : meta.status ?? ''), element('small', {}, about)), ...rows);
+}
+
 function renderPlan() {
-  const trackers = $('trackers');
   const now = Date.now();
   // A tracker that never started comes as `{}` in a snapshot: nothing to draw.
-  trackers.replaceChildren(...TRACKERS.filter((t) => page.plan[t.event]?.meta).map((t) => {
-    const tracker = page.plan[t.event];
-    const meta = tracker.meta ?? {};
-    const begin = meta.start ?? now;
-    const span = Math.max((meta.end ?? now) - begin, 1);
-    const rows = t.stages.map((name) => {
-      const stage = tracker[name];
-      const status = stage?.meta?.status ?? 'pending';
-      const stageMeta = stage?.meta ?? {};
-      const left = stage ? ((stageMeta.start - begin) / span) * 100 : 0;
-      const width = stage ? (((stageMeta.end ?? now) - stageMeta.start) / span) * 100 : 0;
-      const { meta: _, ...details } = stage ?? {};
-      const detailText = Object.keys(details).length ? JSON.stringify(details) : '';
-      return element('div', { class: 'stage', 'data-stage': name, 'data-status': status },
-        element('span', {}, name),
-        element('span', { class: 'track' }, element('span', { class: 'bar', style: { left: `${left}%`, width: `${width}%` } })),
-        element('span', { class: 'badge', 'data-status': status }, status === 'init' ? 'running' : status),
-        element('span', { class: 'duration' }, stage ? duration(stageMeta.duration ?? now - stageMeta.start) + (stageMeta.done ? '' : '…') : ''),
-        element('span', { class: 'details', title: detailText }, detailText.length > 200 ? `${detailText.slice(0, 200)}…` : detailText));
-    });
-    const about = [tracker.environment && `environment ${tracker.environment}`,
-      meta.done ? `took ${duration(meta.duration)}` : `running for ${duration(now - begin)}`].filter(Boolean).join(' · ');
-    return element('div', { class: 'tracker', 'data-tracker': t.name, 'data-status': meta.status ?? 'init' },
-      element('h3', {}, t.name, element('span', { class: 'badge', 'data-status': meta.status ?? 'init' },
-        meta.status === 'init' ? 'running' : meta.status ?? ''), element('small', {}, about)), ...rows);
-  }));
+  $('trackers').replaceChildren(...TRACKERS.filter((t) => page.plan[t.event]?.meta)
+    .map((t) => renderTracker(t, page.plan[t.event], now)));
   const running = planRunning();
   const cancelling = page.plan['plan-cancel']?.cancel?.meta?.status === 'init';
   const cancelled = page.plan['plan-cancel']?.cancel?.meta?.status === 'success';
@@ -297,13 +304,19 @@ function render() {
 
 async function cancelPlan() {
   $('cancel-plan').disabled = true;
-  const response = await fetch('/api/plan/cancel', {
-    method: 'POST',
-    headers: { authorization: `Bearer ${$('token').value.trim()}` },
-  });
-  if (!response.ok) {
+  let problem;
+  try {
+    const response = await fetch('/api/plan/cancel', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${$('token').value.trim()}` },
+    });
+    if (!response.ok) problem = `${response.status} ${await response.text()}`;
+  } catch (error) {
+    problem = `network error: ${error.message}`;
+  }
+  if (problem) {
     $('problem').hidden = false;
-    $('problem').textContent = `cancel: ${response.status} ${await response.text()}`;
+    $('problem').textContent = `cancel: ${problem}`;
     renderPlan();
   }
 }

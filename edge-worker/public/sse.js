@@ -5,9 +5,17 @@
 // the URL. Parsing and reconnecting follow the WHATWG "server-sent events" section; herald-core's parser is
 // the reference and the e2e tests check this page against the worker.
 
-/** A push parser for `text/event-stream`: bytes in, items out. */
+/**
+ * A push parser for `text/event-stream`: bytes in, items out. Like herald-core's parser it bounds its
+ * memory: a line, or the data of one event, longer than `lineCharsMax` UTF-16 code units is not kept; the
+ * event it belongs to is dropped (reported as `{kind: 'dropped'}`), and a long comment is ignored.
+ */
 export class SseParser {
-  constructor() {
+  /** The default line bound: 1 Mi code units, herald-core's default (1 MiB) for ASCII text. */
+  static LINE_CHARS_MAX_DEFAULT = 1 << 20;
+
+  constructor(lineCharsMax = SseParser.LINE_CHARS_MAX_DEFAULT) {
+    this.lineCharsMax = Math.max(1, lineCharsMax);
     // "last event ID buffer": survives reconnects, like an EventSource's.
     this.lastEventId = '';
     this.reset();
@@ -19,7 +27,11 @@ export class SseParser {
     // and replaces invalid UTF-8 with U+FFFD, as the spec's "UTF-8 decode" does.
     this.decoder = new TextDecoder('utf-8');
     this.line = '';
+    // The unfinished line went over the bound: only its first character is kept (a comment or not).
+    this.lineTooLong = false;
     this.pendingCR = false;
+    // A line or the data of the current event went over the bound: the event is dropped.
+    this.oversized = false;
     this.data = '';
     this.event = '';
     this.hasId = false;
@@ -50,7 +62,12 @@ export class SseParser {
       if (code !== 10 && code !== 13) continue;
       const line = this.line + text.slice(start, i);
       this.line = '';
-      this.#field(line, items);
+      if (this.lineTooLong || line.length > this.lineCharsMax) {
+        this.lineTooLong = false;
+        if (line[0] !== ':') this.oversized = true;
+      } else {
+        this.#field(line, items);
+      }
       if (code === 13) {
         if (i + 1 === text.length) this.pendingCR = true;
         else if (text.charCodeAt(i + 1) === 10) i++;
@@ -58,6 +75,10 @@ export class SseParser {
       start = i + 1;
     }
     this.line += text.slice(start);
+    if (this.line.length > this.lineCharsMax) {
+      this.line = this.line[0];
+      this.lineTooLong = true;
+    }
     return items;
   }
 
@@ -80,7 +101,8 @@ export class SseParser {
         this.event = value;
         break;
       case 'data':
-        this.data += value + '\n';
+        if (this.data.length + value.length >= this.lineCharsMax) this.oversized = true;
+        else this.data += value + '\n';
         break;
       case 'id':
         // "If the field value does not contain U+0000 NULL, then set the last event ID buffer."
@@ -107,6 +129,13 @@ export class SseParser {
     // string and return."
     const hasId = this.hasId;
     this.hasId = false;
+    if (this.oversized) {
+      items.push({ kind: 'dropped', reason: `a line or the data was over ${this.lineCharsMax} characters` });
+      this.oversized = false;
+      this.data = '';
+      this.event = '';
+      return;
+    }
     if (this.data === '') {
       this.event = '';
       return;
@@ -120,13 +149,16 @@ export class SseParser {
   }
 }
 
-const sleep = (ms, signal) =>
+/** Waits `ms`, or less if `signal` aborts; leaves no listener behind either way. */
+export const sleep = (ms, signal) =>
   new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
+    const done = () => {
       clearTimeout(timer);
+      signal.removeEventListener('abort', done);
       resolve();
-    });
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
   });
 
 /** What a failed request said: Herald's `{error, message}` when it sent one. */
@@ -220,6 +252,9 @@ export class Subscription {
         }
       } catch (error) {
         if (this.stopped) return;
+        this.on('state', { state: 'reconnecting', reason: `read error: ${error.message}` });
+        await sleep(this.retryMs, signal);
+        continue;
       }
       if (this.stopped) return;
       this.on('state', { state: 'reconnecting', reason: 'the server ended the stream' });

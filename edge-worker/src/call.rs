@@ -6,6 +6,7 @@ use herald_core::Filter;
 use worker::{Method, Url};
 
 use crate::error::{ApiError, ApiResult};
+use crate::route_table::Family;
 
 /// The Hub's internal origin; only a stub can reach it.
 const ORIGIN: &str = "https://hub.herald.internal";
@@ -25,6 +26,8 @@ pub(crate) enum HubCall {
         filter: Filter,
         last_event_id: Option<String>,
         credential: String,
+        /// The family of the route subscribed through, for the stream directory.
+        family: Family,
     },
     /// Publish the request body (a publish batch).
     Publish,
@@ -40,6 +43,10 @@ pub(crate) enum HubCall {
     PlanCommand,
     /// SQLMesh `/api/plan/cancel`.
     PlanCancel,
+    /// SQLMesh `/api/meta`: the version and whether a plan runs; re-emits the trackers.
+    PlanMeta,
+    /// The open plan's request, for the runner (`/api/plan/request`).
+    PlanRequest,
 }
 
 impl HubCall {
@@ -53,13 +60,18 @@ impl HubCall {
             HubCall::PlanApply => "plan/apply",
             HubCall::PlanCommand => "plan/command",
             HubCall::PlanCancel => "plan/cancel",
+            HubCall::PlanMeta => "plan/meta",
+            HubCall::PlanRequest => "plan/request",
         }
     }
 
     /// The method the call is sent with.
     pub(crate) fn method(&self) -> Method {
         match self {
-            HubCall::Subscribe { .. } | HubCall::Stats => Method::Get,
+            HubCall::Subscribe { .. }
+            | HubCall::Stats
+            | HubCall::PlanMeta
+            | HubCall::PlanRequest => Method::Get,
             _ => Method::Post,
         }
     }
@@ -83,9 +95,11 @@ impl HubCall {
                 filter,
                 last_event_id,
                 credential,
+                family,
             } = self
             {
                 query.append_pair("credential", credential);
+                query.append_pair("family", family.name());
                 let filter =
                     serde_json::to_string(filter).map_err(|e| ApiError::Internal(e.to_string()))?;
                 query.append_pair("filter", &filter);
@@ -108,10 +122,14 @@ impl HubCall {
                 let credential = query(url, "credential")
                     .filter(|id| !id.is_empty() && id.len() <= TAG_CHARS_MAX)
                     .ok_or_else(|| bad("credential is missing or longer than a socket tag"))?;
+                let family = query(url, "family")
+                    .and_then(|name| Family::named(&name))
+                    .ok_or_else(|| bad("family is missing or unknown"))?;
                 HubCall::Subscribe {
                     filter,
                     last_event_id: query(url, "last_event_id"),
                     credential,
+                    family,
                 }
             }
             "publish" => HubCall::Publish,
@@ -121,6 +139,8 @@ impl HubCall {
             "plan/apply" => HubCall::PlanApply,
             "plan/command" => HubCall::PlanCommand,
             "plan/cancel" => HubCall::PlanCancel,
+            "plan/meta" => HubCall::PlanMeta,
+            "plan/request" => HubCall::PlanRequest,
             _ => return Err(ApiError::NotFound),
         };
         if *method != call.method() {

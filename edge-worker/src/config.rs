@@ -4,7 +4,8 @@
 //! clamped or truncated (a `usize` is 32 bits on wasm32: every value is checked before it becomes one).
 
 use herald_core::{
-    LogLimits, OutboxLimits, PublishLimits, VerifyOptions, Vocabulary, DEFAULT_HEARTBEAT_MS,
+    directory, LogLimits, OutboxLimits, PublishLimits, SameSite, SessionPolicy, VerifyOptions,
+    Vocabulary, DEFAULT_HEARTBEAT_MS,
 };
 use worker::Env;
 
@@ -14,6 +15,15 @@ use crate::error::{ApiError, ApiResult};
 const SOCKETS_PER_OBJECT_MAX: u64 = 32_768;
 
 const MIB: u64 = 1024 * 1024;
+
+/// A plan fails when its runner has not reported for this long: two minutes is eight of the
+/// runner's 15 s keep-alives (README, SQLMesh), so a runner that is alive never misses it.
+const PLAN_LEASE_S_DEFAULT: u64 = 120;
+
+/// 512 KiB: a 1,000-model plan's overview (each model named in `changes` and `backfills`) or apply
+/// (each in `backfill.tasks`) takes about 250 KiB; it fits in the replay log (1 MiB) and a
+/// subscriber's queue by default.
+const TRACKER_BYTES_MAX_DEFAULT: u64 = 512 * 1024;
 /// Frames and bytes a subscriber's queue holds beyond a full replay of the log (the control frames
 /// before it and live events meanwhile).
 const QUEUE_HEADROOM_FRAMES: u64 = 256;
@@ -47,7 +57,22 @@ pub(crate) struct Config {
     /// would pass it is closed with `lagging`.
     pub(crate) isolate_queue_bytes_max: usize,
     pub(crate) cors_origins: Vec<String>,
+    /// Browser sessions (`POST /v1/sessions`): `HERALD_SESSION_TTL_S`,
+    /// `HERALD_SESSION_LIFETIME_MAX_S`, `HERALD_SESSION_SAMESITE`.
+    pub(crate) session: SessionPolicy,
+    /// How long a running plan waits for its runner's next report before it fails
+    /// (`HERALD_PLAN_LEASE_S`).
+    pub(crate) plan_lease_s: u64,
+    /// The largest one plan tracker may be, in bytes (`HERALD_TRACKER_BYTES_MAX`): trackers carry
+    /// every model of a plan, so they have their own bound, apart from published events'.
+    pub(crate) tracker_bytes_max: usize,
     pub(crate) categories: &'static [&'static str],
+    /// The most often a hub reports to its tenant's stream directory (`HERALD_DIRECTORY_REPORT_MS`):
+    /// `GET /v1/streams` is at most this far behind a hub's last change.
+    pub(crate) directory_report_ms: u64,
+    /// The most streams a tenant's directory keeps (`HERALD_DIRECTORY_ENTRIES_MAX`); past it, the
+    /// entries reported longest ago are dropped.
+    pub(crate) directory_entries_max: usize,
     /// Test-only (`HERALD_TEST_HOOKS=1` and `HERALD_TEST_FAIL_STORAGE=<event name>`): the Hub's
     /// append of a batch holding an event of this name fails after writing its rows, as storage
     /// failing mid-write would. Never set in production.
@@ -246,7 +271,53 @@ impl Config {
                 100 * MIB,
             )?,
             cors_origins: list(env, "HERALD_CORS_ORIGINS").unwrap_or_default(),
+            session: SessionPolicy {
+                ttl_s: bounded(
+                    env,
+                    "HERALD_SESSION_TTL_S",
+                    SessionPolicy::TTL_S_DEFAULT,
+                    60,
+                    86_400,
+                )?,
+                lifetime_max_s: bounded(
+                    env,
+                    "HERALD_SESSION_LIFETIME_MAX_S",
+                    SessionPolicy::LIFETIME_MAX_S_DEFAULT,
+                    60,
+                    2_592_000,
+                )?,
+                same_site: match var(env, "HERALD_SESSION_SAMESITE") {
+                    None => SameSite::Lax,
+                    Some(text) => SameSite::parse(&text).ok_or_else(|| {
+                        ApiError::Internal(format!(
+                            "HERALD_SESSION_SAMESITE must be Strict, Lax or None, got {text:?}"
+                        ))
+                    })?,
+                },
+            },
+            plan_lease_s: bounded(env, "HERALD_PLAN_LEASE_S", PLAN_LEASE_S_DEFAULT, 5, 86_400)?,
+            tracker_bytes_max: bounded_size(
+                env,
+                "HERALD_TRACKER_BYTES_MAX",
+                TRACKER_BYTES_MAX_DEFAULT,
+                1,
+                16 * MIB,
+            )?,
             categories: categories(env),
+            directory_report_ms: bounded(
+                env,
+                "HERALD_DIRECTORY_REPORT_MS",
+                directory::REPORT_INTERVAL_MS_DEFAULT,
+                100,
+                3_600_000,
+            )?,
+            directory_entries_max: bounded_size(
+                env,
+                "HERALD_DIRECTORY_ENTRIES_MAX",
+                directory::ENTRIES_MAX_DEFAULT as u64,
+                1,
+                1_000_000,
+            )?,
             test_fail_storage: var(env, "HERALD_TEST_FAIL_STORAGE").filter(|_| test_hooks),
             test_unreadable_plan: test_hooks
                 && var(env, "HERALD_TEST_UNREADABLE_PLAN").as_deref() == Some("1"),

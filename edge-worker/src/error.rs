@@ -17,6 +17,8 @@ pub(crate) enum ApiError {
     NotFound,
     /// 405: the route exists, the method does not.
     MethodNotAllowed { allow: &'static str },
+    /// 422: a SQLMesh plan body that does not validate (SQLMesh's FastAPI answers 422 there).
+    Unprocessable { code: &'static str, message: String },
     /// 409: the request conflicts with the hub's state (an illegal plan stage move, a completed stream).
     Conflict { code: &'static str, message: String },
     /// 413: an event or a batch over its configured limit.
@@ -56,6 +58,7 @@ impl ApiError {
             ApiError::NotFound => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Conflict { .. } => 409,
+            ApiError::Unprocessable { .. } => 422,
             ApiError::TooLarge(_) => 413,
             ApiError::TooManySubscribers(_) => 429,
             ApiError::Internal(_) => 500,
@@ -64,7 +67,9 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::BadRequest { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not_found",
@@ -77,7 +82,9 @@ impl ApiError {
 
     fn message(&self) -> &str {
         match self {
-            ApiError::BadRequest { message, .. } | ApiError::Conflict { message, .. } => message,
+            ApiError::BadRequest { message, .. }
+            | ApiError::Conflict { message, .. }
+            | ApiError::Unprocessable { message, .. } => message,
             ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
             | ApiError::TooLarge(m)

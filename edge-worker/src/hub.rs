@@ -10,22 +10,24 @@ use std::cell::RefCell;
 
 use herald_core::{
     parse_publish, Batch, EventName, Filter, Hub as StreamHub, NewEvent, PlanCommand, PlanError,
-    PlanRequest, PlanSession, PlanUpdate, Refused, SubscriberRecord, Subscription,
+    PlanRequest, PlanSession, PlanUpdate, PublishLimits, Refused, SubscriberRecord, Subscription,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen_futures::spawn_local;
 use worker::{
-    console_error, durable_object, DurableObject, Env, Request, Response, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
+    console_error, durable_object, DurableObject, Env, Request, Response, ScheduledTime, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::body::read_capped;
 use crate::call::HubCall;
 use crate::config::Config;
+use crate::directory::{self, HubAction, HubReport};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{publish_error, Family};
-use crate::storage::{Store, PLAN};
+use crate::storage::{Store, NAME, PLAN};
 use crate::stream::now_ms;
 
 /// What the Hub keeps in memory once it has read its meta rows.
@@ -34,6 +36,8 @@ struct Loaded {
     store: Store,
     hub: StreamHub,
     plan: Option<PlanSession>,
+    /// Whether storage holds the hub's name (see [`NAME`]).
+    name_stored: bool,
 }
 
 #[durable_object]
@@ -46,6 +50,9 @@ pub struct Hub {
     loaded: RefCell<Option<Loaded>>,
     /// The distinct filters of the open sockets, by tag (see [`Filters`]).
     filters: RefCell<Filters>,
+    /// This hub's entry in its tenant's stream directory: made at the first call (it needs the
+    /// settings) and kept in memory.
+    directory: RefCell<Option<HubReport>>,
 }
 
 /// The distinct filters of a hub's open sockets, each keyed by the tag its sockets carry
@@ -98,14 +105,38 @@ impl DurableObject for Hub {
             started_ms: now_ms(),
             loaded: RefCell::new(None),
             filters: RefCell::default(),
+            directory: RefCell::new(None),
         }
     }
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
-        match self.serve(&mut request).await {
+        let served = self.serve(&mut request).await;
+        if let Ok(config) = Config::get(&self.env) {
+            self.report_to_directory(config);
+        }
+        match served {
             Ok(response) => Ok(response),
             Err(error) => error.into_response(),
         }
+    }
+
+    /// The runner's lease on a running plan has ended, or was renewed meanwhile: the plan fails (or
+    /// its cancel completes) if no report came in time, else the alarm is set again for the new
+    /// end. An alarm does not keep the Hub awake while it waits.
+    async fn alarm(&self) -> worker::Result<Response> {
+        let config = match Config::get(&self.env) {
+            Ok(config) => config,
+            Err(error) => {
+                console_error!("alarm: configuration refused: {error:?}");
+                return Response::empty();
+            }
+        };
+        self.with_report(config, HubReport::alarm_fired);
+        if let Err(error) = self.check_lease(config).await {
+            console_error!("plan lease check failed: {error:?}");
+        }
+        self.report_to_directory(config);
+        Response::empty()
     }
 
     async fn websocket_message(
@@ -127,6 +158,12 @@ impl DurableObject for Hub {
         // The relay went away (its client left or its stream ended). Completing the close handshake
         // takes the socket out of `get_websockets` at once; the runtime may already have done so.
         let _ = ws.close(Some(1000), Some("relay closed"));
+        // The directory's subscriber count (a woken hub does not know its name yet: nothing).
+        if let Ok(config) = Config::get(&self.env) {
+            if self.ensure_loaded(config).is_ok() {
+                self.report_to_directory(config);
+            }
+        }
         Ok(())
     }
 
@@ -173,6 +210,18 @@ fn refused(error: Refused, config: &Config) -> ApiError {
     }
 }
 
+/// A plan update as events to publish.
+fn plan_events(update: PlanUpdate) -> Vec<NewEvent> {
+    update
+        .into_iter()
+        .map(|(name, data)| NewEvent {
+            name: EventName::from_static(name),
+            data,
+            category: None,
+        })
+        .collect()
+}
+
 fn not_loaded() -> ApiError {
     ApiError::Internal("the hub's state is not loaded".into())
 }
@@ -180,7 +229,15 @@ fn not_loaded() -> ApiError {
 impl Hub {
     async fn serve(&self, request: &mut Request) -> ApiResult<Response> {
         let config = Config::get(&self.env)?;
-        let call = HubCall::decode(&request.method(), &request.url()?)?;
+        let url = request.url()?;
+        let call = HubCall::decode(&request.method(), &url)?;
+        let name = url
+            .query_pairs()
+            .find(|(key, _)| key == "hub")
+            .map(|(_, name)| name.into_owned());
+        if let HubCall::Subscribe { family, .. } = &call {
+            self.with_report(config, |report| report.saw_subscribe(*family));
+        }
         // Read a body before touching state: a request awaits nothing once it holds the Hub's state.
         // The Worker forwards only bodies within the limit; the Hub checks again, so that nothing
         // else that reaches it can make it hold more.
@@ -190,11 +247,15 @@ impl Hub {
             Vec::new()
         };
         self.ensure_loaded(config)?;
+        if let Some(name) = name {
+            self.learn_name(config, &name)?;
+        }
         match call {
             HubCall::Subscribe {
                 filter,
                 last_event_id,
                 credential,
+                family: _,
             } => self.subscribe(
                 request,
                 config,
@@ -219,8 +280,12 @@ impl Hub {
             }
             HubCall::PlanOpen | HubCall::PlanApply => {
                 config.publish.check_body(&body).map_err(publish_error)?;
-                let plan_request = PlanRequest::from_json(&body)
-                    .map_err(|e| ApiError::bad_request("invalid_plan", e))?;
+                // SQLMesh (FastAPI) answers 422 to a body that does not validate.
+                let plan_request =
+                    PlanRequest::from_json(&body).map_err(|e| ApiError::Unprocessable {
+                        code: "invalid_plan",
+                        message: e.to_string(),
+                    })?;
                 // SQLMesh: `/api/plan` previews (overview only); `/api/commands/apply` also applies.
                 let apply = call == HubCall::PlanApply;
                 self.plan_step(config, |session, now| {
@@ -231,6 +296,7 @@ impl Hub {
                     };
                     Ok(opened.into_update())
                 })?;
+                self.arm_lease(config).await?;
                 Ok(Response::empty()?.with_status(204))
             }
             HubCall::PlanCommand => {
@@ -240,6 +306,7 @@ impl Hub {
                 let ids = self.plan_step(config, |session, now| {
                     session.apply(command, now).map_err(illegal)
                 })?;
+                self.arm_lease(config).await?;
                 let cancelling = self.with_loaded(|loaded| {
                     Ok(loaded.plan.as_ref().is_some_and(PlanSession::is_cancelling))
                 })?;
@@ -253,7 +320,145 @@ impl Hub {
                 })?;
                 Ok(Response::empty()?.with_status(204))
             }
+            HubCall::PlanMeta => {
+                // As SQLMesh's `/api/meta`: a plan whose runner is gone ends here too, and every
+                // listener gets the current trackers again.
+                self.expire_lease(config)?;
+                let snapshot =
+                    self.with_loaded(|loaded| Ok(loaded.plan.as_ref().map(PlanSession::snapshot)))?;
+                if let Some(snapshot) = snapshot {
+                    self.publish(config, plan_events(snapshot))?;
+                }
+                let running = self.with_loaded(|loaded| {
+                    Ok(loaded
+                        .plan
+                        .as_ref()
+                        .is_some_and(|plan| plan.state().is_running()))
+                })?;
+                Ok(Response::from_json(&serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "has_running_task": running,
+                }))?)
+            }
+            HubCall::PlanRequest => {
+                let lease_ms = config.plan_lease_s.saturating_mul(1000);
+                let answer = self.with_loaded(|loaded| {
+                    Ok(match loaded.plan.as_ref() {
+                        None => serde_json::json!({ "state": "idle" }),
+                        Some(plan) => serde_json::json!({
+                            "state": plan.state(),
+                            "opened_ms": plan.opened_ms(),
+                            "lease_expires_ms": plan.lease_deadline_ms(lease_ms),
+                            "request": plan.request(),
+                        }),
+                    })
+                })?;
+                Ok(Response::from_json(&answer)?)
+            }
         }
+    }
+
+    /// Sets the alarm for the end of the runner's lease on the running plan (each accepted move
+    /// renews it). The alarm only checks; a plan that ended meanwhile makes it do nothing.
+    async fn arm_lease(&self, config: &Config) -> ApiResult<()> {
+        if let Some(at_ms) = self.alarm_at_ms(config, None) {
+            self.state
+                .storage()
+                .set_alarm(ScheduledTime::new(js_sys::Date::new(
+                    &(at_ms as f64).into(),
+                )))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// When the Hub's one alarm must ring: the earliest of the runner's lease end, a directory
+    /// report that waits, and `also_ms`.
+    fn alarm_at_ms(&self, config: &Config, also_ms: Option<u64>) -> Option<u64> {
+        let lease_ms = config.plan_lease_s.saturating_mul(1000);
+        let lease = self
+            .with_loaded(|loaded| {
+                Ok(loaded
+                    .plan
+                    .as_ref()
+                    .and_then(|plan| plan.lease_deadline_ms(lease_ms)))
+            })
+            .ok()
+            .flatten();
+        let report = self
+            .directory
+            .borrow()
+            .as_ref()
+            .and_then(HubReport::pending_at_ms);
+        [lease, report, also_ms].into_iter().flatten().min()
+    }
+
+    /// Tells the tenant's directory about this hub if its entry changed (at most once per
+    /// `HERALD_DIRECTORY_REPORT_MS`; a change within the interval sets the alarm for its end). The
+    /// report is sent without holding up the call that changed the hub; one that fails is logged,
+    /// and the hub's next change reports again.
+    fn report_to_directory(&self, config: &Config) {
+        let Ok((last_event_id, complete)) = self.with_loaded(|loaded| {
+            Ok((
+                loaded.hub.summary().last_position().map(|p| p.to_string()),
+                loaded.hub.is_complete(),
+            ))
+        }) else {
+            return;
+        };
+        let subscribers = self.state.get_websockets().len();
+        let action = self.with_report(config, |report| {
+            report.next(subscribers, last_event_id, complete, now_ms())
+        });
+        match action {
+            HubAction::Send { tenant, entry } => {
+                let env = self.env.clone();
+                spawn_local(async move {
+                    if let Err(error) = directory::report(&env, &tenant, &entry).await {
+                        console_error!("directory report not sent: {error}");
+                    }
+                });
+            }
+            HubAction::Alarm(at_ms) => {
+                let at_ms = self.alarm_at_ms(config, Some(at_ms)).unwrap_or(at_ms);
+                let storage = self.state.storage();
+                spawn_local(async move {
+                    let at = ScheduledTime::new(js_sys::Date::new(&(at_ms as f64).into()));
+                    if let Err(error) = storage.set_alarm(at).await {
+                        console_error!("directory alarm not set: {error}");
+                    }
+                });
+            }
+            HubAction::Nothing => {}
+        }
+    }
+
+    /// Ends a plan whose lease has run out; if the runner reported meanwhile, sets the alarm anew.
+    async fn check_lease(&self, config: &Config) -> ApiResult<()> {
+        self.ensure_loaded(config)?;
+        self.expire_lease(config)?;
+        self.arm_lease(config).await
+    }
+
+    /// Fails the running plan (or completes its cancel) if its runner's lease has ended.
+    fn expire_lease(&self, config: &Config) -> ApiResult<()> {
+        let lease_ms = config.plan_lease_s.saturating_mul(1000);
+        let now = now_ms();
+        let due = self.with_loaded(|loaded| {
+            Ok(loaded
+                .plan
+                .as_ref()
+                .and_then(|plan| plan.lease_deadline_ms(lease_ms))
+                .is_some_and(|deadline| now >= deadline))
+        })?;
+        if due {
+            self.plan_step(config, |session, now| {
+                session
+                    .expire_lease(now, lease_ms)
+                    .ok_or_else(|| ApiError::Internal("the plan's lease had not ended".into()))
+            })?;
+        }
+        Ok(())
     }
 
     fn ensure_loaded(&self, config: &Config) -> ApiResult<()> {
@@ -277,12 +482,34 @@ impl Hub {
                     None
                 }
             });
+        if let Some(name) = &meta.name {
+            self.with_report(config, |report| report.learn_name(name));
+        }
         *self.loaded.borrow_mut() = Some(Loaded {
             store,
             hub: StreamHub::from_summary(meta.summary, config.log, meta.complete),
             plan,
+            name_stored: meta.name.is_some(),
         });
         Ok(())
+    }
+
+    /// Runs `f` on this hub's directory reporter, made at first use.
+    fn with_report<T>(&self, config: &Config, f: impl FnOnce(&mut HubReport) -> T) -> T {
+        let mut directory = self.directory.borrow_mut();
+        f(directory.get_or_insert_with(|| HubReport::new(config.directory_report_ms)))
+    }
+
+    /// Learns the hub's name from a call, and stores it once, for a woken hub's directory reports.
+    fn learn_name(&self, config: &Config, name: &str) -> ApiResult<()> {
+        self.with_report(config, |report| report.learn_name(name));
+        self.with_loaded(|loaded| {
+            if !loaded.name_stored {
+                loaded.store.set_meta(NAME, name)?;
+                loaded.name_stored = true;
+            }
+            Ok(())
+        })
     }
 
     /// Runs `f` on the loaded state; an error if a failed write made the Hub forget it meanwhile.
@@ -347,6 +574,9 @@ impl Hub {
         let epoch = loaded.hub.epoch();
         drop(guard);
         self.fan_out(epoch, &batch);
+        if let Some(report) = self.directory.borrow_mut().as_mut() {
+            report.saw_publish(now_ms());
+        }
         Ok(batch.ids(epoch))
     }
 
@@ -405,10 +635,14 @@ impl Hub {
         let (session, update, json) = self.with_loaded(|loaded| {
             let mut session = loaded.plan.clone().unwrap_or_default();
             let update = step(&mut session, now_ms())?;
-            // Trackers carry every stage's details, so they grow; one over the event bound is refused
-            // like an oversized publish.
-            config
-                .publish
+            // Trackers carry every stage's details, so they grow; one over its own bound
+            // (HERALD_TRACKER_BYTES_MAX, apart from published events') is refused like an oversized
+            // publish.
+            let limits = PublishLimits {
+                event_bytes_max: config.tracker_bytes_max,
+                ..config.publish
+            };
+            limits
                 .check_composed(update.events().iter().map(|(_, data)| data.as_str()))
                 .map_err(publish_error)?;
             let mut json =
@@ -420,15 +654,7 @@ impl Hub {
             }
             Ok((session, update, json))
         })?;
-        let events = update
-            .into_iter()
-            .map(|(name, data)| NewEvent {
-                name: EventName::from_static(name),
-                data,
-                category: None,
-            })
-            .collect();
-        let ids = self.publish(config, events)?;
+        let ids = self.publish(config, plan_events(update))?;
         self.with_loaded(|loaded| {
             loaded.plan = Some(session);
             Ok(loaded.store.set_meta(PLAN, &json)?)

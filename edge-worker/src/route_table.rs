@@ -17,6 +17,31 @@ pub(crate) enum Family {
     RunnerJob,
 }
 
+impl Family {
+    /// Every family, for reading one back by name.
+    pub(crate) const ALL: [Family; 4] = [
+        Family::Generic,
+        Family::SqlMesh,
+        Family::Sluice,
+        Family::RunnerJob,
+    ];
+
+    /// The family's name, as the stream directory lists it.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Family::Generic => "generic",
+            Family::SqlMesh => "sqlmesh",
+            Family::Sluice => "sluice",
+            Family::RunnerJob => "runner-job",
+        }
+    }
+
+    /// The family named `name`, if any.
+    pub(crate) fn named(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|family| family.name() == name)
+    }
+}
+
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {
@@ -24,6 +49,12 @@ pub(crate) enum Endpoint {
     Health,
     /// Mint a ticket for one stream.
     Ticket,
+    /// Set (or renew) the session cookie.
+    Session,
+    /// SQLMesh `/api/meta`: version and running task; re-emits the plan trackers.
+    PlanMeta,
+    /// The tenant's streams (the stream directory).
+    Directory,
     /// Subscribe to a stream of this family.
     Subscribe(Family),
     /// Publish to the stream named in the path.
@@ -38,6 +69,8 @@ pub(crate) enum Endpoint {
     PlanApply,
     /// A plan runner's stage command.
     PlanStage,
+    /// The open plan's request (categories included), for the runner.
+    PlanRequest,
     /// SQLMesh `/api/plan/cancel`.
     PlanCancel,
 }
@@ -70,6 +103,9 @@ const fn post(template: &'static str, endpoint: Endpoint) -> RouteSpec {
 pub(crate) const ROUTES: &[RouteSpec] = &[
     get("/healthz", Endpoint::Health),
     post("/v1/tickets", Endpoint::Ticket),
+    post("/v1/sessions", Endpoint::Session),
+    get("/api/meta", Endpoint::PlanMeta),
+    get("/v1/streams", Endpoint::Directory),
     get("/v1/streams/{id}", Endpoint::Subscribe(Family::Generic)),
     post("/v1/streams/{id}/events", Endpoint::Publish),
     get("/v1/streams/{id}/stats", Endpoint::Stats),
@@ -78,6 +114,7 @@ pub(crate) const ROUTES: &[RouteSpec] = &[
     get("/api/events/stream", Endpoint::Subscribe(Family::Sluice)),
     post("/api/plan", Endpoint::PlanOpen),
     post("/api/plan/stages", Endpoint::PlanStage),
+    get("/api/plan/request", Endpoint::PlanRequest),
     post("/api/commands/apply", Endpoint::PlanApply),
     post("/api/plan/cancel", Endpoint::PlanCancel),
     get(

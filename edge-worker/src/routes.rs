@@ -1,21 +1,23 @@
 //! The public routes: match the path, authenticate, validate what can be validated before a stream
 //! opens, and forward to the Hub named by (tenant, connection id).
 
+use herald_core::directory::ListQuery;
 use herald_core::{
-    hub_name, mint, verify_with, Claims, ConnectionId, Filter, HeartbeatPolicy, HeartbeatProfile,
-    RelaySettings, Scope, TenantId, TokenKind, VerifyOptions, Vocabulary,
+    hub_name, mint, Claims, ConnectionId, Filter, HeartbeatPolicy, HeartbeatProfile, RelaySettings,
+    Scope, TenantId, Vocabulary,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use worker::{console_error, Date, Env, Headers, Method, Request, RequestInit, Response, Url};
 
 use crate::body::{read_capped, refuse_declared_over, SMALL_BODY_BYTES_MAX};
 use crate::call::HubCall;
 use crate::config::Config;
 use crate::cors;
+use crate::directory;
 use crate::error::{ApiError, ApiResult};
 pub(crate) use crate::route_table::Family;
 use crate::route_table::{self, Endpoint, Matched};
+use crate::session::{self, authenticate, query_value, Accepts, Check};
 use crate::stream::{sse_headers, RelayBounds, RelayStream};
 
 /// The connection id of a tenant's SQLMesh stream (`/api/events` and the `/api/plan` routes).
@@ -45,6 +47,9 @@ impl Family {
 enum Route {
     Health,
     Ticket,
+    Session,
+    PlanMeta,
+    Directory,
     Subscribe { connection: String, family: Family },
     Publish { connection: String },
     Stats { connection: String },
@@ -52,6 +57,7 @@ enum Route {
     PlanOpen,
     PlanApply,
     PlanStage,
+    PlanRequest,
     PlanCancel,
 }
 
@@ -66,6 +72,9 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
     Ok(match spec.endpoint {
         Endpoint::Health => Route::Health,
         Endpoint::Ticket => Route::Ticket,
+        Endpoint::Session => Route::Session,
+        Endpoint::PlanMeta => Route::PlanMeta,
+        Endpoint::Directory => Route::Directory,
         Endpoint::Subscribe(family) => {
             let connection = match family {
                 Family::SqlMesh => SQLMESH_CONNECTION.into(),
@@ -85,14 +94,9 @@ fn route(method: &Method, path: &str, url: &Url) -> ApiResult<Route> {
         Endpoint::PlanOpen => Route::PlanOpen,
         Endpoint::PlanApply => Route::PlanApply,
         Endpoint::PlanStage => Route::PlanStage,
+        Endpoint::PlanRequest => Route::PlanRequest,
         Endpoint::PlanCancel => Route::PlanCancel,
     })
-}
-
-fn query_value(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
 }
 
 /// Entry point of the Worker: answers errors as JSON and adds CORS headers for allowed origins.
@@ -125,8 +129,11 @@ impl Route {
             Route::Publish { .. } | Route::PlanOpen | Route::PlanApply | Route::PlanStage => {
                 Some(config.publish.batch_bytes_max)
             }
-            Route::Ticket | Route::PlanCancel => Some(SMALL_BODY_BYTES_MAX),
+            Route::Ticket | Route::Session | Route::PlanCancel => Some(SMALL_BODY_BYTES_MAX),
             Route::Health
+            | Route::Directory
+            | Route::PlanMeta
+            | Route::PlanRequest
             | Route::Subscribe { .. }
             | Route::Stats { .. }
             | Route::Disconnect { .. } => None,
@@ -154,9 +161,11 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
     }
     let key = Config::token_key(env)?;
     let now_s = Date::now().as_millis() / 1000;
+    let check = Check { key, now_s, config };
     match route {
+        Route::Session => session::create(&mut request, &url, check).await,
         Route::Ticket => {
-            let claims = bearer_claims(&request, key, now_s, &config.verify)?;
+            let claims = bearer_claims(&request, &url, check)?;
             let body = read_capped(&mut request, SMALL_BODY_BYTES_MAX).await?;
             let ask: TicketRequest = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request("malformed_json", e))?;
@@ -174,10 +183,30 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             };
             Ok(Response::from_json(&body)?)
         }
+        Route::Directory => {
+            // A Bearer token or the session cookie (a ticket is for one stream's EventSource).
+            let accepts = Accepts {
+                ticket: false,
+                cookie: true,
+            };
+            let claims = authenticate(&request, &url, check, accepts)?.claims;
+            if !claims.scopes.contains(Scope::Subscribe) {
+                return Err(ApiError::Forbidden(
+                    "listing streams needs the subscribe scope".into(),
+                ));
+            }
+            let only = claims
+                .streams
+                .as_ref()
+                .map(|streams| streams.iter().map(|id| id.as_str().to_owned()).collect());
+            let query = ListQuery::new(query_value(&url, "limit").as_deref(), only)
+                .map_err(|e| ApiError::bad_request("invalid_limit", e))?;
+            directory::list(env, &claims.tenant, &query).await
+        }
         Route::Subscribe { connection, family } => {
             let connection = connection_id(&connection)?;
-            let claims = subscriber_claims(&request, &url, key, now_s, &config.verify)?;
-            let tenant = permit(&claims, Scope::Subscribe, &connection)?;
+            let caller = authenticate(&request, &url, check, SUBSCRIBER)?;
+            let tenant = permit(&caller.claims, Scope::Subscribe, &connection)?;
             // Validate the filter and heartbeat here so that a bad value is a 400 before any stream opens.
             let filter = Filter::from_query(url.query().unwrap_or(""), &family.vocabulary(config))
                 .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
@@ -197,7 +226,8 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             let call = HubCall::Subscribe {
                 filter,
                 last_event_id,
-                credential: credential_id(&request, &url)?,
+                credential: caller.credential_id(),
+                family,
             };
             let settings = RelaySettings {
                 outbox: config.outbox,
@@ -211,6 +241,11 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
         // on the tenant's SQLMesh hub and need the publish scope.
         other => {
             let sqlmesh = || String::from(SQLMESH_CONNECTION);
+            // SQLMesh's UI sends only its cookies, to these routes.
+            let cookie = matches!(
+                other,
+                Route::PlanOpen | Route::PlanApply | Route::PlanCancel | Route::PlanMeta
+            );
             let (connection, scope, call) = match other {
                 Route::Publish { connection } => (connection, Scope::Publish, HubCall::Publish),
                 Route::Stats { connection } => (connection, Scope::Subscribe, HubCall::Stats),
@@ -221,41 +256,44 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 Route::PlanApply => (sqlmesh(), Scope::Publish, HubCall::PlanApply),
                 Route::PlanStage => (sqlmesh(), Scope::Publish, HubCall::PlanCommand),
                 Route::PlanCancel => (sqlmesh(), Scope::Publish, HubCall::PlanCancel),
-                Route::Health | Route::Ticket | Route::Subscribe { .. } => {
+                Route::PlanMeta => (sqlmesh(), Scope::Subscribe, HubCall::PlanMeta),
+                Route::PlanRequest => (sqlmesh(), Scope::Publish, HubCall::PlanRequest),
+                Route::Health
+                | Route::Ticket
+                | Route::Session
+                | Route::Directory
+                | Route::Subscribe { .. } => {
                     return Err(ApiError::Internal("route answered twice".into()))
                 }
             };
-            let bearer = Bearer { key, now_s, scope };
-            forward_bearer(request, env, bearer, &connection, call, body_bytes_max).await
+            let accepts = Accepts {
+                ticket: false,
+                cookie,
+            };
+            let caller = authenticate(&request, &url, check, accepts)?;
+            let connection = connection_id(&connection)?;
+            let tenant = permit(&caller.claims, scope, &connection)?;
+            forward_body(request, env, &tenant, &connection, call, body_bytes_max).await
         }
     }
 }
 
-/// What a Bearer-authenticated route checks its token with.
-#[derive(Debug, Clone, Copy)]
-struct Bearer<'a> {
-    key: &'a [u8],
-    now_s: u64,
-    scope: Scope,
-}
+/// Subscribe routes take a Bearer token, a ticket or the session cookie.
+const SUBSCRIBER: Accepts = Accepts {
+    ticket: true,
+    cookie: true,
+};
 
-/// Authenticates a Bearer token for its scope on `connection` and forwards the request (its method
-/// and body, read under `body_bytes_max`; the Hub validates the body) to that hub's `op`.
-async fn forward_bearer(
+/// Forwards an authenticated request (its body, read under `body_bytes_max`; the Hub validates
+/// it) to the hub's `call`.
+async fn forward_body(
     mut request: Request,
     env: &Env,
-    bearer: Bearer<'_>,
-    connection: &str,
+    tenant: &TenantId,
+    connection: &ConnectionId,
     call: HubCall,
     body_bytes_max: Option<usize>,
 ) -> ApiResult<Response> {
-    let connection = connection_id(connection)?;
-    let options = &Config::get(env)?.verify;
-    let tenant = permit(
-        &bearer_claims(&request, bearer.key, bearer.now_s, options)?,
-        bearer.scope,
-        &connection,
-    )?;
     // A body the call does not use (plan cancel may carry one) is still read under its cap, so
     // that an oversized upload of unknown length is refused rather than ignored.
     let body = match body_bytes_max {
@@ -263,7 +301,7 @@ async fn forward_bearer(
         None => None,
     };
     let body = body.filter(|_| call.has_body());
-    forward(env, &tenant, &connection, &call, Headers::new(), body).await
+    forward(env, tenant, connection, &call, Headers::new(), body).await
 }
 
 #[derive(Deserialize)]
@@ -295,84 +333,12 @@ fn connection_id(text: &str) -> ApiResult<ConnectionId> {
 }
 
 /// Bearer access tokens only: the header is where long-lived credentials belong.
-fn bearer_claims(
-    request: &Request,
-    key: &[u8],
-    now_s: u64,
-    options: &VerifyOptions,
-) -> ApiResult<Claims> {
-    let header = request.headers().get("authorization")?;
-    let Some(header) = header else {
-        return Err(ApiError::Unauthorized(
-            "missing Authorization: Bearer <token>".into(),
-        ));
+fn bearer_claims(request: &Request, url: &Url, check: Check<'_>) -> ApiResult<Claims> {
+    let accepts = Accepts {
+        ticket: false,
+        cookie: false,
     };
-    // RFC 7235 §2.1: `credentials = auth-scheme [ 1*SP ( token68 / ... ) ]`, and "It uses a
-    // case-insensitive token as a means to identify the authentication scheme".
-    let token = header
-        .trim()
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim_start_matches(' '))
-        .ok_or_else(|| {
-            ApiError::Unauthorized("the Authorization header must be Bearer <token>".into())
-        })?;
-    let claims = verify_with(token, key, now_s, options)
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    if claims.kind != TokenKind::Access {
-        return Err(ApiError::Unauthorized(
-            "a ticket is not an access token: use it as ?ticket=".into(),
-        ));
-    }
-    Ok(claims)
-}
-
-/// Subscribers may also present a ticket in the URL (EventSource cannot set headers); an access
-/// token in the URL is refused before (`dispatch`) so that broad credentials never land in logs or
-/// history.
-fn subscriber_claims(
-    request: &Request,
-    url: &Url,
-    key: &[u8],
-    now_s: u64,
-    options: &VerifyOptions,
-) -> ApiResult<Claims> {
-    if request.headers().has("authorization")? {
-        return bearer_claims(request, key, now_s, options);
-    }
-    let Some(ticket) = query_value(url, "ticket") else {
-        return Err(ApiError::Unauthorized(
-            "missing Authorization: Bearer <token> or ?ticket=".into(),
-        ));
-    };
-    let claims = verify_with(&ticket, key, now_s, options)
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    if claims.kind != TokenKind::Ticket {
-        return Err(ApiError::Unauthorized(
-            "?ticket= takes a ticket from POST /v1/tickets".into(),
-        ));
-    }
-    Ok(claims)
-}
-
-/// The id of the credential a subscriber came with (its Bearer token or its ticket): 128 bits of
-/// its SHA-256, never the credential itself, as the tag the Hub keeps with the subscriber's socket.
-/// A credential's text is canonical (HMAC-signed header and payload, a strictly decoded signature),
-/// so one credential has one id.
-fn credential_id(request: &Request, url: &Url) -> ApiResult<String> {
-    let text = match request.headers().get("authorization")? {
-        Some(header) => header
-            .split_whitespace()
-            .last()
-            .map_or_else(String::new, String::from),
-        None => query_value(url, "ticket").unwrap_or_default(),
-    };
-    let digest = Sha256::digest(text.as_bytes());
-    let mut id = String::from("c:");
-    for byte in digest.iter().take(16) {
-        id.push_str(&format!("{byte:02x}"));
-    }
-    Ok(id)
+    Ok(authenticate(request, url, check, accepts)?.claims)
 }
 
 fn permit(claims: &Claims, scope: Scope, connection: &ConnectionId) -> ApiResult<TenantId> {

@@ -31,6 +31,9 @@ const NEXT_SEQ: &str = "next_seq";
 const LOG: &str = "log";
 const COMPLETE: &str = "complete";
 pub(crate) const PLAN: &str = "plan";
+/// The hub's name (`tenant/connection`), kept so that a woken hub can report to its tenant's
+/// stream directory before any call names it.
+pub(crate) const NAME: &str = "name";
 
 /// What a Hub reads when it wakes: a few meta rows, never the log itself.
 #[derive(Debug)]
@@ -38,6 +41,7 @@ pub(crate) struct Meta {
     pub(crate) summary: LogSummary,
     pub(crate) complete: bool,
     pub(crate) plan_json: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +136,7 @@ impl Store {
             summary,
             complete: self.meta(COMPLETE)?.as_deref() == Some("true"),
             plan_json: self.meta(PLAN)?,
+            name: self.meta(NAME)?,
         })
     }
 

@@ -31,6 +31,12 @@
 //!   dev's port (its dev proxy relays everything through Node). `--via direct|proxy|both` is the
 //!   old spelling of the last two. `external:PORT:PGID` loads a server started by hand on PORT
 //!   (one worker for every side: run one side at a time) and counts the CPU of process group PGID.
+//! - `--storage tmpfs|disk` (default tmpfs): where workerd keeps Durable Object storage (SQLite).
+//!   `tmpfs` (/dev/shm) measures the runtime's and the workers' work; `disk` adds this machine's
+//!   disk flushes to every commit, which land only on the sides that store (Herald, baseline-wsdb)
+//!   and swing with whatever else writes to the disk. Cloudflare's storage does not flush a local
+//!   disk per commit either (it confirms writes by replication). Not for `wrangler` runtimes, which
+//!   always persist under .e2e/.
 //! - `--ceiling E|measured`: the runtime's flat-out ceiling in delivered events/s. The fixed-rate
 //!   phases (s100, s1000, s5000) each deliver `--load-pct` (default 50) percent of it in total.
 //!   Default `DEFAULT_CEILING`, measured on the 2-core machine, so every run loads the same rates;
@@ -74,6 +80,7 @@ struct Options {
     ceiling: Option<f64>,
     load_pct: f64,
     window: u64,
+    storage_in_memory: bool,
 }
 
 /// What runs the worker and where the load goes.
@@ -119,7 +126,17 @@ impl Setup {
                 self.runtime.as_str(),
                 self.via.as_str()
             ),
-            Runtime::Workerd { .. } | Runtime::External { .. } => {
+            Runtime::Workerd { .. } => {
+                let storage = match server::STATE_IN_MEMORY.get() {
+                    Some(true) => "Durable Object storage on tmpfs",
+                    _ => "Durable Object storage on disk",
+                };
+                format!(
+                    "{}, load sent to its socket, {storage}",
+                    self.runtime.as_str()
+                )
+            }
+            Runtime::External { .. } => {
                 format!("{}, load sent to its socket", self.runtime.as_str())
             }
         }
@@ -156,6 +173,7 @@ fn options() -> Options {
         ceiling: Some(DEFAULT_CEILING),
         load_pct: 50.0,
         window: 8,
+        storage_in_memory: server::tmpfs_available(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -175,6 +193,14 @@ fn options() -> Options {
             }
             "--load-pct" => options.load_pct = value().parse().expect("--load-pct percent"),
             "--window" => options.window = value().parse().expect("--window events"),
+            "--storage" => {
+                options.storage_in_memory = match value().as_str() {
+                    "tmpfs" if server::tmpfs_available() => true,
+                    "tmpfs" => panic!("--storage tmpfs needs /dev/shm"),
+                    "disk" => false,
+                    other => panic!("--storage tmpfs|disk, not {other}"),
+                }
+            }
             "--runtime" => options.setups = value().split(',').map(Setup::parse).collect(),
             "--via" => {
                 options.setups = match value().as_str() {
@@ -354,6 +380,7 @@ fn run_once(
 
 fn main() {
     let options = options();
+    let _ = server::STATE_IN_MEMORY.set(options.storage_in_memory);
     let root: PathBuf = std::env::var_os("HERALD_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")));

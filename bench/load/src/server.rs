@@ -13,10 +13,23 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(crate) struct Server {
     child: Option<Child>,
+    /// Durable Object storage kept in memory (`--storage tmpfs`), removed when the server stops.
+    shm_state: Option<PathBuf>,
     /// The process group whose CPU is counted, for a server started elsewhere.
     group: Option<u32>,
     pub(crate) port: u16,
     pub(crate) dir: PathBuf,
+}
+
+/// Where `--storage tmpfs` puts each server's Durable Object storage.
+const SHM: &str = "/dev/shm";
+
+/// Set once from `--storage`: `true` keeps Durable Object storage in memory (tmpfs) instead of on disk.
+pub(crate) static STATE_IN_MEMORY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether `--storage tmpfs` can be honoured here.
+pub(crate) fn tmpfs_available() -> bool {
+    Path::new(SHM).is_dir()
 }
 
 fn free_port() -> u16 {
@@ -219,6 +232,7 @@ impl Server {
         if let Runtime::External { port, group } = runtime {
             let mut server = Server {
                 child: None,
+                shm_state: None,
                 group: Some(group),
                 port,
                 dir,
@@ -233,7 +247,10 @@ impl Server {
             let manifest = crate::workerd::Manifest::parse(
                 &std::fs::read_to_string(&config).expect("private config"),
             );
-            let state = dir.join("state");
+            let state = match STATE_IN_MEMORY.get() {
+                Some(true) => Path::new(SHM).join(dir.file_name().unwrap_or_default()),
+                _ => dir.join("state"),
+            };
             std::fs::create_dir_all(&state).expect("state dir");
             let text =
                 crate::workerd::config(&manifest, &dir, &build, &main, &state, port, vars, entry);
@@ -253,6 +270,7 @@ impl Server {
             let child = command.spawn().expect("start workerd");
             let mut server = Server {
                 child: Some(child),
+                shm_state: state.starts_with(SHM).then_some(state),
                 group: None,
                 port,
                 dir,
@@ -288,6 +306,7 @@ impl Server {
         let child = command.spawn().expect("start wrangler dev");
         let mut server = Server {
             child: Some(child),
+            shm_state: None,
             group: None,
             port,
             dir,
@@ -416,6 +435,9 @@ impl Server {
                 .args(["-9", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.wait();
+        }
+        if let Some(state) = self.shm_state.take() {
+            let _ = std::fs::remove_dir_all(state);
         }
     }
 }

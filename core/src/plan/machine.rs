@@ -11,8 +11,11 @@
 //!    open tracker, as SQLMesh's console does.
 //! 5. After a cancel, the only runner move accepted is the failing stop of the running stage (or failing finish of
 //!    an open tracker): it completes the cancel. Then, as after a finish, every runner move is refused until the
-//!    next open.
-//! 6. Opening while a plan runs starts nothing (single flight); cancelling with nothing running fails the cancel.
+//!    next open. The runner's keep-alive (`alive`) is accepted while cancelling and changes nothing.
+//! 6. Opening while a plan runs starts nothing (single flight); cancelling with nothing running fails the cancel
+//!    stage (and, as in SQLMesh, leaves the cancel tracker `success`).
+//! 7. A running plan whose runner has not reported within its lease is ended by the session
+//!    (`PlanSession::expire_lease`) through the same move as the runner failing its open tracker.
 //!
 //! To add a state: add the variant and put it in [`PlanState::ALL`]; give it a row in `transition` (the compiler
 //! insists: there are no `_` arms on states); if the runner drives trackers in it, add a `Running` variant and
@@ -185,6 +188,8 @@ pub(super) enum Move {
     Stop(Stage, bool),
     Finish(Tracker, bool),
     Dates,
+    /// A keep-alive: renews the runner's lease and changes nothing.
+    Alive,
 }
 
 /// Where a stage is in its life.
@@ -243,6 +248,8 @@ pub(super) enum Effect {
     CancelBegin,
     /// Re-emit the cancel tracker.
     CancelRepeat,
+    /// Nothing to do or emit (the runner's keep-alive).
+    Alive,
     /// Nothing to cancel: a cancel tracker whose stage failed.
     CancelRefuse,
     /// `FailPlan`, then the cancel stage and tracker succeed.
@@ -285,6 +292,10 @@ pub(super) fn transition(
 
 /// Invariant 5: only the move that completes the cancel gets through.
 fn cancelling(step: Move, facts: &Facts) -> Result<(PlanState, Effect), PlanError> {
+    // A runner that is still stopping keeps its lease.
+    if step == Move::Alive {
+        return Ok((PlanState::Cancelling, Effect::Alive));
+    }
     let completes = match step {
         Move::Stop(stage, false) => {
             stage.tracker() != Tracker::Cancel && facts.phase(stage) == Phase::Running
@@ -395,6 +406,7 @@ fn running(at: Running, step: Move, facts: &Facts) -> Result<(PlanState, Effect)
             Ok((at.after_finish(), Effect::TrackerFinish(tracker)))
         }
         Move::Dates => Ok((state, Effect::Dates)),
+        Move::Alive => Ok((state, Effect::Alive)),
     }
 }
 

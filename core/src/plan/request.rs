@@ -165,8 +165,12 @@ pub struct PlanRequest {
 }
 
 impl PlanRequest {
-    /// Parses a request body.
+    /// Parses a request body. An empty body (or only whitespace) is the default request, as SQLMesh accepts it
+    /// (every field of its body is optional).
     pub fn from_json(body: &[u8]) -> Result<PlanRequest, BodyError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(PlanRequest::default());
+        }
         expect_object(body)?;
         // Unknown fields are skipped without a depth count, so the limit applies to them too.
         check_json(body)?;
@@ -200,6 +204,7 @@ impl PlanRequest {
 /// {"op":"stop","stage":"backfill","success":true}
 /// {"op":"finish","tracker":"apply","success":true}
 /// {"op":"dates","start":"2024-01-01","end":"2024-01-31"}
+/// {"op":"alive"}
 /// {"op":"cancel"}
 /// ```
 ///
@@ -253,6 +258,9 @@ pub enum PlanCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         end: Option<PlanDate>,
     },
+    /// The runner's keep-alive: renews its lease on the running plan (see `HERALD_PLAN_LEASE_S`) and emits
+    /// nothing. Refused, like every runner move, once the plan has ended: that tells the runner to stop.
+    Alive,
     /// Cancel the running plan (SQLMesh's `POST /api/plan/cancel`).
     Cancel,
 }
@@ -282,7 +290,10 @@ impl PlanCommand {
                 details.as_ref()
             }
             PlanCommand::Update { details, .. } => Some(details),
-            PlanCommand::Finish { .. } | PlanCommand::Dates { .. } | PlanCommand::Cancel => None,
+            PlanCommand::Finish { .. }
+            | PlanCommand::Dates { .. }
+            | PlanCommand::Alive
+            | PlanCommand::Cancel => None,
         }
     }
 }

@@ -116,6 +116,15 @@ pub struct PlanSession {
     apply: Option<ApplyTracker>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cancel: Option<CancelTracker>,
+    /// The request that opened the plan (categories included), for the runner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<PlanRequest>,
+    /// When the plan opened, epoch ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opened_ms: Option<u64>,
+    /// When the plan opened or its runner last reported, epoch ms: the start of the runner's lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reported_ms: Option<u64>,
 }
 
 impl Default for PlanSession {
@@ -132,6 +141,9 @@ impl PlanSession {
             overview: None,
             apply: None,
             cancel: None,
+            request: None,
+            opened_ms: None,
+            reported_ms: None,
         }
     }
 
@@ -165,21 +177,74 @@ impl PlanSession {
                 Input::Runner(Move::Finish(*tracker, *success))
             }
             PlanCommand::Dates { .. } => Input::Runner(Move::Dates),
+            PlanCommand::Alive => Input::Runner(Move::Alive),
             PlanCommand::Cancel => Input::Cancel,
         };
         self.step(input, None, Some(&command), now_ms)
             .map(|(_, update)| update)
     }
 
-    /// All three trackers (`{}` where absent), for a client that connects mid-plan: SQLMesh's `GET /api/meta`
-    /// re-emits exactly these. Unlike SQLMesh, finished apply and cancel trackers are kept until the next open, so a
-    /// late client still sees how the last plan ended.
+    /// All three trackers, for a client that connects mid-plan: SQLMesh's `GET /api/meta` re-emits exactly these.
+    /// As in SQLMesh, which forgets its apply and cancel trackers once they have ended, a finished apply or cancel
+    /// tracker is `{}` here (its last state went out live): SQLMesh's UI answers a finished `plan-apply` by
+    /// starting a new plan, so re-sending one to every new connection would start a plan on every reconnect. An
+    /// absent tracker is `{}` too; the overview is sent as it is, finished or not.
     pub fn snapshot(&self) -> PlanUpdate {
         let mut update = PlanUpdate::default();
         for tracker in Tracker::ALL {
-            self.emit(&mut update, tracker);
+            let ended = tracker != Tracker::Overview
+                && self.base(tracker).is_some_and(|base| base.meta.is_done());
+            if ended {
+                update
+                    .events
+                    .push((tracker.event_name(), String::from("{}")));
+            } else {
+                self.emit(&mut update, tracker);
+            }
         }
         update
+    }
+
+    /// The request that opened the current (or last) plan: environment, dates, options and the per-model change
+    /// categories the user chose, for the runner to build the plan with.
+    pub fn request(&self) -> Option<&PlanRequest> {
+        self.request.as_ref()
+    }
+
+    /// When the current (or last) plan opened, epoch ms: it tells one plan from the next.
+    pub fn opened_ms(&self) -> Option<u64> {
+        self.opened_ms
+    }
+
+    /// When the runner's lease on the running plan ends if it reports nothing more, epoch ms: `lease_ms` after
+    /// the plan opened or the runner's last accepted report. `None` when no plan runs.
+    pub fn lease_deadline_ms(&self, lease_ms: u64) -> Option<u64> {
+        self.state
+            .is_running()
+            .then(|| self.reported_ms.unwrap_or(0).saturating_add(lease_ms))
+    }
+
+    /// Ends a plan whose runner has not reported for `lease_ms` at `now_ms`, as if the runner had failed its open
+    /// tracker: the running stage and every open tracker fail and the plan finishes; a plan being cancelled
+    /// completes its cancel (the cancel succeeds, the plan ends cancelled). `None` (and nothing changes) when no
+    /// plan runs or its lease has not ended.
+    pub fn expire_lease(&mut self, now_ms: u64, lease_ms: u64) -> Option<PlanUpdate> {
+        if now_ms < self.lease_deadline_ms(lease_ms)? {
+            return None;
+        }
+        let tracker = if self.is_open(Tracker::Overview) {
+            Tracker::Overview
+        } else {
+            Tracker::Apply
+        };
+        self.step(
+            Input::Runner(Move::Finish(tracker, false)),
+            None,
+            None,
+            now_ms,
+        )
+        .ok()
+        .map(|(_, update)| update)
     }
 
     /// Where the session is.
@@ -217,9 +282,15 @@ impl PlanSession {
         let (next, effect) = transition(self.state, input, &self.facts())?;
         let details = command.and_then(PlanCommand::details);
         let mut update = PlanUpdate::default();
+        if matches!(input, Input::Runner(_)) {
+            self.reported_ms = Some(now_ms);
+        }
         match effect {
             Effect::Open(kind) => {
                 let request = request.unwrap_or_default();
+                self.opened_ms = Some(now_ms);
+                self.reported_ms = Some(now_ms);
+                self.request = Some(request.clone());
                 let dates = request.plan_dates.unwrap_or_default();
                 let options = Some(request.plan_options.unwrap_or_default());
                 let base = TrackerBase::started(
@@ -298,9 +369,22 @@ impl PlanSession {
                 self.emit(&mut update, Tracker::Cancel);
             }
             Effect::CancelRepeat => self.emit(&mut update, Tracker::Cancel),
+            Effect::Alive => {}
             Effect::CancelRefuse => {
+                // SQLMesh (plan.py, console.py): the tracker is emitted as it starts, before its stage exists;
+                // with nothing to cancel the stage stops with `fail` and the tracker is stopped after it, which
+                // leaves the tracker `success`: what SQLMesh's UI shows as cancelled.
+                let mut cancel = CancelTracker::new(now_ms);
+                cancel.cancel = None;
+                self.cancel = Some(cancel);
+                self.emit(&mut update, Tracker::Cancel);
                 self.cancel = Some(CancelTracker::new(now_ms));
-                self.end_cancel(false, now_ms);
+                if let Some(cancel) = &mut self.cancel {
+                    if let Some(stage) = &mut cancel.cancel {
+                        stage.meta.stop(false, now_ms);
+                    }
+                    cancel.base.meta.stop(true, now_ms);
+                }
                 self.emit(&mut update, Tracker::Cancel);
             }
             Effect::CancelComplete => {
@@ -544,6 +628,12 @@ struct SessionRepr {
     apply: Option<ApplyTracker>,
     #[serde(default)]
     cancel: Option<CancelTracker>,
+    #[serde(default)]
+    request: Option<PlanRequest>,
+    #[serde(default)]
+    opened_ms: Option<u64>,
+    #[serde(default)]
+    reported_ms: Option<u64>,
 }
 
 impl<'de> Deserialize<'de> for PlanSession {
@@ -554,6 +644,9 @@ impl<'de> Deserialize<'de> for PlanSession {
             overview: repr.overview,
             apply: repr.apply,
             cancel: repr.cancel,
+            request: repr.request,
+            opened_ms: repr.opened_ms,
+            reported_ms: repr.reported_ms,
         };
         session.check().map_err(D::Error::custom)?;
         Ok(session)

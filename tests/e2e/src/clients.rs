@@ -233,9 +233,25 @@ pub struct DevCommand {
 }
 
 impl DevCommand {
-    /// Runs the command and waits until it has printed the page link and the worker answers `/healthz`.
+    /// Runs the command and waits until it has printed the page link, its wrangler says it listens
+    /// on the port, and the worker answers `/healthz`. A port taken by another process between our
+    /// probe and wrangler's bind makes wrangler exit: the command is then run again on another port.
     pub fn start(timeout: Duration) -> DevCommand {
-        let port = free_port();
+        let deadline = Instant::now() + timeout;
+        let mut attempt = 1;
+        loop {
+            match DevCommand::start_on(free_port(), deadline) {
+                Ok(dev) => return dev,
+                Err(why) if attempt < 3 && Instant::now() < deadline => {
+                    eprintln!("scripts/dev.sh did not start ({why}); retrying on another port");
+                    attempt += 1;
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+    }
+
+    fn start_on(port: u16, deadline: Instant) -> Result<DevCommand, String> {
         let state = repo_root().join(".e2e").join(crate::unique("dev-state"));
         let (child, stdout, stderr) = spawn_in_group(
             Command::new("bash")
@@ -245,7 +261,6 @@ impl DevCommand {
                 .env("HERALD_SKIP_BUILD", "1"),
         );
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + timeout;
         let mut printed = String::new();
         let mut dev = DevCommand {
             child,
@@ -261,7 +276,7 @@ impl DevCommand {
             let link = printed
                 .split_whitespace()
                 .find(|word| word.starts_with(&format!("{}/#token=", dev.base)));
-            if let Some(link) = link {
+            if let Some(link) = link.filter(|_| crate::wrangler_listens(&printed, &dev.base)) {
                 dev.link = link.to_string();
                 // Not listening yet is a transport error, which `crate::request` treats as a failure.
                 let health = ureq::get(&dev.url("/healthz"))
@@ -269,14 +284,15 @@ impl DevCommand {
                     .call();
                 if health.is_ok_and(|answer| answer.status() == 200) {
                     dev.printed = printed;
-                    return dev;
+                    return Ok(dev);
                 }
             }
             if Instant::now() > deadline || dev.child.try_wait().ok().flatten().is_some() {
-                panic!(
-                    "scripts/dev.sh not serving after {timeout:?}; stdout:\n{printed}\nstderr:\n{}",
+                return Err(format!(
+                    "scripts/dev.sh not serving on {}; stdout:\n{printed}\nstderr:\n{}",
+                    dev.base,
                     drain(&stderr)
-                );
+                ));
             }
             thread::sleep(Duration::from_millis(200));
         }

@@ -107,6 +107,15 @@ pub struct Wrangler {
     healthy: bool,
 }
 
+/// Whether wrangler dev's output says it listens on `base` (`http://127.0.0.1:PORT`): its
+/// `Ready on <base>` line, which it prints only once it has bound the port itself.
+pub fn wrangler_listens(printed: &str, base: &str) -> bool {
+    printed.lines().any(|line| {
+        line.split_once("Ready on ")
+            .is_some_and(|(_, url)| url.trim_end() == base)
+    })
+}
+
 impl Wrangler {
     /// Starts an instance with a fresh persist directory and extra `--var`s, and waits until
     /// `/healthz` answers 200.
@@ -195,14 +204,22 @@ impl Wrangler {
         self.port = port;
         self.base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(90);
+        let out = self.persist.join("wrangler.out");
         loop {
-            match ureq::get(&format!("{}/healthz", self.base))
-                .timeout(Duration::from_secs(2))
-                .call()
-            {
-                Ok(response) if response.status() == 200 => return Ok(()),
-                Err(ureq::Error::Status(..)) if !self.healthy => return Ok(()),
-                _ => {}
+            // Whatever answers on the port may be another process that took it between our probe
+            // and wrangler's bind (another test's workerd): only this wrangler saying it listens
+            // there makes the answer ours.
+            let ours = std::fs::read_to_string(&out)
+                .is_ok_and(|printed| wrangler_listens(&printed, &self.base));
+            if ours {
+                match ureq::get(&format!("{}/healthz", self.base))
+                    .timeout(Duration::from_secs(2))
+                    .call()
+                {
+                    Ok(response) if response.status() == 200 => return Ok(()),
+                    Err(ureq::Error::Status(..)) if !self.healthy => return Ok(()),
+                    _ => {}
+                }
             }
             if let Some(status) = self
                 .child
@@ -382,6 +399,25 @@ pub fn request(method: &str, url: &str, bearer: Option<&str>, body: Option<&str>
     let mut req = ureq::request(method, url).timeout(Duration::from_secs(30));
     if let Some(token) = bearer {
         req = req.set("authorization", &format!("Bearer {token}"));
+    }
+    answer(match body {
+        Some(body) => req
+            .set("content-type", "application/json")
+            .send_string(body),
+        None => req.call(),
+    })
+}
+
+/// Sends a request with the given headers (a `Cookie`, an `Origin`, ...) and an optional JSON body.
+pub fn request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Answer {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    for (name, value) in headers {
+        req = req.set(name, value);
     }
     answer(match body {
         Some(body) => req
