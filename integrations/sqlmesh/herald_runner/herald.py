@@ -25,6 +25,10 @@ JsonObject = t.Dict[str, t.Any]
 
 OVERVIEW_STAGES = ("validation", "changes", "backfills")
 
+#: The plan states of ``GET /api/plan/request`` in which a plan still runs, and those of an apply plan.
+RUNNING_STATES = ("overview", "apply_overview", "applying", "cancelling")
+APPLY_STATES = ("apply_overview", "applying")
+
 #: What Herald's 409 says while a cancel waits for the runner (its code, `illegal_transition`, is
 #: the same for every refused move).
 CANCELLING_MESSAGE = "being cancelled"
@@ -69,6 +73,33 @@ class PlanRequest:
             plan_options=options if isinstance(options, dict) else {},
             start=tracker.get("start"),
             end=tracker.get("end"),
+            categories=(
+                {name: value for name, value in categories.items() if isinstance(value, int)}
+                if isinstance(categories, dict)
+                else {}
+            ),
+        )
+
+
+    def with_request(self, answer: JsonObject) -> PlanRequest | None:
+        """This plan as ``GET /api/plan/request`` describes it (the body the UI posted, categories
+        included), or None if that answer is about another plan or one that no longer runs."""
+        if answer.get("opened_ms") != self.opened_ms or answer.get("state") not in RUNNING_STATES:
+            return None
+        body = answer.get("request")
+        if not isinstance(body, dict):
+            body = {}
+        dates = body.get("plan_dates")
+        if not isinstance(dates, dict):
+            dates = {}
+        options = body.get("plan_options")
+        categories = body.get("categories")
+        return PlanRequest(
+            opened_ms=self.opened_ms,
+            environment=body.get("environment"),
+            plan_options=options if isinstance(options, dict) else {},
+            start=dates.get("start"),
+            end=dates.get("end"),
             categories=(
                 {name: value for name, value in categories.items() if isinstance(value, int)}
                 if isinstance(categories, dict)
@@ -139,10 +170,11 @@ class PlanWatcher:
 
 
 class HeraldClient:
-    """Posts runner moves to ``POST /api/plan/stages`` with a Bearer token."""
+    """The runner's routes, with a Bearer token: ``POST /api/plan/stages``, ``GET /api/plan/request``."""
 
     def __init__(self, base_url: str, token: str, timeout_s: float = 30.0) -> None:
-        self._url = base_url.rstrip("/") + "/api/plan/stages"
+        self._base_url = base_url.rstrip("/")
+        self._url = self._base_url + "/api/plan/stages"
         self._token = token
         self._timeout_s = timeout_s
 
@@ -162,6 +194,23 @@ class HeraldClient:
             if error.code == 409:
                 return 409, body
             raise HeraldError(f"{move.get('op')} {move.get('stage') or move.get('tracker')}: {error.code} {body}") from error
+        except OSError as error:
+            raise HeraldError(f"Herald unreachable: {error}") from error
+
+
+    def plan_request(self) -> JsonObject | None:
+        """``GET /api/plan/request``: the open plan's state and request; None from a Herald without it."""
+        request = urllib.request.Request(
+            self._base_url + "/api/plan/request",
+            headers={"Authorization": f"Bearer {self._token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                return _json(response.read())
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise HeraldError(f"GET /api/plan/request: {error.code} {_json(error.read())}") from error
         except OSError as error:
             raise HeraldError(f"Herald unreachable: {error}") from error
 
@@ -201,6 +250,7 @@ class StageReporter:
         self._cancelling = False
         self._refused: str | None = None
         self._ended = False
+        self._claimed = False
         self._last_post = time.monotonic()
         self._closed = threading.Event()
         self._keepalive = threading.Thread(target=self._keep_alive, name="herald-keepalive", daemon=True)
@@ -244,6 +294,10 @@ class StageReporter:
     def finish(self, tracker: str, success: bool) -> bool:
         """Finishes the overview or apply tracker."""
         return self._send({"op": "finish", "tracker": tracker, "success": success})
+
+    def alive(self) -> bool:
+        """Renews the runner's lease on the plan without changing it (Herald emits nothing)."""
+        return self._send({"op": "alive"})
 
     def dates(self, start: str | None, end: str | None) -> bool:
         """Sets the plan's resolved start and end dates on the open trackers."""
@@ -290,6 +344,7 @@ class StageReporter:
                 log.warning("Herald refused %s: %s", move, self._refused)
                 return False
             self._cancelling = bool(answer.get("cancelling"))
+            self._claimed = True
             self._track(move)
             return True
 
@@ -306,11 +361,11 @@ class StageReporter:
             self._ended = True
 
     def _keep_alive(self) -> None:
-        # Any accepted move renews the runner's hold on the plan; a stage that runs long without
-        # progress (one slow batch) still reports, with an empty patch, every keepalive_s.
+        # Every accepted move renews the runner's lease on the plan (HERALD_PLAN_LEASE_S); while
+        # SQLMesh works without progress to report (one long batch, loading a big project), the
+        # runner says it is alive every keepalive_s.
         while not self._closed.wait(self._keepalive_s / 4):
             with self._lock:
-                stage = self._running
-                quiet = time.monotonic() - self._last_post >= self._keepalive_s
-            if stage is not None and quiet:
-                self.update(stage, {})
+                due = self._claimed and time.monotonic() - self._last_post >= self._keepalive_s
+            if due:
+                self.alive()

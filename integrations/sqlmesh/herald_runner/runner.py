@@ -12,7 +12,7 @@ import typing as t
 from pathlib import Path
 
 from .events import Subscription
-from .herald import HeraldClient, PlanWatcher, StageReporter
+from .herald import APPLY_STATES, HeraldClient, HeraldError, PlanRequest, PlanWatcher, StageReporter
 
 log = logging.getLogger("herald_runner")
 
@@ -82,6 +82,11 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             request = watcher.next_plan(timeout_s=1.0)
             if request is None:
                 continue
+            described = _described(client, request)
+            if described is None:
+                log.info("plan %s is no longer open", request.opened_ms)
+                continue
+            request, applies = described
             log.info("plan %s opened (environment %s)", request.opened_ms, request.environment)
             reporter = StageReporter(
                 client,
@@ -89,7 +94,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
                 keepalive_s=args.keepalive_s,
             )
             try:
-                outcome = run_plan(project, request, reporter, functools.partial(watcher.applies, request))
+                outcome = run_plan(project, request, reporter, applies or functools.partial(watcher.applies, request))
             finally:
                 reporter.close()
             _say({"plan": request.opened_ms, "outcome": outcome.value})
@@ -99,6 +104,26 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         return 0
     finally:
         events.stop()
+
+
+def _described(
+    client: HeraldClient, request: PlanRequest
+) -> tuple[PlanRequest, t.Callable[[], bool] | None] | None:
+    """The plan as ``GET /api/plan/request`` describes it (the UI's body with its categories) and
+    whether it applies; None if it no longer runs. A Herald without that route leaves the request as
+    the overview tracker carries it, and the apply tracker's arrival tells whether it applies."""
+    try:
+        answer = client.plan_request()
+    except HeraldError as error:
+        log.warning("%s; using the plan as its tracker shows it", error)
+        return request, None
+    if answer is None:
+        return request, None
+    described = request.with_request(answer)
+    if described is None:
+        return None
+    applies = answer.get("state") in APPLY_STATES
+    return described, lambda: applies
 
 
 def _say(line: dict[str, t.Any]) -> None:

@@ -74,5 +74,30 @@ class PlanWatcherTest(unittest.TestCase):
         self.assertTrue(watcher.cancel_requested(request))
 
 
+class PlanRequestTest(unittest.TestCase):
+    def test_the_request_route_describes_the_plan_with_its_categories(self) -> None:
+        seen = PlanRequest(opened_ms=1_000, environment="dev")
+        answer = {
+            "state": "apply_overview",
+            "opened_ms": 1_000,
+            "request": {
+                "environment": "prod",
+                "plan_dates": {"start": "2024-01-01"},
+                "plan_options": OPTIONS,
+                "categories": {"db.a": 2},
+            },
+        }
+        self.assertEqual(
+            seen.with_request(answer),
+            PlanRequest(opened_ms=1_000, environment="prod", plan_options=OPTIONS, start="2024-01-01", categories={"db.a": 2}),
+        )
+
+    def test_an_answer_about_another_plan_or_an_ended_one_describes_nothing(self) -> None:
+        seen = PlanRequest(opened_ms=1_000)
+        self.assertIsNone(seen.with_request({"state": "overview", "opened_ms": 2_000, "request": {}}))
+        self.assertIsNone(seen.with_request({"state": "cancelled", "opened_ms": 1_000, "request": {}}))
+        self.assertIsNone(seen.with_request({"state": "idle"}))
+
+
 if __name__ == "__main__":
     unittest.main()
