@@ -362,7 +362,9 @@ fn the_runner_plans_and_applies_sqlmesh_example_project_and_the_trackers_name_it
     assert!(orders.parse::<u64>().is_ok_and(|n| n > 0), "{orders}");
 
     // A second plan after an edit: the incremental model gains a column. SQLMesh plans it as a
-    // direct change, and the full model, which selects from it, as indirectly modified.
+    // direct change, and the full model, which selects from it, as indirectly modified. SQLMesh
+    // would call a new column non-breaking (2) and leave the full model as it is; the UI's category
+    // says breaking (1), so the full model must be rebuilt too.
     let model = project.join("models/incremental_model.sql");
     let text = std::fs::read_to_string(&model).expect("incremental model");
     let edited = text.replacen("  event_date,\nFROM", "  event_date,\n  1 AS one,\nFROM", 1);
@@ -376,12 +378,13 @@ fn the_runner_plans_and_applies_sqlmesh_example_project_and_the_trackers_name_it
         &wrangler,
         &token,
         "/api/commands/apply",
-        r#"{"environment":"dev"}"#,
+        r#"{"environment":"dev","categories":{"\"db\".\"sqlmesh_example\".\"incremental_model\"":1}}"#,
     );
     let mut seen = Trackers::default();
     seen.follow(&ui, &runner, Trackers::apply_ended);
     assert_eq!(seen.apply["meta"]["status"], "success", "{}", seen.apply);
     let modified = &seen.overview["changes"]["modified"];
+    assert_eq!(modified["direct"][0]["change_category"], 1, "{modified}");
     let edited_model = BTreeSet::from(["sqlmesh_example.incremental_model".to_string()]);
     assert_eq!(names(&modified["direct"]), edited_model, "{modified}");
     assert_eq!(
@@ -402,7 +405,14 @@ fn the_runner_plans_and_applies_sqlmesh_example_project_and_the_trackers_name_it
         .keys()
         .map(|name| short(name))
         .collect();
-    assert!(backfilled.is_superset(&edited_model), "{backfilled:?}");
+    assert_eq!(
+        backfilled,
+        BTreeSet::from([
+            "sqlmesh_example.full_model".to_string(),
+            "sqlmesh_example.incremental_model".to_string()
+        ]),
+        "a breaking change rebuilds the model and the one downstream"
+    );
     assert_eq!(runner.line(PLAN_WAIT)["outcome"], "succeeded");
     assert!(runner.wait(PLAN_WAIT).success());
     let one = warehouse(
