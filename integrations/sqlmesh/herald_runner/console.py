@@ -93,7 +93,7 @@ class HeraldConsole(NoopConsole):
         with self._lock:
             self._queue = []
             self._completed = {name: 0 for name in tasks}
-            self._totals = {snapshot.name: len(intervals) for snapshot, intervals in batched_intervals.items()}
+            self._totals = {snapshot.name: len(batches) for snapshot, batches in batched_intervals.items()}
         self._start("backfill", {"queue": [], "tasks": tasks})
 
     def start_snapshot_evaluation_progress(self, snapshot: Snapshot, audit_only: bool = False) -> None:

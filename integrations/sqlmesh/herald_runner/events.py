@@ -87,14 +87,12 @@ class EventParser:
 
 def _line_end(buffer: bytes) -> tuple[int, int] | None:
     """Where the first line of ``buffer`` ends and how wide its terminator is, or None if no line ends yet."""
-    for index, byte in enumerate(buffer):
-        if byte == 0x0A:
-            return index, 1
-        if byte == 0x0D:
-            if index + 1 < len(buffer) and buffer[index + 1] == 0x0A:
-                return index, 2
-            return index, 1
-    return None
+    lf, cr = buffer.find(b"\n"), buffer.find(b"\r")
+    if cr == -1 or (lf != -1 and lf < cr):
+        return None if lf == -1 else (lf, 1)
+    if buffer[cr + 1 : cr + 2] == b"\n":
+        return cr, 2
+    return cr, 1
 
 
 class Subscription:

@@ -193,7 +193,8 @@ class HeraldClient:
             body = _json(error.read())
             if error.code == 409:
                 return 409, body
-            raise HeraldError(f"{move.get('op')} {move.get('stage') or move.get('tracker')}: {error.code} {body}") from error
+            what = f"{move.get('op')} {move.get('stage') or move.get('tracker') or ''}".strip()
+            raise HeraldError(f"{what}: {error.code} {body}") from error
         except OSError as error:
             raise HeraldError(f"Herald unreachable: {error}") from error
 

@@ -93,8 +93,9 @@ def main(argv: t.Sequence[str] | None = None) -> int:
                 cancel_seen=functools.partial(watcher.cancel_requested, request),
                 keepalive_s=args.keepalive_s,
             )
+            applies = applies or functools.partial(watcher.applies, request)
             try:
-                outcome = run_plan(project, request, reporter, applies or functools.partial(watcher.applies, request))
+                outcome = run_plan(project, request, reporter, applies)
             finally:
                 reporter.close()
             _say({"plan": request.opened_ms, "outcome": outcome.value})
