@@ -300,6 +300,61 @@ function render() {
   renderSteps();
 }
 
+// ---- stream directory -------------------------------------------------------------------------------------
+
+/** How often the page lists the tenant's streams again (`GET /v1/streams`). */
+const DIRECTORY_REFRESH_MS = 3000;
+
+/** Lists the tenant's streams with the form's token; a failure is shown in place of the list. */
+async function refreshDirectory() {
+  const token = $('token').value.trim();
+  if (!token) return;
+  let problem;
+  try {
+    const response = await fetch('/v1/streams?limit=100', {
+      headers: { authorization: `Bearer ${token}` },
+      cache: 'no-store',
+    });
+    if (response.ok) {
+      renderDirectory(await response.json());
+      return;
+    }
+    problem = `${response.status} ${await response.text()}`;
+  } catch (error) {
+    problem = `network error: ${error.message}`;
+  }
+  $('directory-note').textContent = `cannot list streams: ${problem}`;
+}
+
+/** One row per stream, newest event first: a button that connects to it, then what its hub reported. */
+function renderDirectory({ streams }) {
+  $('streams').replaceChildren(...streams.map((stream) => {
+    const about = [
+      stream.family ?? 'not subscribed yet',
+      `${stream.subscribers} subscriber${stream.subscribers === 1 ? '' : 's'}`,
+      stream.lastEventId ? `last ${stream.lastEventId}` : 'no events',
+      stream.lastEventMs ? `at ${clock(new Date(stream.lastEventMs))}` : '',
+      stream.complete ? 'complete' : '',
+    ].filter(Boolean).join(' · ');
+    return element('li', { 'data-connection': stream.connectionId, 'data-family': stream.family ?? '' },
+      element('button', { type: 'button', class: 'pick' }, stream.connectionId), ' ', element('small', {}, about));
+  }));
+  $('directory-note').textContent = streams.length
+    ? `${streams.length} stream${streams.length === 1 ? '' : 's'}, listed ${clock(new Date())}`
+    : 'no streams yet';
+}
+
+/** Connects to a listed stream with the family it was last subscribed through (generic if none). */
+function pickStream(event) {
+  const row = event.target.closest('li[data-connection]');
+  if (!row || !event.target.matches('button')) return;
+  const family = { 'runner-job': 'runner', '': 'generic' }[row.dataset.family] ?? row.dataset.family;
+  $('family').value = family;
+  familyChanged();
+  if (family !== 'sqlmesh') $('connection').value = row.dataset.connection;
+  $('connect').requestSubmit();
+}
+
 // ---- actions ----------------------------------------------------------------------------------------------
 
 async function cancelPlan() {
@@ -342,8 +397,12 @@ $('connect').addEventListener('submit', connect);
 $('close').addEventListener('click', disconnect);
 $('cancel-plan').addEventListener('click', cancelPlan);
 $('family').addEventListener('change', familyChanged);
+$('streams').addEventListener('click', pickStream);
+$('token').addEventListener('change', refreshDirectory);
 fromFragment();
 familyChanged();
 render();
+refreshDirectory();
+setInterval(refreshDirectory, DIRECTORY_REFRESH_MS);
 // Running stages and trackers show a live duration.
 setInterval(() => planRunning() && renderPlan(), 500);

@@ -77,17 +77,29 @@ function readPage() {
  * publish the README's example event with the token from the link.
  */
 async function linkScenario(page, until, result) {
+  const origin = new URL(cfg.link).origin;
   const token = new URL(cfg.link).hash.replace('#token=', '');
+  const publish = async (body) => {
+    const response = await fetch(`${origin}/v1/streams/${cfg.connection}/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (response.status !== 200) throw new Error(`publish: ${response.status} ${await response.text()}`);
+  };
   await page.goto(cfg.link);
-  await page.fill('#connection', cfg.connection);
-  await page.click('#open');
+  // The stream exists once something was published to it: the page's stream list shows it (hubs
+  // report within HERALD_DIRECTORY_REPORT_MS, the page lists again every few seconds), and picking
+  // it connects.
+  await publish({ event: 'job:state_change', data: { id: 'j0', state: 'waiting' } });
+  const row = `#streams li[data-connection="${cfg.connection}"] button`;
+  await page.waitForSelector(row, { timeout: 20000 });
+  result.listed = await page.evaluate(() =>
+    [...document.querySelectorAll('#streams li')].map((li) => li.dataset.connection));
+  await page.click(row);
   await until('the stream to open', (s) => s.status === 'open');
-  const response = await fetch(`${new URL(cfg.link).origin}/v1/streams/${cfg.connection}/events`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ event: 'job:state_change', data: { id: 'j1', state: 'active' } }),
-  });
-  if (response.status !== 200) throw new Error(`publish: ${response.status} ${await response.text()}`);
+  result.connectedTo = await page.evaluate(() => document.getElementById('stream-url').textContent);
+  await publish({ event: 'job:state_change', data: { id: 'j1', state: 'active' } });
   result.received = await until('the event', (s) => s.counts.events >= 1);
 }
 
@@ -142,9 +154,11 @@ async function tour(page, read, until, result) {
   await call('POST', '/v1/streams/default/events', { event: 'note', data: { after: 'cut' } });
   result.afterCut = await until('the event published after the cut', (s) => s.log.some((row) => row.event === 'note'));
   result.beforeCut = beforeCut;
-  // A fresh connection (no Last-Event-ID) gets the current trackers first and draws the same plan.
+  // A fresh connection (no Last-Event-ID) gets the current trackers first: as SQLMesh, Herald forgets
+  // a finished apply and cancel (they come as `{}`), so only the overview is drawn again.
   await page.click('#open');
-  result.fresh = await until('the plan redrawn from the trackers', (s) => s.status === 'open' && s.plan === 'cancelled');
+  result.fresh = await until('the plan redrawn from the trackers',
+    (s) => s.status === 'open' && s.counts.events >= 3 && s.trackers.overview !== undefined);
 
   // A runner job in the same tab: steps and their output.
   await page.selectOption('#family', 'runner');

@@ -232,10 +232,15 @@ fn live_page_shows_a_plan_a_cancel_heartbeats_reconnects_resets_and_a_job() {
         Some(true)
     );
 
-    // A fresh connection draws the same plan from the three trackers it gets first (no ids: they are
-    // a snapshot, not the log).
+    // A fresh connection draws the plan from the three trackers it gets first (no ids: they are a
+    // snapshot, not the log). As SQLMesh, Herald forgets a finished apply and cancel: they come as
+    // `{}` (so SQLMesh's UI does not start a plan again), and only the overview is drawn.
     let fresh = &result["fresh"];
-    assert_eq!(fresh["trackers"], cancelled["trackers"]);
+    assert_eq!(
+        fresh["trackers"],
+        json!({ "overview": cancelled["trackers"]["overview"] })
+    );
+    assert_eq!(fresh["plan"], "success");
     assert_eq!(fresh["counts"]["events"], 3);
     assert_eq!(listed_ids(fresh), Vec::<u64>::new());
 
@@ -344,10 +349,23 @@ fn the_dev_command_prints_a_link_that_opens_a_working_page() {
         "the command also prints curl examples:\n{}",
         dev.printed
     );
+    let connection = unique("demo");
     let result = run_node(
         "live_page.mjs",
-        &json!({ "mode": "link", "link": dev.link, "connection": unique("demo") }),
+        &json!({ "mode": "link", "link": dev.link, "connection": connection }),
         SCRIPT_TIMEOUT,
+    );
+    assert!(
+        result["listed"]
+            .as_array()
+            .is_some_and(|listed| listed.contains(&json!(connection))),
+        "the page's stream list shows the stream published to: {}",
+        result["listed"]
+    );
+    assert_eq!(
+        result["connectedTo"],
+        format!("/v1/streams/{connection}"),
+        "picking the stream connected to it"
     );
     let page = &result["received"];
     assert_eq!(page["status"], "open");
