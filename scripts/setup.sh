@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks and skips what is there (a warm machine takes seconds).
 #   scripts/setup.sh           what `wrangler dev` needs: Rust targets, worker-build, wasm-bindgen-cli, npm packages
-#   scripts/setup.sh --test    also what the tests need: Chromium (apt), cargo-fuzz (nightly), and a Python
-#                              virtualenv with Celery and sluice-celery (.venv-e2e/, python3-venv from apt)
+#   scripts/setup.sh --test    also what the tests need: Chromium (apt), cargo-fuzz (nightly), and Python
+#                              virtualenvs: Celery and sluice-celery (.venv-e2e/), SQLMesh (.venv-sqlmesh/);
+#                              python3-venv from apt if missing
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -69,6 +70,18 @@ if [[ $want_test == 1 ]]; then
   if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     say "cargo install cargo-fuzz"
     cargo install cargo-fuzz --locked
+  fi
+  # Python: SQLMesh (with DuckDB) for the plan runner in integrations/sqlmesh and its end-to-end test,
+  # in a virtualenv. Reinstalled only when the requirement files change (about 20 s cold).
+  sqlmesh_venv=.venv-sqlmesh
+  sqlmesh_hash=$(cat integrations/sqlmesh/requirements.txt integrations/sqlmesh/constraints.txt | sha256sum | cut -d' ' -f1)
+  if [[ "$(cat "$sqlmesh_venv/.herald-requirements-hash" 2>/dev/null)" != "$sqlmesh_hash" ]] ||
+    ! "$sqlmesh_venv/bin/python" --version >/dev/null 2>&1; then
+    say "pip install sqlmesh into $sqlmesh_venv"
+    python3 -m venv "$sqlmesh_venv"
+    "$sqlmesh_venv/bin/pip" install -q --disable-pip-version-check \
+      -r integrations/sqlmesh/requirements.txt -c integrations/sqlmesh/constraints.txt
+    echo "$sqlmesh_hash" > "$sqlmesh_venv/.herald-requirements-hash"
   fi
 fi
 say "ready"

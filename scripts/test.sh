@@ -27,6 +27,8 @@ if [[ "$fuzz_seconds" != 0 ]]; then
   done
 fi
 
+step "plan runner types (mypy --strict, integrations/sqlmesh)" bash -c "cd integrations/sqlmesh && ../../.venv-sqlmesh/bin/mypy herald_runner tests fixtures"
+step "plan runner unit tests (Python, integrations/sqlmesh)" bash -c "cd integrations/sqlmesh && ../../.venv-sqlmesh/bin/python -m unittest discover -s tests"
 step "build worker" bash scripts/build-worker.sh
 
 # `wrangler deploy` up to the upload: runs the [build] (reusing the build above), bundles the shim and the
