@@ -182,7 +182,8 @@ pub fn renew_session(
 /// EventSource reconnects at least every `HERALD_STREAM_MAX_AGE_S`) so keeps it up to its hard end.
 ///
 /// ```
-/// use herald_core::{renewal_due, session_from_token, Claims, Scopes, SessionPolicy, TenantId, TokenKind};
+/// use herald_core::{Claims, Scopes, TenantId, TokenKind};
+/// use herald_core::cookie::{renewal_due, session_from_token, SessionPolicy};
 /// let token = Claims { tenant: TenantId::new("acme").unwrap(), scopes: Scopes::ALL, streams: None,
 ///     exp_s: 100_000, iat_s: None, kind: TokenKind::Access };
 /// let policy = SessionPolicy::default();

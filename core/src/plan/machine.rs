@@ -24,7 +24,7 @@
 
 use core::fmt;
 
-use super::tracker::{Stage, Tracker};
+use super::stage::{Stage, Tracker};
 
 /// Where a plan session is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -30,6 +30,7 @@
 mod machine;
 mod request;
 mod session;
+mod stage;
 mod tracker;
 
 pub use machine::{PlanError, PlanState};
@@ -37,7 +38,7 @@ pub use request::{
     BodyError, ChangeCategory, PlanCommand, PlanDate, PlanDates, PlanOptions, PlanRequest,
 };
 pub use session::{Opened, PlanSession, PlanUpdate};
+pub use stage::{Stage, Tracker, PLAN_APPLY, PLAN_CANCEL, PLAN_OVERVIEW};
 pub use tracker::{
-    ApplyTracker, CancelTracker, OverviewTracker, Stage, StageMeta, StageState, Status, Tracker,
-    TrackerBase, PLAN_APPLY, PLAN_CANCEL, PLAN_OVERVIEW,
+    ApplyTracker, CancelTracker, OverviewTracker, StageMeta, StageState, Status, TrackerBase,
 };

@@ -8,7 +8,7 @@ use core::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
-use super::tracker::{Stage, Tracker};
+use super::stage::{Stage, Tracker};
 use crate::json::{self, Escape, JsonFlaw, JSON_DEPTH_MAX};
 
 /// A plan date as SQLMesh's `TimeLike` arrives in JSON: a date or datetime string, or an epoch number. Kept

@@ -12,10 +12,10 @@ use serde_json::{Map, Value};
 use super::machine::{
     transition, Effect, Facts, Input, Move, Phase, PlanError, PlanKind, PlanState,
 };
-use super::request::{PlanCommand, PlanRequest};
+use super::request::{PlanCommand, PlanDate, PlanRequest};
+use super::stage::{Stage, Tracker};
 use super::tracker::{
-    ApplyTracker, CancelTracker, OverviewTracker, Stage, StageMeta, StageState, Status, Tracker,
-    TrackerBase,
+    ApplyTracker, CancelTracker, OverviewTracker, StageMeta, StageState, Status, TrackerBase,
 };
 
 /// Whole-tracker events to emit, in order: `(event name, tracker JSON)`. SQLMesh re-sends the whole tracker on
@@ -300,26 +300,7 @@ impl PlanSession {
         }
         match effect {
             Effect::Open(kind) => {
-                let request = request.unwrap_or_default();
-                self.opened_ms = Some(now_ms);
-                self.reported_ms = Some(now_ms);
-                self.request = Some(request.clone());
-                let dates = request.plan_dates.unwrap_or_default();
-                let options = Some(request.plan_options.unwrap_or_default());
-                let base = TrackerBase::started(
-                    request.environment,
-                    options,
-                    dates.start,
-                    dates.end,
-                    now_ms,
-                );
-                self.apply = (kind == PlanKind::Apply).then(|| ApplyTracker::new(base.clone()));
-                self.overview = Some(OverviewTracker::new(base));
-                self.cancel = None;
-                if kind == PlanKind::Apply {
-                    self.emit(&mut update, Tracker::Apply);
-                }
-                self.emit(&mut update, Tracker::Overview);
+                self.open_trackers(kind, request.unwrap_or_default(), now_ms, &mut update)
             }
             Effect::Resume => update = self.resume_events(),
             Effect::StageStart(stage) => {
@@ -355,26 +336,10 @@ impl PlanSession {
                 }
                 self.emit(&mut update, tracker);
             }
-            Effect::FailPlan => {
-                for tracker in self.fail_open(details, now_ms) {
-                    self.emit(&mut update, tracker);
-                }
-            }
+            Effect::FailPlan => self.fail_and_emit(details, now_ms, &mut update),
             Effect::Dates => {
                 if let Some(PlanCommand::Dates { start, end }) = command {
-                    for tracker in [Tracker::Overview, Tracker::Apply] {
-                        if let Some(base) =
-                            self.base_mut(tracker).filter(|base| !base.meta.is_done())
-                        {
-                            if start.is_some() {
-                                base.start.clone_from(start);
-                            }
-                            if end.is_some() {
-                                base.end.clone_from(end);
-                            }
-                            self.emit(&mut update, tracker);
-                        }
-                    }
+                    self.set_dates(start.as_ref(), end.as_ref(), &mut update);
                 }
             }
             Effect::CancelBegin => {
@@ -383,33 +348,90 @@ impl PlanSession {
             }
             Effect::CancelRepeat => self.emit(&mut update, Tracker::Cancel),
             Effect::Alive => {}
-            Effect::CancelRefuse => {
-                // SQLMesh (plan.py, console.py): the tracker is emitted as it starts, before its stage exists;
-                // with nothing to cancel the stage stops with `fail` and the tracker is stopped after it, which
-                // leaves the tracker `success`: what SQLMesh's UI shows as cancelled.
-                let mut cancel = CancelTracker::new(now_ms);
-                cancel.cancel = None;
-                self.cancel = Some(cancel);
-                self.emit(&mut update, Tracker::Cancel);
-                self.cancel = Some(CancelTracker::new(now_ms));
-                if let Some(cancel) = &mut self.cancel {
-                    if let Some(stage) = &mut cancel.cancel {
-                        stage.meta.stop(false, now_ms);
-                    }
-                    cancel.base.meta.stop(true, now_ms);
-                }
-                self.emit(&mut update, Tracker::Cancel);
-            }
+            Effect::CancelRefuse => self.refuse_cancel(now_ms, &mut update),
             Effect::CancelComplete => {
-                for tracker in self.fail_open(details, now_ms) {
-                    self.emit(&mut update, tracker);
-                }
+                self.fail_and_emit(details, now_ms, &mut update);
                 self.end_cancel(true, now_ms);
                 self.emit(&mut update, Tracker::Cancel);
             }
         }
         self.state = next;
         Ok((effect, update))
+    }
+
+    /// A new plan: its request kept for the runner, fresh trackers (the apply tracker only for a
+    /// plan that applies), no cancel.
+    fn open_trackers(
+        &mut self,
+        kind: PlanKind,
+        request: PlanRequest,
+        now_ms: u64,
+        update: &mut PlanUpdate,
+    ) {
+        self.opened_ms = Some(now_ms);
+        self.reported_ms = Some(now_ms);
+        self.request = Some(request.clone());
+        let dates = request.plan_dates.unwrap_or_default();
+        let options = Some(request.plan_options.unwrap_or_default());
+        let base =
+            TrackerBase::started(request.environment, options, dates.start, dates.end, now_ms);
+        self.apply = (kind == PlanKind::Apply).then(|| ApplyTracker::new(base.clone()));
+        self.overview = Some(OverviewTracker::new(base));
+        self.cancel = None;
+        if kind == PlanKind::Apply {
+            self.emit(update, Tracker::Apply);
+        }
+        self.emit(update, Tracker::Overview);
+    }
+
+    /// Fails whatever runs (with the runner's details) and emits each tracker that changed.
+    fn fail_and_emit(
+        &mut self,
+        details: Option<&Map<String, Value>>,
+        now_ms: u64,
+        update: &mut PlanUpdate,
+    ) {
+        for tracker in self.fail_open(details, now_ms) {
+            self.emit(update, tracker);
+        }
+    }
+
+    /// The runner's plan dates, on every tracker still running.
+    fn set_dates(
+        &mut self,
+        start: Option<&PlanDate>,
+        end: Option<&PlanDate>,
+        update: &mut PlanUpdate,
+    ) {
+        for tracker in [Tracker::Overview, Tracker::Apply] {
+            if let Some(base) = self.base_mut(tracker).filter(|base| !base.meta.is_done()) {
+                if start.is_some() {
+                    base.start = start.cloned();
+                }
+                if end.is_some() {
+                    base.end = end.cloned();
+                }
+                self.emit(update, tracker);
+            }
+        }
+    }
+
+    /// A cancel with nothing to cancel. SQLMesh (plan.py, console.py): the tracker is emitted as it
+    /// starts, before its stage exists; with nothing to cancel the stage stops with `fail` and the
+    /// tracker is stopped after it, which leaves the tracker `success`: what SQLMesh's UI shows as
+    /// cancelled.
+    fn refuse_cancel(&mut self, now_ms: u64, update: &mut PlanUpdate) {
+        let mut cancel = CancelTracker::new(now_ms);
+        cancel.cancel = None;
+        self.cancel = Some(cancel);
+        self.emit(update, Tracker::Cancel);
+        let mut cancel = CancelTracker::new(now_ms);
+        if let Some(stage) = &mut cancel.cancel {
+            stage.meta.stop(false, now_ms);
+        }
+        cancel.base.meta.stop(true, now_ms);
+        self.cancel = Some(cancel);
+        self.emit(update, Tracker::Cancel);
     }
 
     /// Stops the running stage (after a last patch) and every open runner tracker with `fail`; returns the trackers

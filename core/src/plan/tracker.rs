@@ -3,9 +3,6 @@
 //! absent field is omitted, never `null`).
 
 use alloc::string::String;
-use core::fmt;
-
-use crate::EventName;
 
 use serde::de::Error as _;
 use serde::ser::SerializeStruct as _;
@@ -13,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::request::{PlanDate, PlanOptions};
+use super::stage::Stage;
 
 /// A stage's or tracker's status: SQLMesh's `Status` enum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -25,124 +23,6 @@ pub enum Status {
     /// Stopped unsuccessfully (`"fail"`).
     Fail,
 }
-
-/// A plan stage: SQLMesh's `PlanStage` enum. Each belongs to exactly one [`Tracker`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    /// Overview: building and validating the plan.
-    Validation,
-    /// Overview: the added, removed and modified models.
-    Changes,
-    /// Overview: the models that need backfilling.
-    Backfills,
-    /// Apply: creating physical tables.
-    Creation,
-    /// Apply: restating models.
-    Restate,
-    /// Apply: running the backfill tasks.
-    Backfill,
-    /// Apply: promoting to the target environment.
-    Promote,
-    /// Cancel: driven by the session itself, never by the runner.
-    Cancel,
-}
-
-impl Stage {
-    /// Every stage, in SQLMesh's order.
-    pub const ALL: [Stage; 8] = [
-        Stage::Validation,
-        Stage::Changes,
-        Stage::Backfills,
-        Stage::Creation,
-        Stage::Restate,
-        Stage::Backfill,
-        Stage::Promote,
-        Stage::Cancel,
-    ];
-
-    /// The stage's name, as SQLMesh spells it in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Validation => "validation",
-            Stage::Changes => "changes",
-            Stage::Backfills => "backfills",
-            Stage::Creation => "creation",
-            Stage::Restate => "restate",
-            Stage::Backfill => "backfill",
-            Stage::Promote => "promote",
-            Stage::Cancel => "cancel",
-        }
-    }
-
-    /// The tracker this stage belongs to.
-    pub fn tracker(self) -> Tracker {
-        match self {
-            Stage::Validation | Stage::Changes | Stage::Backfills => Tracker::Overview,
-            Stage::Creation | Stage::Restate | Stage::Backfill | Stage::Promote => Tracker::Apply,
-            Stage::Cancel => Tracker::Cancel,
-        }
-    }
-
-    /// Position in [`Stage::ALL`], for per-stage tables.
-    pub(super) fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One of SQLMesh's three plan trackers; each is emitted whole as its own event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tracker {
-    /// `PlanOverviewStageTracker`, event `plan-overview`.
-    Overview,
-    /// `PlanApplyStageTracker`, event `plan-apply`.
-    Apply,
-    /// `PlanCancelStageTracker`, event `plan-cancel`.
-    Cancel,
-}
-
-impl Tracker {
-    /// Every tracker, in the order a snapshot emits them (SQLMesh's `GET /api/meta` order).
-    pub const ALL: [Tracker; 3] = [Tracker::Overview, Tracker::Apply, Tracker::Cancel];
-
-    /// The tracker's name as a command spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tracker::Overview => "overview",
-            Tracker::Apply => "apply",
-            Tracker::Cancel => "cancel",
-        }
-    }
-
-    /// The SSE event name the whole tracker is emitted under (SQLMesh's `EventName`).
-    pub fn event_name(self) -> EventName {
-        match self {
-            Tracker::Overview => PLAN_OVERVIEW,
-            Tracker::Apply => PLAN_APPLY,
-            Tracker::Cancel => PLAN_CANCEL,
-        }
-    }
-}
-
-impl fmt::Display for Tracker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Event name of the overview tracker.
-pub const PLAN_OVERVIEW: EventName = EventName::from_static("plan-overview");
-/// Event name of the apply tracker.
-pub const PLAN_APPLY: EventName = EventName::from_static("plan-apply");
-/// Event name of the cancel tracker.
-pub const PLAN_CANCEL: EventName = EventName::from_static("plan-cancel");
 
 /// SQLMesh's `TrackableMeta`: `{status, start, end?, done, duration?}`, times in Unix epoch ms.
 ///
