@@ -1,7 +1,7 @@
 //! Event positions and the bounded replay log that answers `Last-Event-ID`.
 //!
 //! Invariants of [`ReplayLog`] (checked by the property test against a plain `Vec` in
-//! `tests/state_log.rs`):
+//! `tests/log.rs`):
 //! - the retained entries have contiguous sequence numbers ending at `next_seq - 1`, oldest at the front;
 //! - `len() <= events_max` and `bytes() <= bytes_max` after every `push` (so an entry larger than
 //!   `bytes_max` is evicted by its own push, leaving the log empty but `next_seq` advanced);
