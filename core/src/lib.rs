@@ -77,6 +77,7 @@ extern crate alloc;
 
 mod auth;
 mod control;
+pub mod durable;
 mod encode;
 mod filter;
 mod heartbeat;
