@@ -23,6 +23,12 @@ mod call;
 #[cfg(target_arch = "wasm32")]
 mod config;
 #[cfg(target_arch = "wasm32")]
+mod ds_routes;
+#[cfg(target_arch = "wasm32")]
+mod ds_store;
+#[cfg(target_arch = "wasm32")]
+mod durable_stream;
+#[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]
 mod hub;

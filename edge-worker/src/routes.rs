@@ -144,6 +144,11 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 .into(),
         ));
     }
+    // Durable Streams: every URL under /ds/ is a stream (ds_routes.rs).
+    if let Some(path) = url.path().strip_prefix("/ds/") {
+        let path = path.to_string();
+        return crate::ds_routes::handle(request, env, config, &path).await;
+    }
     let route = route(&request.method(), url.path(), &url)?;
     let body_bytes_max = route.body_bytes_max(config);
     if let Some(limit) = body_bytes_max {
@@ -295,7 +300,7 @@ fn connection_id(text: &str) -> ApiResult<ConnectionId> {
 }
 
 /// Bearer access tokens only: the header is where long-lived credentials belong.
-fn bearer_claims(
+pub(crate) fn bearer_claims(
     request: &Request,
     key: &[u8],
     now_s: u64,
@@ -330,7 +335,7 @@ fn bearer_claims(
 /// Subscribers may also present a ticket in the URL (EventSource cannot set headers); an access
 /// token in the URL is refused before (`dispatch`) so that broad credentials never land in logs or
 /// history.
-fn subscriber_claims(
+pub(crate) fn subscriber_claims(
     request: &Request,
     url: &Url,
     key: &[u8],

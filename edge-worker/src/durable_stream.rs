@@ -1,0 +1,773 @@
+//! The `DurableStream` Durable Object: one Durable Streams stream (PROTOCOL.md 1.0) in SQLite.
+//!
+//! The Worker (`ds_routes.rs`) authenticates and forwards each request here; every protocol rule
+//! comes from `herald_core::durable`. Live readers (long-poll and SSE) are held by the Worker, which
+//! connects here over a hibernatable WebSocket: this object sends each socket a one-byte wake-up
+//! after every change and holds no request and no timer, so it can be evicted between writes.
+
+use herald_core::durable::{
+    check_content_type, check_producer, etag, format_rfc3339_ms, if_none_match_hits,
+    is_closed_flag, is_json, join_messages, media_type, parse_offset, parse_read_from,
+    split_messages, stream_seq_advances, Expiry, JsonBodyKind, Offset, ProducerHeaders,
+    ProducerVerdict, ReadFrom,
+};
+use worker::{
+    durable_object, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
+};
+
+use crate::ds_store::{ClosedBy, DsStore, Meta};
+use crate::stream::now_ms;
+
+/// Internal headers between the Worker and this object (never sent to clients).
+pub(crate) const H_PATH: &str = "x-herald-ds-path";
+pub(crate) const H_URL: &str = "x-herald-ds-url";
+pub(crate) const H_FORKED_FROM: &str = "x-herald-ds-forked-from";
+pub(crate) const H_FORK: &str = "x-herald-ds-fork";
+pub(crate) const H_EMPTY: &str = "x-herald-ds-empty";
+
+/// The stream's limits, read from the environment (README "Durable Streams").
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DsLimits {
+    pub(crate) append_bytes_max: usize,
+    pub(crate) stream_bytes_max: u64,
+    pub(crate) read_bytes_max: usize,
+    pub(crate) long_poll_ms: u64,
+}
+
+fn env_number(env: &Env, name: &str, default: u64) -> u64 {
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+impl DsLimits {
+    pub(crate) fn get(env: &Env) -> DsLimits {
+        DsLimits {
+            append_bytes_max: env_number(env, "HERALD_DS_APPEND_BYTES_MAX", 4 << 20) as usize,
+            stream_bytes_max: env_number(env, "HERALD_DS_STREAM_BYTES_MAX", 256 << 20),
+            read_bytes_max: env_number(env, "HERALD_DS_READ_BYTES_MAX", 1 << 20) as usize,
+            long_poll_ms: env_number(env, "HERALD_DS_LONG_POLL_MS", 10_000),
+        }
+    }
+}
+
+/// A protocol answer: status, headers, body. Errors carry Herald's JSON error body.
+pub(crate) struct Answer {
+    status: u16,
+    headers: Headers,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn new(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: Headers::new(),
+            body: Vec::new(),
+        }
+    }
+
+    fn error(status: u16, code: &str, message: impl core::fmt::Display) -> Answer {
+        let body = serde_json::json!({ "error": code, "message": message.to_string() });
+        let mut answer = Answer::new(status);
+        answer.body = body.to_string().into_bytes();
+        answer.set("content-type", "application/json");
+        answer
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        let _ = self.headers.set(name, value);
+    }
+
+    fn with(mut self, name: &str, value: &str) -> Answer {
+        self.set(name, value);
+        self
+    }
+
+    fn into_response(self) -> worker::Result<Response> {
+        let response = if self.body.is_empty() {
+            Response::empty()?
+        } else {
+            Response::from_bytes(self.body)?
+        };
+        Ok(response
+            .with_status(self.status)
+            .with_headers(self.headers))
+    }
+}
+
+fn bad(code: &str, message: impl core::fmt::Display) -> Answer {
+    Answer::error(400, code, message)
+}
+
+fn not_found() -> Answer {
+    Answer::error(404, "stream_not_found", "no stream at this URL")
+}
+
+fn gone() -> Answer {
+    Answer::error(410, "stream_gone", "the stream was deleted; its data is kept for its forks")
+}
+
+fn header(request: &Request, name: &str) -> Option<String> {
+    request.headers().get(name).ok().flatten()
+}
+
+#[durable_object]
+pub struct DurableStream {
+    state: State,
+    env: Env,
+}
+
+impl DurableObject for DurableStream {
+    fn new(state: State, env: Env) -> Self {
+        DurableStream { state, env }
+    }
+
+    async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
+        let body = match request.method() {
+            Method::Put | Method::Post => request.bytes().await?,
+            _ => Vec::new(),
+        };
+        match self.serve(&request, body) {
+            Ok(Served::Answer(answer)) => answer.into_response(),
+            Ok(Served::Socket(response)) => Ok(response),
+            Err(error) => Answer::error(500, "internal", error).into_response(),
+        }
+    }
+
+    async fn websocket_message(
+        &self,
+        _ws: WebSocket,
+        _message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> worker::Result<()> {
+        let _ = ws.close(Some(1000), Some("reader closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        let _ = ws.close(Some(1011), Some("socket error"));
+        Ok(())
+    }
+}
+
+enum Served {
+    Answer(Answer),
+    Socket(Response),
+}
+
+impl From<Answer> for Served {
+    fn from(answer: Answer) -> Served {
+        Served::Answer(answer)
+    }
+}
+
+fn now_signed_ms() -> i64 {
+    i64::try_from(now_ms()).unwrap_or(i64::MAX)
+}
+
+/// Headers every answer about an existing stream carries.
+fn describe(answer: &mut Answer, meta: &Meta) {
+    answer.set("stream-next-offset", &meta.tail().encode());
+    if meta.closed {
+        answer.set("stream-closed", "true");
+    }
+}
+
+impl DurableStream {
+    fn serve(&self, request: &Request, body: Vec<u8>) -> worker::Result<Served> {
+        let store = DsStore::open(&self.state)?;
+        let limits = DsLimits::get(&self.env);
+        let now = now_signed_ms();
+        let mut meta = store.meta()?;
+        // An expired stream is gone (a stream its forks still reference stays, soft-deleted).
+        if let Some(m) = meta.as_mut() {
+            if !m.soft_deleted && m.expiry().is_expired(m.last_access_ms, now) {
+                if m.refs > 0 {
+                    m.soft_deleted = true;
+                    store.purge()?;
+                    store.set_meta(m)?;
+                } else {
+                    store.purge()?;
+                    meta = None;
+                }
+            }
+        }
+        let url = request.url()?;
+        let op = url.path().trim_start_matches('/');
+        let served: Served = match (op, request.method()) {
+            ("fork-export", Method::Get) => self.fork_export(&store, meta, &url)?.into(),
+            ("fork-ref", Method::Post) => match meta {
+                Some(mut m) => {
+                    m.refs += 1;
+                    store.set_meta(&m)?;
+                    Answer::new(204).into()
+                }
+                None => not_found().into(),
+            },
+            ("fork-unref", Method::Post) => self.fork_unref(&store, meta)?.into(),
+            ("stream", Method::Put) => self.create(&store, meta, request, body, now)?.into(),
+            ("stream", Method::Post) => {
+                let answer = self.append(&store, meta, request, body, now, &limits)?;
+                answer.into()
+            }
+            ("stream", Method::Delete) => self.delete(&store, meta)?.into(),
+            ("stream", Method::Head) => match meta {
+                None => not_found().into(),
+                Some(m) if m.soft_deleted => gone().into(),
+                Some(m) => head(&m).into(),
+            },
+            ("stream", Method::Get) => match meta {
+                None => not_found().into(),
+                Some(m) if m.soft_deleted => gone().into(),
+                Some(mut m) => {
+                    // §5.1: "Each read or write operation resets the expiry countdown".
+                    m.last_access_ms = now;
+                    store.set_meta(&m)?;
+                    let upgrade = header(request, "upgrade")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+                    if upgrade {
+                        let pair = WebSocketPair::new()?;
+                        self.state.accept_websocket_with_tags(&pair.server, &["live"]);
+                        Served::Socket(Response::from_websocket(pair.client)?)
+                    } else {
+                        read(&store, &m, request, &url, &limits)?.into()
+                    }
+                }
+            },
+            _ => Answer::error(405, "method_not_allowed", "method not allowed on a stream")
+                .with("allow", "GET, HEAD, PUT, POST, DELETE")
+                .into(),
+        };
+        Ok(served)
+    }
+
+    /// Wakes every waiting reader: they read again and learn what changed.
+    fn wake_readers(&self) {
+        for socket in self.state.get_websockets() {
+            let _ = socket.send_with_str("w");
+        }
+    }
+
+    fn create(
+        &self,
+        store: &DsStore,
+        existing: Option<Meta>,
+        request: &Request,
+        body: Vec<u8>,
+        now: i64,
+    ) -> worker::Result<Answer> {
+        let fork: Option<ForkSource> = match header(request, H_FORK) {
+            Some(json) => match serde_json::from_str(&json) {
+                Ok(fork) => Some(fork),
+                Err(e) => return Ok(Answer::error(500, "internal", e)),
+            },
+            None => None,
+        };
+        let requested_type = header(request, "content-type");
+        if let Some(content_type) = &requested_type {
+            if let Err(e) = check_content_type(content_type) {
+                return Ok(bad("invalid_content_type", e));
+            }
+        }
+        let expiry = match Expiry::from_headers(
+            header(request, "stream-ttl").as_deref(),
+            header(request, "stream-expires-at").as_deref(),
+        ) {
+            Ok(expiry) => expiry,
+            Err(e) => return Ok(bad("invalid_expiry", e)),
+        };
+        let closed = is_closed_flag(header(request, "stream-closed").as_deref());
+        let content_type = match (&fork, requested_type) {
+            (Some(fork), Some(requested)) => {
+                if media_type(&requested) != media_type(&fork.content_type) {
+                    return Ok(Answer::error(
+                        409,
+                        "content_type_mismatch",
+                        "a fork's content type must be its source's",
+                    ));
+                }
+                requested
+            }
+            (Some(fork), None) => fork.content_type.clone(),
+            (None, Some(requested)) => requested,
+            (None, None) => "application/octet-stream".into(),
+        };
+        // §4.2: a fork without its own expiry inherits its source's TTL or Expires-At.
+        let (ttl_s, expires_at_ms) = match (expiry, &fork) {
+            (Expiry::Ttl { ttl_s }, _) => (Some(ttl_s), None),
+            (Expiry::At { at_ms }, _) => (None, Some(at_ms)),
+            (Expiry::Never, Some(fork)) => (fork.ttl_s, fork.expires_at_ms),
+            (Expiry::Never, None) => (None, None),
+        };
+        if let Some(m) = existing {
+            if m.soft_deleted {
+                return Ok(Answer::error(
+                    409,
+                    "stream_soft_deleted",
+                    "a deleted stream with forks cannot be re-created",
+                ));
+            }
+            let same = media_type(&m.content_type) == media_type(&content_type)
+                && m.ttl_s == ttl_s
+                && m.expires_at_ms == expires_at_ms
+                && m.closed == closed
+                && m.forked_from == fork.as_ref().map(|f| f.source_path.clone())
+                && m.fork_offset == fork.as_ref().map(|f| f.point);
+            if !same {
+                return Ok(Answer::error(
+                    409,
+                    "stream_exists",
+                    "a stream with another configuration exists at this URL",
+                ));
+            }
+            let mut answer = Answer::new(200).with("content-type", &m.content_type);
+            describe(&mut answer, &m);
+            return Ok(answer);
+        }
+        let json = is_json(&content_type);
+        let messages = if json && fork.is_none() && !body.is_empty() {
+            match split_messages(&body, JsonBodyKind::Create) {
+                Ok(messages) => messages.into_iter().map(String::into_bytes).collect(),
+                Err(e) => return Ok(bad("invalid_json", e)),
+            }
+        } else if !body.is_empty() && fork.is_none() {
+            vec![body.clone()]
+        } else {
+            Vec::new()
+        };
+        let generation = format!("{:x}{:08x}", now, (js_sys::Math::random() * 4e9) as u64);
+        let mut meta = Meta {
+            generation,
+            content_type: content_type.clone(),
+            ttl_s,
+            expires_at_ms,
+            closed: false,
+            closed_by: None,
+            tail: 0,
+            earliest: 0,
+            retained_bytes: 0,
+            stream_seq: None,
+            last_access_ms: now,
+            forked_from: fork.as_ref().map(|f| f.source_path.clone()),
+            fork_offset: fork.as_ref().map(|f| f.point),
+            fork_sub_offset: fork.as_ref().map_or(0, |f| f.sub_offset),
+            refs: 0,
+            soft_deleted: false,
+        };
+        // A re-created stream must not see the old one's rows or producers.
+        store.purge()?;
+        if let Some(fork) = &fork {
+            let rows = decode_rows(&body);
+            if let Some((first, _)) = rows.first() {
+                meta.tail = *first;
+                meta.earliest = *first;
+            }
+            for (start, bytes) in &rows {
+                meta.tail = *start;
+                store.append_rows(&mut meta, &[bytes.as_slice()])?;
+            }
+            meta.tail = fork.point;
+        } else {
+            let rows: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+            store.append_rows(&mut meta, &rows)?;
+        }
+        meta.closed = closed;
+        store.set_meta(&meta)?;
+        let mut answer = Answer::new(201).with("content-type", &meta.content_type);
+        if let Some(url) = header(request, H_URL) {
+            answer.set("location", &url);
+        }
+        describe(&mut answer, &meta);
+        Ok(answer)
+    }
+
+    fn append(
+        &self,
+        store: &DsStore,
+        meta: Option<Meta>,
+        request: &Request,
+        body: Vec<u8>,
+        now: i64,
+        limits: &DsLimits,
+    ) -> worker::Result<Answer> {
+        let Some(mut meta) = meta else {
+            return Ok(not_found());
+        };
+        if meta.soft_deleted {
+            return Ok(gone());
+        }
+        let closing = is_closed_flag(header(request, "stream-closed").as_deref());
+        let producer = match ProducerHeaders::from_headers(
+            header(request, "producer-id").as_deref(),
+            header(request, "producer-epoch").as_deref(),
+            header(request, "producer-seq").as_deref(),
+        ) {
+            Ok(producer) => producer,
+            Err(e) => return Ok(bad("invalid_producer", e)),
+        };
+        if body.is_empty() && !closing {
+            return Ok(bad("empty_body", "an append needs a body (or Stream-Closed: true)"));
+        }
+        if body.len() > limits.append_bytes_max {
+            return Ok(Answer::error(413, "too_large", "the append is over HERALD_DS_APPEND_BYTES_MAX"));
+        }
+        // §5.2 error precedence: closed first, then content type, then sequence.
+        if meta.closed {
+            let by_closer = match (&producer, &meta.closed_by) {
+                (Some(p), Some(by)) => p.id == by.producer && p.epoch == by.epoch && p.seq == by.seq,
+                _ => false,
+            };
+            let status = if by_closer || (body.is_empty() && closing) { 204 } else { 409 };
+            let mut answer = if status == 409 {
+                Answer::error(409, "stream_closed", "the stream is closed")
+            } else {
+                Answer::new(204)
+            };
+            if let (true, Some(p)) = (by_closer, &producer) {
+                answer.set("producer-epoch", &p.epoch.to_string());
+                answer.set("producer-seq", &p.seq.to_string());
+            }
+            describe(&mut answer, &meta);
+            return Ok(answer);
+        }
+        let mut rows: Vec<Vec<u8>> = Vec::new();
+        if !body.is_empty() {
+            let Some(content_type) = header(request, "content-type") else {
+                return Ok(bad("missing_content_type", "an append with a body needs Content-Type"));
+            };
+            if media_type(&content_type) != media_type(&meta.content_type) {
+                return Ok(Answer::error(
+                    409,
+                    "content_type_mismatch",
+                    "the content type is not the stream's",
+                ));
+            }
+            if is_json(&meta.content_type) {
+                match split_messages(&body, JsonBodyKind::Append) {
+                    Ok(messages) => rows = messages.into_iter().map(String::into_bytes).collect(),
+                    Err(e) => return Ok(bad("invalid_json", e)),
+                }
+            } else {
+                rows.push(body);
+            }
+        }
+        let mut next_producer = None;
+        if let Some(p) = &producer {
+            match check_producer(store.producer(&p.id)?, p.epoch, p.seq) {
+                ProducerVerdict::Accept { next } => next_producer = Some(next),
+                ProducerVerdict::Duplicate { current } => {
+                    let mut answer = Answer::new(204)
+                        .with("producer-epoch", &current.epoch.to_string())
+                        .with("producer-seq", &current.last_seq.to_string());
+                    describe(&mut answer, &meta);
+                    return Ok(answer);
+                }
+                ProducerVerdict::StaleEpoch { current_epoch } => {
+                    return Ok(Answer::error(403, "stale_producer_epoch", "a newer epoch of this producer exists")
+                        .with("producer-epoch", &current_epoch.to_string()));
+                }
+                ProducerVerdict::NewEpochNotAtZero => {
+                    return Ok(bad("invalid_producer", "a new producer epoch starts at Producer-Seq 0"));
+                }
+                ProducerVerdict::Gap { expected, received } => {
+                    return Ok(Answer::error(409, "producer_sequence_gap", "Producer-Seq skips ahead")
+                        .with("producer-expected-seq", &expected.to_string())
+                        .with("producer-received-seq", &received.to_string()));
+                }
+            }
+        }
+        if let Some(seq) = header(request, "stream-seq") {
+            match stream_seq_advances(meta.stream_seq.as_deref(), &seq) {
+                Ok(true) => meta.stream_seq = Some(seq),
+                Ok(false) => {
+                    return Ok(Answer::error(409, "stream_seq_regression", "Stream-Seq must increase"))
+                }
+                Err(e) => return Ok(bad("invalid_stream_seq", e)),
+            }
+        }
+        // The commit: data, producer state and meta in this one synchronous step.
+        let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        store.append_rows(&mut meta, &row_refs)?;
+        store.enforce_retention(&mut meta, limits.stream_bytes_max)?;
+        if let (Some(p), Some(next)) = (&producer, next_producer) {
+            store.set_producer(&p.id, next)?;
+        }
+        if closing {
+            meta.closed = true;
+            meta.closed_by = producer.as_ref().map(|p| ClosedBy {
+                producer: p.id.clone(),
+                epoch: p.epoch,
+                seq: p.seq,
+            });
+        }
+        meta.last_access_ms = now;
+        store.set_meta(&meta)?;
+        self.wake_readers();
+        let mut answer = match (&producer, next_producer) {
+            (Some(_), Some(next)) => Answer::new(200)
+                .with("producer-epoch", &next.epoch.to_string())
+                .with("producer-seq", &next.last_seq.to_string()),
+            _ => Answer::new(204),
+        };
+        describe(&mut answer, &meta);
+        Ok(answer)
+    }
+
+    fn delete(&self, store: &DsStore, meta: Option<Meta>) -> worker::Result<Answer> {
+        let Some(mut meta) = meta else {
+            return Ok(not_found());
+        };
+        if meta.soft_deleted {
+            return Ok(gone());
+        }
+        let mut answer = Answer::new(204);
+        if meta.refs > 0 {
+            // Forks copied their data at creation: only the stream's own state is kept (for 410).
+            meta.soft_deleted = true;
+            store.purge()?;
+            store.set_meta(&meta)?;
+        } else {
+            store.purge()?;
+            if let Some(source) = &meta.forked_from {
+                answer.set(H_FORKED_FROM, source);
+            }
+        }
+        self.wake_readers();
+        Ok(answer)
+    }
+
+    fn fork_unref(&self, store: &DsStore, meta: Option<Meta>) -> worker::Result<Answer> {
+        let Some(mut meta) = meta else {
+            return Ok(Answer::new(204));
+        };
+        meta.refs = meta.refs.saturating_sub(1);
+        let mut answer = Answer::new(204);
+        if meta.soft_deleted && meta.refs == 0 {
+            store.purge()?;
+            if let Some(source) = &meta.forked_from {
+                answer.set(H_FORKED_FROM, source);
+            }
+        } else {
+            store.set_meta(&meta)?;
+        }
+        Ok(answer)
+    }
+
+    /// What a fork of this stream starts with: its configuration (in a header) and its rows up to
+    /// the fork point (in the body, framed as `start u64 | length u32 | bytes`).
+    fn fork_export(
+        &self,
+        store: &DsStore,
+        meta: Option<Meta>,
+        url: &worker::Url,
+    ) -> worker::Result<Answer> {
+        let Some(meta) = meta else {
+            return Ok(Answer::error(404, "source_not_found", "no stream at Stream-Forked-From"));
+        };
+        if meta.soft_deleted {
+            return Ok(Answer::error(409, "source_soft_deleted", "the source stream was deleted"));
+        }
+        let query = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let anchor = match query("offset") {
+            None => meta.tail(),
+            Some(token) => match parse_offset(&token) {
+                Ok(offset) => offset,
+                Err(e) => return Ok(bad("invalid_fork_offset", e)),
+            },
+        };
+        if anchor > meta.tail() {
+            return Ok(bad("invalid_fork_offset", "Stream-Fork-Offset is past the source's tail"));
+        }
+        let sub_offset = match query("sub").map(|s| s.parse::<u64>()) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Ok(bad("invalid_fork_sub_offset", "Stream-Fork-Sub-Offset must be a non-negative integer")),
+        };
+        let rows = store.rows_from(meta.earliest, usize::MAX, usize::MAX)?;
+        let mut framed = Vec::new();
+        let mut point = anchor.0;
+        let mut remaining = sub_offset;
+        let json = is_json(&meta.content_type);
+        for (start, bytes) in rows {
+            let end = start + (bytes.len() as u64).max(1);
+            let take = if end <= anchor.0 {
+                bytes.len()
+            } else if remaining == 0 {
+                break;
+            } else if json {
+                if start < anchor.0 {
+                    break;
+                }
+                remaining -= 1;
+                point = end;
+                bytes.len()
+            } else {
+                let from = anchor.0.max(start);
+                let available = end - from;
+                if remaining > available {
+                    return Ok(bad("invalid_fork_sub_offset", "Stream-Fork-Sub-Offset is past the next data boundary"));
+                }
+                point = from + remaining;
+                remaining = 0;
+                (point - start) as usize
+            };
+            framed.extend_from_slice(&start.to_be_bytes());
+            framed.extend_from_slice(&(take as u32).to_be_bytes());
+            framed.extend_from_slice(&bytes[..take]);
+        }
+        if remaining > 0 {
+            return Ok(bad("invalid_fork_sub_offset", "Stream-Fork-Sub-Offset is past the next data boundary"));
+        }
+        let source = ForkSource {
+            source_path: String::new(),
+            content_type: meta.content_type.clone(),
+            ttl_s: meta.ttl_s,
+            expires_at_ms: meta.expires_at_ms,
+            point,
+            sub_offset,
+        };
+        let mut answer = Answer::new(200);
+        answer.set(H_FORK, &serde_json::to_string(&source).map_err(|e| worker::Error::RustError(e.to_string()))?);
+        answer.body = framed;
+        Ok(answer)
+    }
+}
+
+/// What the Worker tells a new fork about its source.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ForkSource {
+    pub(crate) source_path: String,
+    pub(crate) content_type: String,
+    pub(crate) ttl_s: Option<u64>,
+    pub(crate) expires_at_ms: Option<i64>,
+    pub(crate) point: u64,
+    pub(crate) sub_offset: u64,
+}
+
+fn decode_rows(mut framed: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut rows = Vec::new();
+    while framed.len() >= 12 {
+        let mut start = [0u8; 8];
+        start.copy_from_slice(&framed[..8]);
+        let mut length = [0u8; 4];
+        length.copy_from_slice(&framed[8..12]);
+        let length = u32::from_be_bytes(length) as usize;
+        let Some(bytes) = framed.get(12..12 + length) else {
+            break;
+        };
+        rows.push((u64::from_be_bytes(start), bytes.to_vec()));
+        framed = &framed[12 + length..];
+    }
+    rows
+}
+
+fn head(meta: &Meta) -> Answer {
+    let mut answer = Answer::new(200)
+        .with("content-type", &meta.content_type)
+        .with("cache-control", "no-store");
+    describe(&mut answer, meta);
+    match meta.expiry() {
+        Expiry::Ttl { ttl_s } => answer.set("stream-ttl", &ttl_s.to_string()),
+        Expiry::At { at_ms } => answer.set("stream-expires-at", &format_rfc3339_ms(at_ms)),
+        Expiry::Never => {}
+    }
+    answer
+}
+
+/// A catch-up read (§5.6); the Worker builds long-poll and SSE answers from these.
+fn read(
+    store: &DsStore,
+    meta: &Meta,
+    request: &Request,
+    url: &worker::Url,
+    limits: &DsLimits,
+) -> worker::Result<Answer> {
+    let offsets: Vec<String> = url
+        .query_pairs()
+        .filter(|(k, _)| k == "offset")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if offsets.len() > 1 {
+        return Ok(bad("invalid_offset", "send one offset"));
+    }
+    let from = match parse_read_from(offsets.first().map(String::as_str)) {
+        Ok(from) => from,
+        Err(e) => return Ok(bad("invalid_offset", e)),
+    };
+    let json = is_json(&meta.content_type);
+    let start = match from {
+        ReadFrom::Start => Offset(meta.earliest),
+        ReadFrom::Now => {
+            let mut answer = Answer::new(200)
+                .with("content-type", &meta.content_type)
+                .with("stream-up-to-date", "true")
+                .with("cache-control", "no-store")
+                .with(H_EMPTY, "true");
+            describe(&mut answer, meta);
+            if json {
+                answer.body = b"[]".to_vec();
+            }
+            return Ok(answer);
+        }
+        ReadFrom::At(offset) => offset,
+    };
+    if start.0 < meta.earliest {
+        return Ok(Answer::error(410, "offset_gone", "the offset is before the earliest retained data"));
+    }
+    if start > meta.tail() {
+        return Ok(bad("invalid_offset", "the offset is past the stream's tail"));
+    }
+    let rows = store.rows_from(start.0, limits.read_bytes_max, usize::MAX)?;
+    let mut next = start.0;
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    for (row_start, bytes) in rows {
+        let end = row_start + (bytes.len() as u64).max(1);
+        let skip = start.0.saturating_sub(row_start) as usize;
+        chunks.push(bytes.get(skip.min(bytes.len())..).unwrap_or_default().to_vec());
+        next = end;
+    }
+    let up_to_date = next >= meta.tail;
+    let closed_here = meta.closed && up_to_date;
+    let tag = etag(&meta.generation, start, Offset(next), closed_here);
+    let mut answer = Answer::new(200)
+        .with("content-type", &meta.content_type)
+        .with("stream-next-offset", &Offset(next).encode())
+        .with("etag", &tag)
+        .with("cache-control", "private, max-age=60, stale-while-revalidate=300");
+    if chunks.is_empty() {
+        answer.set(H_EMPTY, "true");
+    }
+    if up_to_date {
+        answer.set("stream-up-to-date", "true");
+    }
+    if closed_here {
+        answer.set("stream-closed", "true");
+    }
+    if header(request, "if-none-match").is_some_and(|v| if_none_match_hits(&v, &tag)) {
+        answer.status = 304;
+        return Ok(answer);
+    }
+    answer.body = if json {
+        join_messages(chunks.iter().map(Vec::as_slice))
+    } else {
+        chunks.concat()
+    };
+    Ok(answer)
+}
