@@ -97,7 +97,9 @@ pub(crate) async fn handle(
     };
     let live = query_value(&url, "live");
     let response = match (method, live.as_deref()) {
-        (Method::Get, Some("long-poll")) => long_poll(&target, path, &request, &url, &limits).await?,
+        (Method::Get, Some("long-poll")) => {
+            long_poll(&target, path, &request, &url, &limits).await?
+        }
         (Method::Get, Some("sse")) => sse(&target, path, &request, &url).await?,
         (Method::Get, Some(other)) if !other.is_empty() => {
             return Err(ApiError::bad_request(
@@ -108,8 +110,19 @@ pub(crate) async fn handle(
         (Method::Put, _) if request.headers().has("stream-forked-from")? => {
             fork(&target, path, &request, &url, body).await?
         }
+        (Method::Put, _)
+            if request.headers().has("stream-fork-offset")?
+                || request.headers().has("stream-fork-sub-offset")? =>
+        {
+            return Err(ApiError::bad_request(
+                "invalid_fork",
+                "Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From",
+            ))
+        }
         (Method::Delete, _) => {
-            let answer = target.call(path, "stream", Method::Delete, &request, &url, None).await?;
+            let answer = target
+                .call(path, "stream", Method::Delete, &request, &url, None)
+                .await?;
             if let Some(source) = answer.headers().get(H_FORKED_FROM)? {
                 target.release_chain(source).await?;
             }
@@ -117,11 +130,29 @@ pub(crate) async fn handle(
         }
         (method, _) => {
             let body = matches!(method, Method::Put | Method::Post).then_some(body);
-            target.call(path, "stream", method, &request, &url, body).await?
+            target
+                .call(path, "stream", method, &request, &url, body)
+                .await?
         }
     };
     public(response)
 }
+
+/// The CORS preflight of a stream URL: its methods and every protocol request header.
+pub(crate) fn preflight(allowed: Option<crate::cors::Allowed>) -> worker::Result<Response> {
+    crate::cors::preflight_for(
+        allowed,
+        "GET, HEAD, PUT, POST, DELETE, OPTIONS",
+        "authorization, content-type, if-none-match, stream-ttl, stream-expires-at, stream-seq, \
+         stream-closed, stream-forked-from, stream-fork-offset, stream-fork-sub-offset, \
+         producer-id, producer-epoch, producer-seq",
+    )
+}
+
+/// The response headers a browser may read.
+const EXPOSED: &str = "stream-next-offset, stream-cursor, stream-up-to-date, stream-closed, \
+    stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, producer-seq, \
+    producer-expected-seq, producer-received-seq, etag, location";
 
 /// Strips internal headers and adds the browser security headers (§12.7).
 fn public(response: Response) -> ApiResult<Response> {
@@ -132,6 +163,7 @@ fn public(response: Response) -> ApiResult<Response> {
         }
     }
     headers.set("x-content-type-options", "nosniff")?;
+    headers.set("access-control-expose-headers", EXPOSED)?;
     headers.set("cross-origin-resource-policy", "cross-origin")?;
     Ok(response.with_headers(headers))
 }
@@ -168,9 +200,15 @@ impl Target<'_> {
             }
         }
         headers.set(H_PATH, path)?;
-        let public_url = format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or("localhost"), port_suffix(url));
+        let public_url = format!(
+            "{}://{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or("localhost"),
+            port_suffix(url)
+        );
         headers.set(H_URL, &format!("{public_url}{}", url.path()))?;
-        self.send(path, op, method, headers, url.query(), body).await
+        self.send(path, op, method, headers, url.query(), body)
+            .await
     }
 
     async fn send(
@@ -197,7 +235,14 @@ impl Target<'_> {
     async fn release_chain(&self, mut source: String) -> ApiResult<()> {
         for _ in 0..FORK_CHAIN_MAX {
             let answer = self
-                .send(&source, "fork-unref", Method::Post, Headers::new(), None, None)
+                .send(
+                    &source,
+                    "fork-unref",
+                    Method::Post,
+                    Headers::new(),
+                    None,
+                    None,
+                )
                 .await?;
             match answer.headers().get(H_FORKED_FROM)? {
                 Some(next) => source = next,
@@ -238,46 +283,80 @@ async fn fork(
     let mut query = Vec::new();
     if let Some(offset) = headers.get("stream-fork-offset")? {
         if parse_offset(offset.trim()).is_err() {
-            return Err(ApiError::bad_request("invalid_fork_offset", "Stream-Fork-Offset is not an offset this server returned"));
+            return Err(ApiError::bad_request(
+                "invalid_fork_offset",
+                "Stream-Fork-Offset is not an offset this server returned",
+            ));
         }
         query.push(format!("offset={}", offset.trim()));
     }
     if let Some(sub) = headers.get("stream-fork-sub-offset")? {
         let sub = sub.trim();
-        let valid = !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_digit()) && sub.parse::<u64>().is_ok();
+        let valid = !sub.is_empty()
+            && sub.bytes().all(|b| b.is_ascii_digit())
+            && sub.parse::<u64>().is_ok();
         if !valid {
-            return Err(ApiError::bad_request("invalid_fork_sub_offset", "Stream-Fork-Sub-Offset must be a non-negative integer"));
+            return Err(ApiError::bad_request(
+                "invalid_fork_sub_offset",
+                "Stream-Fork-Sub-Offset must be a non-negative integer",
+            ));
         }
         query.push(format!("sub={sub}"));
     }
     let query = query.join("&");
     let mut export = target
-        .send(&source, "fork-export", Method::Get, Headers::new(), Some(&query), None)
+        .send(
+            &source,
+            "fork-export",
+            Method::Get,
+            Headers::new(),
+            Some(&query),
+            None,
+        )
         .await?;
     if export.status_code() != 200 {
         return Ok(export);
     }
-    let mut fork_source: ForkSource = serde_json::from_str(
-        &export.headers().get(H_FORK)?.unwrap_or_default(),
-    )
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut fork_source: ForkSource =
+        serde_json::from_str(&export.headers().get(H_FORK)?.unwrap_or_default())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     fork_source.source_path = source.clone();
-    let rows = export.bytes().await?;
-    let _ = body;
+    let mut rows = export.bytes().await?;
+    fork_source.rows_bytes = rows.len() as u64;
+    rows.extend_from_slice(&body);
     let fork_headers = Headers::new();
     for (name, value) in headers.entries() {
         if name != "authorization" && !INTERNAL.contains(&name.as_str()) {
             fork_headers.append(&name, &value)?;
         }
     }
-    fork_headers.set(H_FORK, &serde_json::to_string(&fork_source).map_err(|e| ApiError::Internal(e.to_string()))?)?;
-    fork_headers.set(H_URL, &format!("{}://{}{}{}", url.scheme(), url.host_str().unwrap_or("localhost"), port_suffix(url), url.path()))?;
+    fork_headers.set(
+        H_FORK,
+        &serde_json::to_string(&fork_source).map_err(|e| ApiError::Internal(e.to_string()))?,
+    )?;
+    fork_headers.set(
+        H_URL,
+        &format!(
+            "{}://{}{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or("localhost"),
+            port_suffix(url),
+            url.path()
+        ),
+    )?;
     let created = target
         .send(path, "stream", Method::Put, fork_headers, None, Some(rows))
         .await?;
     if created.status_code() == 201 {
         target
-            .send(&source, "fork-ref", Method::Post, Headers::new(), None, None)
+            .send(
+                &source,
+                "fork-ref",
+                Method::Post,
+                Headers::new(),
+                None,
+                None,
+            )
             .await?;
     }
     Ok(created)
@@ -323,7 +402,9 @@ impl LiveSocket {
             return Ok(Err(answer));
         }
         let Some(socket) = answer.websocket() else {
-            return Err(ApiError::Internal("the stream answered 101 without a socket".into()));
+            return Err(ApiError::Internal(
+                "the stream answered 101 without a socket".into(),
+            ));
         };
         socket.accept()?;
         let wakes = Rc::new(RefCell::new(Wakes::default()));
@@ -388,13 +469,20 @@ impl LiveSocket {
 }
 
 /// A catch-up read at `offset` through the object.
-async fn read_at(target: &Target<'_>, path: &str, offset: &str, request: &Request) -> ApiResult<Response> {
+async fn read_at(
+    target: &Target<'_>,
+    path: &str,
+    offset: &str,
+    request: &Request,
+) -> ApiResult<Response> {
     let headers = Headers::new();
     if let Some(value) = request.headers().get("if-none-match")? {
         headers.set("if-none-match", &value)?;
     }
     let query = format!("offset={offset}");
-    target.send(path, "stream", Method::Get, headers, Some(&query), None).await
+    target
+        .send(path, "stream", Method::Get, headers, Some(&query), None)
+        .await
 }
 
 fn cursor_for(url: &Url) -> String {
@@ -407,7 +495,12 @@ fn cursor_for(url: &Url) -> String {
 }
 
 fn flag(response: &Response, name: &str) -> bool {
-    response.headers().get(name).ok().flatten().is_some_and(|v| v == "true")
+    response
+        .headers()
+        .get(name)
+        .ok()
+        .flatten()
+        .is_some_and(|v| v == "true")
 }
 
 fn next_offset(response: &Response) -> String {
@@ -427,11 +520,11 @@ async fn long_poll(
     url: &Url,
     limits: &DsLimits,
 ) -> ApiResult<Response> {
-    let mut offset = match query_value(url, "offset") {
-        Some(offset) => offset,
-        None => {
-            return Err(ApiError::bad_request("missing_offset", "long-poll needs an offset"))
-        }
+    let Some(mut offset) = query_value(url, "offset") else {
+        return Err(ApiError::bad_request(
+            "missing_offset",
+            "long-poll needs an offset",
+        ));
     };
     let mut live = match LiveSocket::open(target, path, request, url).await? {
         Ok(live) => live,
@@ -448,11 +541,15 @@ async fn long_poll(
         let empty = flag(&answer, H_EMPTY);
         let tail = next_offset(&answer);
         if !empty {
-            let headers = answer.headers();
+            // The object's headers are immutable: copy them to add the cursor.
+            let headers = Headers::new();
+            for (name, value) in answer.headers().entries() {
+                headers.append(&name, &value)?;
+            }
             if !closed {
                 headers.set("stream-cursor", &cursor)?;
             }
-            return Ok(answer);
+            return Ok(answer.with_headers(headers));
         }
         if closed || !live.wait(deadline_ms).await && now_ms() >= deadline_ms {
             let headers = Headers::new();
@@ -498,7 +595,14 @@ impl SseState<'_> {
             };
             let query = format!("offset={}", self.offset);
             let answer = target
-                .send(&self.path, "stream", Method::Get, Headers::new(), Some(&query), None)
+                .send(
+                    &self.path,
+                    "stream",
+                    Method::Get,
+                    Headers::new(),
+                    Some(&query),
+                    None,
+                )
                 .await;
             let Ok(mut answer) = answer else {
                 return None;
@@ -545,9 +649,11 @@ impl SseState<'_> {
 
 /// §5.8: data and control events from the offset on, kept open for new data (about a minute).
 async fn sse(target: &Target<'_>, path: &str, request: &Request, url: &Url) -> ApiResult<Response> {
-    let offset = match query_value(url, "offset") {
-        Some(offset) => offset,
-        None => return Err(ApiError::bad_request("missing_offset", "SSE needs an offset")),
+    let Some(offset) = query_value(url, "offset") else {
+        return Err(ApiError::bad_request(
+            "missing_offset",
+            "SSE needs an offset",
+        ));
     };
     let live = match LiveSocket::open(target, path, request, url).await? {
         Ok(live) => live,
@@ -560,7 +666,11 @@ async fn sse(target: &Target<'_>, path: &str, request: &Request, url: &Url) -> A
     }
     let content_type = first.headers().get("content-type")?.unwrap_or_default();
     let text = is_sse_text(&content_type);
-    let offset = if offset == "now" { next_offset(&first) } else { offset };
+    let offset = if offset == "now" {
+        next_offset(&first)
+    } else {
+        offset
+    };
     let state = SseState {
         env: target.env.clone(),
         tenant: target.tenant.clone(),

@@ -93,9 +93,7 @@ impl Answer {
         } else {
             Response::from_bytes(self.body)?
         };
-        Ok(response
-            .with_status(self.status)
-            .with_headers(self.headers))
+        Ok(response.with_status(self.status).with_headers(self.headers))
     }
 }
 
@@ -108,7 +106,11 @@ fn not_found() -> Answer {
 }
 
 fn gone() -> Answer {
-    Answer::error(410, "stream_gone", "the stream was deleted; its data is kept for its forks")
+    Answer::error(
+        410,
+        "stream_gone",
+        "the stream was deleted; its data is kept for its forks",
+    )
 }
 
 fn header(request: &Request, name: &str) -> Option<String> {
@@ -119,6 +121,12 @@ fn header(request: &Request, name: &str) -> Option<String> {
 pub struct DurableStream {
     state: State,
     env: Env,
+}
+
+impl core::fmt::Debug for DurableStream {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DurableStream").finish_non_exhaustive()
+    }
 }
 
 impl DurableObject for DurableStream {
@@ -240,7 +248,8 @@ impl DurableStream {
                         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
                     if upgrade {
                         let pair = WebSocketPair::new()?;
-                        self.state.accept_websocket_with_tags(&pair.server, &["live"]);
+                        self.state
+                            .accept_websocket_with_tags(&pair.server, &["live"]);
                         Served::Socket(Response::from_websocket(pair.client)?)
                     } else {
                         read(&store, &m, request, &url, &limits)?.into()
@@ -337,21 +346,32 @@ impl DurableStream {
             describe(&mut answer, &m);
             return Ok(answer);
         }
+        // A fork's body is its source's rows, then the client's own initial body.
+        let (inherited, body) = match &fork {
+            Some(fork) => {
+                let split = usize::try_from(fork.rows_bytes)
+                    .unwrap_or(usize::MAX)
+                    .min(body.len());
+                let (rows, own) = body.split_at(split);
+                (decode_rows(rows), own.to_vec())
+            }
+            None => (Vec::new(), body),
+        };
         let json = is_json(&content_type);
-        let messages = if json && fork.is_none() && !body.is_empty() {
+        let messages: Vec<Vec<u8>> = if body.is_empty() {
+            Vec::new()
+        } else if json {
             match split_messages(&body, JsonBodyKind::Create) {
                 Ok(messages) => messages.into_iter().map(String::into_bytes).collect(),
                 Err(e) => return Ok(bad("invalid_json", e)),
             }
-        } else if !body.is_empty() && fork.is_none() {
-            vec![body.clone()]
         } else {
-            Vec::new()
+            vec![body]
         };
         let generation = format!("{:x}{:08x}", now, (js_sys::Math::random() * 4e9) as u64);
         let mut meta = Meta {
             generation,
-            content_type: content_type.clone(),
+            content_type,
             ttl_s,
             expires_at_ms,
             closed: false,
@@ -370,20 +390,20 @@ impl DurableStream {
         // A re-created stream must not see the old one's rows or producers.
         store.purge()?;
         if let Some(fork) = &fork {
-            let rows = decode_rows(&body);
-            if let Some((first, _)) = rows.first() {
-                meta.tail = *first;
+            if let Some((first, _)) = inherited.first() {
                 meta.earliest = *first;
             }
-            for (start, bytes) in &rows {
+            for (start, bytes) in &inherited {
                 meta.tail = *start;
                 store.append_rows(&mut meta, &[bytes.as_slice()])?;
             }
             meta.tail = fork.point;
-        } else {
-            let rows: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-            store.append_rows(&mut meta, &rows)?;
+            if inherited.is_empty() {
+                meta.earliest = fork.point;
+            }
         }
+        let rows: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        store.append_rows(&mut meta, &rows)?;
         meta.closed = closed;
         store.set_meta(&meta)?;
         let mut answer = Answer::new(201).with("content-type", &meta.content_type);
@@ -419,18 +439,31 @@ impl DurableStream {
             Err(e) => return Ok(bad("invalid_producer", e)),
         };
         if body.is_empty() && !closing {
-            return Ok(bad("empty_body", "an append needs a body (or Stream-Closed: true)"));
+            return Ok(bad(
+                "empty_body",
+                "an append needs a body (or Stream-Closed: true)",
+            ));
         }
         if body.len() > limits.append_bytes_max {
-            return Ok(Answer::error(413, "too_large", "the append is over HERALD_DS_APPEND_BYTES_MAX"));
+            return Ok(Answer::error(
+                413,
+                "too_large",
+                "the append is over HERALD_DS_APPEND_BYTES_MAX",
+            ));
         }
         // §5.2 error precedence: closed first, then content type, then sequence.
         if meta.closed {
             let by_closer = match (&producer, &meta.closed_by) {
-                (Some(p), Some(by)) => p.id == by.producer && p.epoch == by.epoch && p.seq == by.seq,
+                (Some(p), Some(by)) => {
+                    p.id == by.producer && p.epoch == by.epoch && p.seq == by.seq
+                }
                 _ => false,
             };
-            let status = if by_closer || (body.is_empty() && closing) { 204 } else { 409 };
+            let status = if by_closer || (body.is_empty() && closing) {
+                204
+            } else {
+                409
+            };
             let mut answer = if status == 409 {
                 Answer::error(409, "stream_closed", "the stream is closed")
             } else {
@@ -446,7 +479,10 @@ impl DurableStream {
         let mut rows: Vec<Vec<u8>> = Vec::new();
         if !body.is_empty() {
             let Some(content_type) = header(request, "content-type") else {
-                return Ok(bad("missing_content_type", "an append with a body needs Content-Type"));
+                return Ok(bad(
+                    "missing_content_type",
+                    "an append with a body needs Content-Type",
+                ));
             };
             if media_type(&content_type) != media_type(&meta.content_type) {
                 return Ok(Answer::error(
@@ -476,16 +512,27 @@ impl DurableStream {
                     return Ok(answer);
                 }
                 ProducerVerdict::StaleEpoch { current_epoch } => {
-                    return Ok(Answer::error(403, "stale_producer_epoch", "a newer epoch of this producer exists")
-                        .with("producer-epoch", &current_epoch.to_string()));
+                    return Ok(Answer::error(
+                        403,
+                        "stale_producer_epoch",
+                        "a newer epoch of this producer exists",
+                    )
+                    .with("producer-epoch", &current_epoch.to_string()));
                 }
                 ProducerVerdict::NewEpochNotAtZero => {
-                    return Ok(bad("invalid_producer", "a new producer epoch starts at Producer-Seq 0"));
+                    return Ok(bad(
+                        "invalid_producer",
+                        "a new producer epoch starts at Producer-Seq 0",
+                    ));
                 }
                 ProducerVerdict::Gap { expected, received } => {
-                    return Ok(Answer::error(409, "producer_sequence_gap", "Producer-Seq skips ahead")
-                        .with("producer-expected-seq", &expected.to_string())
-                        .with("producer-received-seq", &received.to_string()));
+                    return Ok(Answer::error(
+                        409,
+                        "producer_sequence_gap",
+                        "Producer-Seq skips ahead",
+                    )
+                    .with("producer-expected-seq", &expected.to_string())
+                    .with("producer-received-seq", &received.to_string()));
                 }
             }
         }
@@ -493,7 +540,11 @@ impl DurableStream {
             match stream_seq_advances(meta.stream_seq.as_deref(), &seq) {
                 Ok(true) => meta.stream_seq = Some(seq),
                 Ok(false) => {
-                    return Ok(Answer::error(409, "stream_seq_regression", "Stream-Seq must increase"))
+                    return Ok(Answer::error(
+                        409,
+                        "stream_seq_regression",
+                        "Stream-Seq must increase",
+                    ))
                 }
                 Err(e) => return Ok(bad("invalid_stream_seq", e)),
             }
@@ -516,8 +567,10 @@ impl DurableStream {
         meta.last_access_ms = now;
         store.set_meta(&meta)?;
         self.wake_readers();
+        // A close-only request answers 204 even for a producer (nothing new was stored).
+        let status = if row_refs.is_empty() { 204 } else { 200 };
         let mut answer = match (&producer, next_producer) {
-            (Some(_), Some(next)) => Answer::new(200)
+            (Some(_), Some(next)) => Answer::new(status)
                 .with("producer-epoch", &next.epoch.to_string())
                 .with("producer-seq", &next.last_seq.to_string()),
             _ => Answer::new(204),
@@ -575,10 +628,18 @@ impl DurableStream {
         url: &worker::Url,
     ) -> worker::Result<Answer> {
         let Some(meta) = meta else {
-            return Ok(Answer::error(404, "source_not_found", "no stream at Stream-Forked-From"));
+            return Ok(Answer::error(
+                404,
+                "source_not_found",
+                "no stream at Stream-Forked-From",
+            ));
         };
         if meta.soft_deleted {
-            return Ok(Answer::error(409, "source_soft_deleted", "the source stream was deleted"));
+            return Ok(Answer::error(
+                409,
+                "source_soft_deleted",
+                "the source stream was deleted",
+            ));
         }
         let query = |name: &str| {
             url.query_pairs()
@@ -593,12 +654,20 @@ impl DurableStream {
             },
         };
         if anchor > meta.tail() {
-            return Ok(bad("invalid_fork_offset", "Stream-Fork-Offset is past the source's tail"));
+            return Ok(bad(
+                "invalid_fork_offset",
+                "Stream-Fork-Offset is past the source's tail",
+            ));
         }
         let sub_offset = match query("sub").map(|s| s.parse::<u64>()) {
             None => 0,
             Some(Ok(n)) => n,
-            Some(Err(_)) => return Ok(bad("invalid_fork_sub_offset", "Stream-Fork-Sub-Offset must be a non-negative integer")),
+            Some(Err(_)) => {
+                return Ok(bad(
+                    "invalid_fork_sub_offset",
+                    "Stream-Fork-Sub-Offset must be a non-negative integer",
+                ))
+            }
         };
         let rows = store.rows_from(meta.earliest, usize::MAX, usize::MAX)?;
         let mut framed = Vec::new();
@@ -622,7 +691,10 @@ impl DurableStream {
                 let from = anchor.0.max(start);
                 let available = end - from;
                 if remaining > available {
-                    return Ok(bad("invalid_fork_sub_offset", "Stream-Fork-Sub-Offset is past the next data boundary"));
+                    return Ok(bad(
+                        "invalid_fork_sub_offset",
+                        "Stream-Fork-Sub-Offset is past the next data boundary",
+                    ));
                 }
                 point = from + remaining;
                 remaining = 0;
@@ -633,7 +705,10 @@ impl DurableStream {
             framed.extend_from_slice(&bytes[..take]);
         }
         if remaining > 0 {
-            return Ok(bad("invalid_fork_sub_offset", "Stream-Fork-Sub-Offset is past the next data boundary"));
+            return Ok(bad(
+                "invalid_fork_sub_offset",
+                "Stream-Fork-Sub-Offset is past the next data boundary",
+            ));
         }
         let source = ForkSource {
             source_path: String::new(),
@@ -642,9 +717,13 @@ impl DurableStream {
             expires_at_ms: meta.expires_at_ms,
             point,
             sub_offset,
+            rows_bytes: framed.len() as u64,
         };
         let mut answer = Answer::new(200);
-        answer.set(H_FORK, &serde_json::to_string(&source).map_err(|e| worker::Error::RustError(e.to_string()))?);
+        answer.set(
+            H_FORK,
+            &serde_json::to_string(&source).map_err(|e| worker::Error::RustError(e.to_string()))?,
+        );
         answer.body = framed;
         Ok(answer)
     }
@@ -659,6 +738,8 @@ pub(crate) struct ForkSource {
     pub(crate) expires_at_ms: Option<i64>,
     pub(crate) point: u64,
     pub(crate) sub_offset: u64,
+    /// How many bytes of the fork's body are the source's framed rows (the rest is its own).
+    pub(crate) rows_bytes: u64,
 }
 
 fn decode_rows(mut framed: &[u8]) -> Vec<(u64, Vec<u8>)> {
@@ -729,10 +810,17 @@ fn read(
         ReadFrom::At(offset) => offset,
     };
     if start.0 < meta.earliest {
-        return Ok(Answer::error(410, "offset_gone", "the offset is before the earliest retained data"));
+        return Ok(Answer::error(
+            410,
+            "offset_gone",
+            "the offset is before the earliest retained data",
+        ));
     }
     if start > meta.tail() {
-        return Ok(bad("invalid_offset", "the offset is past the stream's tail"));
+        return Ok(bad(
+            "invalid_offset",
+            "the offset is past the stream's tail",
+        ));
     }
     let rows = store.rows_from(start.0, limits.read_bytes_max, usize::MAX)?;
     let mut next = start.0;
@@ -740,7 +828,12 @@ fn read(
     for (row_start, bytes) in rows {
         let end = row_start + (bytes.len() as u64).max(1);
         let skip = start.0.saturating_sub(row_start) as usize;
-        chunks.push(bytes.get(skip.min(bytes.len())..).unwrap_or_default().to_vec());
+        chunks.push(
+            bytes
+                .get(skip.min(bytes.len())..)
+                .unwrap_or_default()
+                .to_vec(),
+        );
         next = end;
     }
     let up_to_date = next >= meta.tail;
@@ -750,7 +843,10 @@ fn read(
         .with("content-type", &meta.content_type)
         .with("stream-next-offset", &Offset(next).encode())
         .with("etag", &tag)
-        .with("cache-control", "private, max-age=60, stale-while-revalidate=300");
+        .with(
+            "cache-control",
+            "private, max-age=60, stale-while-revalidate=300",
+        );
     if chunks.is_empty() {
         answer.set(H_EMPTY, "true");
     }

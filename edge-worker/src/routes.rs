@@ -108,6 +108,9 @@ pub(crate) async fn handle(request: Request, env: Env) -> worker::Result<Respons
     };
     let allowed = cors::allowed_origin(&request, config);
     if request.method() == Method::Options {
+        if request.path().starts_with("/ds/") {
+            return crate::ds_routes::preflight(allowed);
+        }
         return cors::preflight(allowed);
     }
     let response = match dispatch(request, &env, config).await {

@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn etags() {
         let tag = etag("s", Offset(0), Offset(5), false);
-        assert_eq!(tag, "\"s:00000000000000000000:00000000000000000005\"");
+        assert_eq!(
+            tag,
+            "\"s:0000000000000000_0000000000000000:0000000000000000_0000000000000005\""
+        );
         assert_ne!(tag, etag("s", Offset(0), Offset(5), true));
         assert!(if_none_match_hits(&tag, &tag));
         assert!(if_none_match_hits(&alloc::format!("\"x\", {tag}"), &tag));
@@ -192,7 +195,7 @@ mod tests {
         };
         assert_eq!(
             sse_control_event(&open),
-            b"event: control\ndata:{\"streamNextOffset\":\"00000000000000000003\",\"streamCursor\":\"7\",\"upToDate\":true}\n\n"
+            b"event: control\ndata:{\"streamNextOffset\":\"0000000000000000_0000000000000003\",\"streamCursor\":\"7\",\"upToDate\":true}\n\n"
         );
         let closed = Control {
             closed: true,
@@ -200,7 +203,7 @@ mod tests {
         };
         assert_eq!(
             sse_control_event(&closed),
-            b"event: control\ndata:{\"streamNextOffset\":\"00000000000000000003\",\"upToDate\":true,\"streamClosed\":true}\n\n"
+            b"event: control\ndata:{\"streamNextOffset\":\"0000000000000000_0000000000000003\",\"upToDate\":true,\"streamClosed\":true}\n\n"
         );
     }
 }

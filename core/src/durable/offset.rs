@@ -1,15 +1,19 @@
 //! Offsets (PROTOCOL.md §8): opaque, lexicographically sortable tokens, and the two sentinels.
 //!
 //! Herald's offset is the stream's logical position (bytes for byte streams, stored message bytes
-//! for JSON streams) written as 20 decimal digits, so that string order is numeric order and every
-//! `u64` fits. §8: "Offsets are single tokens and MUST NOT contain `,`, `&`, `=`, `?`, or `/`";
-//! digits never do, and neither sentinel (`-1`, `now`) can be minted.
+//! for JSON streams) written as two 16-digit decimal halves, `{high}_{low}` with `position = high *
+//! 10^16 + low`: fixed width, so string order is numeric order, and every `u64` fits. It has the
+//! shape of the reference server's offsets (the conformance suite writes the zero offset as
+//! `0000000000000000_0000000000000000`). §8: "Offsets are single tokens and MUST NOT contain `,`,
+//! `&`, `=`, `?`, or `/`"; digits and `_` never do, and neither sentinel (`-1`, `now`) can be minted.
 
 use alloc::string::String;
 use core::fmt;
 
-/// How many digits an offset has.
-pub const OFFSET_DIGITS: usize = 20;
+/// How many characters an offset token has (16 digits, `_`, 16 digits).
+pub const OFFSET_DIGITS: usize = 33;
+
+const HALF: u64 = 10_000_000_000_000_000;
 
 /// A position in a stream, as minted by the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -22,13 +26,13 @@ impl Offset {
     /// The token sent to clients (`Stream-Next-Offset`, `streamNextOffset`).
     #[must_use]
     pub fn encode(self) -> String {
-        alloc::format!("{:020}", self.0)
+        alloc::format!("{self}")
     }
 }
 
 impl fmt::Display for Offset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:020}", self.0)
+        write!(f, "{:016}_{:016}", self.0 / HALF, self.0 % HALF)
     }
 }
 
@@ -70,13 +74,17 @@ pub fn parse_offset(token: &str) -> Result<Offset, OffsetError> {
     if token.is_empty() {
         return Err(OffsetError::Empty);
     }
-    if token.len() != OFFSET_DIGITS || !token.bytes().all(|b| b.is_ascii_digit()) {
+    let (high, low) = token.split_once('_').ok_or(OffsetError::Malformed)?;
+    let digits = |half: &str| half.len() == 16 && half.bytes().all(|b| b.is_ascii_digit());
+    if !digits(high) || !digits(low) {
         return Err(OffsetError::Malformed);
     }
-    token
-        .parse()
+    let high: u64 = high.parse().map_err(|_| OffsetError::Malformed)?;
+    let low: u64 = low.parse().map_err(|_| OffsetError::Malformed)?;
+    high.checked_mul(HALF)
+        .and_then(|h| h.checked_add(low))
         .map(Offset)
-        .map_err(|_| OffsetError::Malformed)
+        .ok_or(OffsetError::Malformed)
 }
 
 /// Parses the `offset` query parameter; `None` (absent) reads from the start.
@@ -116,8 +124,15 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(Offset(5).encode(), "00000000000000000005");
-        assert_eq!(parse_offset("00000000000000000005"), Ok(Offset(5)));
+        assert_eq!(Offset(5).encode(), "0000000000000000_0000000000000005");
+        assert_eq!(
+            parse_offset("0000000000000000_0000000000000005"),
+            Ok(Offset(5))
+        );
+        assert_eq!(
+            parse_offset(&Offset(u64::MAX).encode()),
+            Ok(Offset(u64::MAX))
+        );
     }
 
     proptest! {
