@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 
+use herald_core::durable::ProducerState;
 use herald_core::{
     parse_publish, Batch, EventName, Filter, Hub as StreamHub, NewEvent, PlanCommand, PlanError,
     PlanRequest, PlanSession, PlanUpdate, Refused, SubscriberRecord, Subscription,
@@ -24,6 +25,7 @@ use crate::body::read_capped;
 use crate::call::HubCall;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
+use crate::producer_gate::{producer_of, Gate, ProducerTable};
 use crate::routes::{publish_error, Family};
 use crate::storage::{Store, PLAN};
 use crate::stream::now_ms;
@@ -204,8 +206,29 @@ impl Hub {
             ),
             HubCall::Publish => {
                 let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
-                let ids = self.publish(config, events)?;
-                Ok(Response::from_json(&Published { ids })?)
+                // Idempotent producers (producer_gate.rs): a retried batch is answered, not stored.
+                let gate = match producer_of(request)? {
+                    Some(producer) => {
+                        let table = ProducerTable::open(&self.state)?;
+                        match table.check(&producer)? {
+                            Gate::Answer(response) => return Ok(response),
+                            Gate::Store(next) => Some((table, producer.id, next)),
+                        }
+                    }
+                    None => None,
+                };
+                let producer = gate.as_ref().map(|(t, id, next)| (t, id.as_str(), *next));
+                let ids = self.publish(config, events, producer)?;
+                let response = Response::from_json(&Published { ids })?;
+                match gate {
+                    Some((_, _, next)) => {
+                        let headers = response.headers().clone();
+                        headers.set("producer-epoch", &next.epoch.to_string())?;
+                        headers.set("producer-seq", &next.last_seq.to_string())?;
+                        Ok(response.with_headers(headers))
+                    }
+                    None => Ok(response),
+                }
             }
             HubCall::Stats => self.stats(),
             HubCall::Disconnect => {
@@ -310,7 +333,12 @@ impl Hub {
 
     /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before the
     /// first write, so a batch is all or nothing; subscribers hear of it only once storage has it.
-    fn publish(&self, config: &Config, events: Vec<NewEvent>) -> ApiResult<Vec<String>> {
+    fn publish(
+        &self,
+        config: &Config,
+        events: Vec<NewEvent>,
+        producer: Option<(&ProducerTable, &str, ProducerState)>,
+    ) -> ApiResult<Vec<String>> {
         let vocabulary = Family::Generic.vocabulary(config);
         let mut guard = self.loaded.borrow_mut();
         let loaded = guard.as_mut().ok_or_else(not_loaded)?;
@@ -339,6 +367,11 @@ impl Hub {
         );
         // Should storage fail, memory is ahead of the truth: forget it and read storage again on
         // the next request, which also deletes any rows written before the failure (see storage.rs).
+        // The producer's state goes with the rows, in this same synchronous step.
+        let stored = stored.and_then(|()| match producer {
+            Some((table, id, next)) => table.set(id, next),
+            None => Ok(()),
+        });
         if let Err(error) = stored {
             console_error!("publish not stored: {error}");
             *guard = None;
@@ -428,7 +461,7 @@ impl Hub {
                 category: None,
             })
             .collect();
-        let ids = self.publish(config, events)?;
+        let ids = self.publish(config, events, None)?;
         self.with_loaded(|loaded| {
             loaded.plan = Some(session);
             Ok(loaded.store.set_meta(PLAN, &json)?)

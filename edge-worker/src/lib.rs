@@ -33,6 +33,8 @@ mod error;
 #[cfg(target_arch = "wasm32")]
 mod hub;
 #[cfg(target_arch = "wasm32")]
+mod producer_gate;
+#[cfg(target_arch = "wasm32")]
 mod routes;
 #[cfg(target_arch = "wasm32")]
 mod storage;

@@ -271,7 +271,16 @@ async fn forward_bearer(
         None => None,
     };
     let body = body.filter(|_| call.has_body());
-    forward(env, &tenant, &connection, &call, Headers::new(), body).await
+    // Idempotent producers: the headers are checked here (400 before the hub) and forwarded.
+    let headers = Headers::new();
+    if call == HubCall::Publish && crate::producer_gate::producer_of(&request)?.is_some() {
+        for name in crate::producer_gate::PRODUCER_HEADERS {
+            if let Some(value) = request.headers().get(name)? {
+                headers.set(name, &value)?;
+            }
+        }
+    }
+    forward(env, &tenant, &connection, &call, headers, body).await
 }
 
 #[derive(Deserialize)]
