@@ -26,7 +26,8 @@ use worker::{
 
 use crate::body::read_capped;
 use crate::config::Config;
-use crate::durable_stream::{DsLimits, ForkSource, H_EMPTY, H_FORK, H_FORKED_FROM, H_PATH, H_URL};
+use crate::ds_read::ForkSource;
+use crate::durable_stream::{DsLimits, H_EMPTY, H_FORK, H_FORKED_FROM, H_PATH, H_URL};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{bearer_claims, subscriber_claims};
 use crate::stream::now_ms;
@@ -86,7 +87,7 @@ pub(crate) async fn handle(
         }
     }
     let tenant = claims.tenant.clone();
-    let limits = DsLimits::get(env);
+    let limits = DsLimits::get(env).map_err(ApiError::Internal)?;
     let body = match method {
         Method::Put | Method::Post => read_capped(&mut request, limits.append_bytes_max).await?,
         _ => Vec::new(),

@@ -6,16 +6,15 @@
 //! after every change and holds no request and no timer, so it can be evicted between writes.
 
 use herald_core::durable::{
-    check_content_type, check_producer, etag, format_rfc3339_ms, if_none_match_hits,
-    is_closed_flag, is_json, join_messages, media_type, parse_offset, parse_read_from,
-    split_messages, stream_seq_advances, Expiry, JsonBodyKind, Offset, ProducerHeaders,
-    ProducerVerdict, ReadFrom,
+    check_content_type, check_producer, is_closed_flag, is_json, media_type, split_messages,
+    stream_seq_advances, Expiry, JsonBodyKind, ProducerHeaders, ProducerVerdict,
 };
 use worker::{
     durable_object, DurableObject, Env, Headers, Method, Request, Response, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
 };
 
+use crate::ds_read::{decode_rows, fork_export, head, read, ForkSource};
 use crate::ds_store::{ClosedBy, DsStore, Meta};
 use crate::stream::now_ms;
 
@@ -35,34 +34,60 @@ pub(crate) struct DsLimits {
     pub(crate) long_poll_ms: u64,
 }
 
-fn env_number(env: &Env, name: &str, default: u64) -> u64 {
-    env.var(name)
+/// A limit from the environment: empty or unset is its default; anything but a whole number in
+/// `range` is refused (as every Herald limit is: never clamped).
+fn env_number(
+    env: &Env,
+    name: &str,
+    default: u64,
+    range: core::ops::RangeInclusive<u64>,
+) -> Result<u64, String> {
+    let Some(text) = env.var(name).ok().map(|v| v.to_string()) else {
+        return Ok(default);
+    };
+    if text.trim().is_empty() {
+        return Ok(default);
+    }
+    text.trim()
+        .parse::<u64>()
         .ok()
-        .map(|v| v.to_string())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "{name} must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
 }
 
 impl DsLimits {
-    pub(crate) fn get(env: &Env) -> DsLimits {
-        DsLimits {
-            append_bytes_max: env_number(env, "HERALD_DS_APPEND_BYTES_MAX", 4 << 20) as usize,
-            stream_bytes_max: env_number(env, "HERALD_DS_STREAM_BYTES_MAX", 256 << 20),
-            read_bytes_max: env_number(env, "HERALD_DS_READ_BYTES_MAX", 1 << 20) as usize,
-            long_poll_ms: env_number(env, "HERALD_DS_LONG_POLL_MS", 10_000),
-        }
+    pub(crate) fn get(env: &Env) -> Result<DsLimits, String> {
+        Ok(DsLimits {
+            append_bytes_max: env_number(env, "HERALD_DS_APPEND_BYTES_MAX", 4 << 20, 1..=32 << 20)?
+                as usize,
+            stream_bytes_max: env_number(
+                env,
+                "HERALD_DS_STREAM_BYTES_MAX",
+                256 << 20,
+                1..=10 << 30,
+            )?,
+            read_bytes_max: env_number(env, "HERALD_DS_READ_BYTES_MAX", 1 << 20, 1..=16 << 20)?
+                as usize,
+            long_poll_ms: env_number(env, "HERALD_DS_LONG_POLL_MS", 10_000, 100..=300_000)?,
+        })
     }
 }
 
 /// A protocol answer: status, headers, body. Errors carry Herald's JSON error body.
 pub(crate) struct Answer {
-    status: u16,
+    pub(crate) status: u16,
     headers: Headers,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn new(status: u16) -> Answer {
+    pub(crate) fn new(status: u16) -> Answer {
         Answer {
             status,
             headers: Headers::new(),
@@ -70,7 +95,7 @@ impl Answer {
         }
     }
 
-    fn error(status: u16, code: &str, message: impl core::fmt::Display) -> Answer {
+    pub(crate) fn error(status: u16, code: &str, message: impl core::fmt::Display) -> Answer {
         let body = serde_json::json!({ "error": code, "message": message.to_string() });
         let mut answer = Answer::new(status);
         answer.body = body.to_string().into_bytes();
@@ -78,11 +103,11 @@ impl Answer {
         answer
     }
 
-    fn set(&mut self, name: &str, value: &str) {
+    pub(crate) fn set(&mut self, name: &str, value: &str) {
         let _ = self.headers.set(name, value);
     }
 
-    fn with(mut self, name: &str, value: &str) -> Answer {
+    pub(crate) fn with(mut self, name: &str, value: &str) -> Answer {
         self.set(name, value);
         self
     }
@@ -97,15 +122,15 @@ impl Answer {
     }
 }
 
-fn bad(code: &str, message: impl core::fmt::Display) -> Answer {
+pub(crate) fn bad(code: &str, message: impl core::fmt::Display) -> Answer {
     Answer::error(400, code, message)
 }
 
-fn not_found() -> Answer {
+pub(crate) fn not_found() -> Answer {
     Answer::error(404, "stream_not_found", "no stream at this URL")
 }
 
-fn gone() -> Answer {
+pub(crate) fn gone() -> Answer {
     Answer::error(
         410,
         "stream_gone",
@@ -113,7 +138,7 @@ fn gone() -> Answer {
     )
 }
 
-fn header(request: &Request, name: &str) -> Option<String> {
+pub(crate) fn header(request: &Request, name: &str) -> Option<String> {
     request.headers().get(name).ok().flatten()
 }
 
@@ -187,7 +212,7 @@ fn now_signed_ms() -> i64 {
 }
 
 /// Headers every answer about an existing stream carries.
-fn describe(answer: &mut Answer, meta: &Meta) {
+pub(crate) fn describe(answer: &mut Answer, meta: &Meta) {
     answer.set("stream-next-offset", &meta.tail().encode());
     if meta.closed {
         answer.set("stream-closed", "true");
@@ -197,7 +222,10 @@ fn describe(answer: &mut Answer, meta: &Meta) {
 impl DurableStream {
     fn serve(&self, request: &Request, body: Vec<u8>) -> worker::Result<Served> {
         let store = DsStore::open(&self.state)?;
-        let limits = DsLimits::get(&self.env);
+        let limits = match DsLimits::get(&self.env) {
+            Ok(limits) => limits,
+            Err(message) => return Ok(Answer::error(500, "internal", message).into()),
+        };
         let now = now_signed_ms();
         let mut meta = store.meta()?;
         // An expired stream is gone (a stream its forks still reference stays, soft-deleted).
@@ -216,7 +244,7 @@ impl DurableStream {
         let url = request.url()?;
         let op = url.path().trim_start_matches('/');
         let served: Served = match (op, request.method()) {
-            ("fork-export", Method::Get) => self.fork_export(&store, meta, &url)?.into(),
+            ("fork-export", Method::Get) => fork_export(&store, meta, &url)?.into(),
             ("fork-ref", Method::Post) => match meta {
                 Some(mut m) => {
                     m.refs += 1;
@@ -618,252 +646,4 @@ impl DurableStream {
         }
         Ok(answer)
     }
-
-    /// What a fork of this stream starts with: its configuration (in a header) and its rows up to
-    /// the fork point (in the body, framed as `start u64 | length u32 | bytes`).
-    fn fork_export(
-        &self,
-        store: &DsStore,
-        meta: Option<Meta>,
-        url: &worker::Url,
-    ) -> worker::Result<Answer> {
-        let Some(meta) = meta else {
-            return Ok(Answer::error(
-                404,
-                "source_not_found",
-                "no stream at Stream-Forked-From",
-            ));
-        };
-        if meta.soft_deleted {
-            return Ok(Answer::error(
-                409,
-                "source_soft_deleted",
-                "the source stream was deleted",
-            ));
-        }
-        let query = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        let anchor = match query("offset") {
-            None => meta.tail(),
-            Some(token) => match parse_offset(&token) {
-                Ok(offset) => offset,
-                Err(e) => return Ok(bad("invalid_fork_offset", e)),
-            },
-        };
-        if anchor > meta.tail() {
-            return Ok(bad(
-                "invalid_fork_offset",
-                "Stream-Fork-Offset is past the source's tail",
-            ));
-        }
-        let sub_offset = match query("sub").map(|s| s.parse::<u64>()) {
-            None => 0,
-            Some(Ok(n)) => n,
-            Some(Err(_)) => {
-                return Ok(bad(
-                    "invalid_fork_sub_offset",
-                    "Stream-Fork-Sub-Offset must be a non-negative integer",
-                ))
-            }
-        };
-        let rows = store.rows_from(meta.earliest, usize::MAX, usize::MAX)?;
-        let mut framed = Vec::new();
-        let mut point = anchor.0;
-        let mut remaining = sub_offset;
-        let json = is_json(&meta.content_type);
-        for (start, bytes) in rows {
-            let end = start + (bytes.len() as u64).max(1);
-            let take = if end <= anchor.0 {
-                bytes.len()
-            } else if remaining == 0 {
-                break;
-            } else if json {
-                if start < anchor.0 {
-                    break;
-                }
-                remaining -= 1;
-                point = end;
-                bytes.len()
-            } else {
-                let from = anchor.0.max(start);
-                let available = end - from;
-                if remaining > available {
-                    return Ok(bad(
-                        "invalid_fork_sub_offset",
-                        "Stream-Fork-Sub-Offset is past the next data boundary",
-                    ));
-                }
-                point = from + remaining;
-                remaining = 0;
-                (point - start) as usize
-            };
-            framed.extend_from_slice(&start.to_be_bytes());
-            framed.extend_from_slice(&(take as u32).to_be_bytes());
-            framed.extend_from_slice(&bytes[..take]);
-        }
-        if remaining > 0 {
-            return Ok(bad(
-                "invalid_fork_sub_offset",
-                "Stream-Fork-Sub-Offset is past the next data boundary",
-            ));
-        }
-        let source = ForkSource {
-            source_path: String::new(),
-            content_type: meta.content_type.clone(),
-            ttl_s: meta.ttl_s,
-            expires_at_ms: meta.expires_at_ms,
-            point,
-            sub_offset,
-            rows_bytes: framed.len() as u64,
-        };
-        let mut answer = Answer::new(200);
-        answer.set(
-            H_FORK,
-            &serde_json::to_string(&source).map_err(|e| worker::Error::RustError(e.to_string()))?,
-        );
-        answer.body = framed;
-        Ok(answer)
-    }
-}
-
-/// What the Worker tells a new fork about its source.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct ForkSource {
-    pub(crate) source_path: String,
-    pub(crate) content_type: String,
-    pub(crate) ttl_s: Option<u64>,
-    pub(crate) expires_at_ms: Option<i64>,
-    pub(crate) point: u64,
-    pub(crate) sub_offset: u64,
-    /// How many bytes of the fork's body are the source's framed rows (the rest is its own).
-    pub(crate) rows_bytes: u64,
-}
-
-fn decode_rows(mut framed: &[u8]) -> Vec<(u64, Vec<u8>)> {
-    let mut rows = Vec::new();
-    while framed.len() >= 12 {
-        let mut start = [0u8; 8];
-        start.copy_from_slice(&framed[..8]);
-        let mut length = [0u8; 4];
-        length.copy_from_slice(&framed[8..12]);
-        let length = u32::from_be_bytes(length) as usize;
-        let Some(bytes) = framed.get(12..12 + length) else {
-            break;
-        };
-        rows.push((u64::from_be_bytes(start), bytes.to_vec()));
-        framed = &framed[12 + length..];
-    }
-    rows
-}
-
-fn head(meta: &Meta) -> Answer {
-    let mut answer = Answer::new(200)
-        .with("content-type", &meta.content_type)
-        .with("cache-control", "no-store");
-    describe(&mut answer, meta);
-    match meta.expiry() {
-        Expiry::Ttl { ttl_s } => answer.set("stream-ttl", &ttl_s.to_string()),
-        Expiry::At { at_ms } => answer.set("stream-expires-at", &format_rfc3339_ms(at_ms)),
-        Expiry::Never => {}
-    }
-    answer
-}
-
-/// A catch-up read (§5.6); the Worker builds long-poll and SSE answers from these.
-fn read(
-    store: &DsStore,
-    meta: &Meta,
-    request: &Request,
-    url: &worker::Url,
-    limits: &DsLimits,
-) -> worker::Result<Answer> {
-    let offsets: Vec<String> = url
-        .query_pairs()
-        .filter(|(k, _)| k == "offset")
-        .map(|(_, v)| v.into_owned())
-        .collect();
-    if offsets.len() > 1 {
-        return Ok(bad("invalid_offset", "send one offset"));
-    }
-    let from = match parse_read_from(offsets.first().map(String::as_str)) {
-        Ok(from) => from,
-        Err(e) => return Ok(bad("invalid_offset", e)),
-    };
-    let json = is_json(&meta.content_type);
-    let start = match from {
-        ReadFrom::Start => Offset(meta.earliest),
-        ReadFrom::Now => {
-            let mut answer = Answer::new(200)
-                .with("content-type", &meta.content_type)
-                .with("stream-up-to-date", "true")
-                .with("cache-control", "no-store")
-                .with(H_EMPTY, "true");
-            describe(&mut answer, meta);
-            if json {
-                answer.body = b"[]".to_vec();
-            }
-            return Ok(answer);
-        }
-        ReadFrom::At(offset) => offset,
-    };
-    if start.0 < meta.earliest {
-        return Ok(Answer::error(
-            410,
-            "offset_gone",
-            "the offset is before the earliest retained data",
-        ));
-    }
-    if start > meta.tail() {
-        return Ok(bad(
-            "invalid_offset",
-            "the offset is past the stream's tail",
-        ));
-    }
-    let rows = store.rows_from(start.0, limits.read_bytes_max, usize::MAX)?;
-    let mut next = start.0;
-    let mut chunks: Vec<Vec<u8>> = Vec::new();
-    for (row_start, bytes) in rows {
-        let end = row_start + (bytes.len() as u64).max(1);
-        let skip = start.0.saturating_sub(row_start) as usize;
-        chunks.push(
-            bytes
-                .get(skip.min(bytes.len())..)
-                .unwrap_or_default()
-                .to_vec(),
-        );
-        next = end;
-    }
-    let up_to_date = next >= meta.tail;
-    let closed_here = meta.closed && up_to_date;
-    let tag = etag(&meta.generation, start, Offset(next), closed_here);
-    let mut answer = Answer::new(200)
-        .with("content-type", &meta.content_type)
-        .with("stream-next-offset", &Offset(next).encode())
-        .with("etag", &tag)
-        .with(
-            "cache-control",
-            "private, max-age=60, stale-while-revalidate=300",
-        );
-    if chunks.is_empty() {
-        answer.set(H_EMPTY, "true");
-    }
-    if up_to_date {
-        answer.set("stream-up-to-date", "true");
-    }
-    if closed_here {
-        answer.set("stream-closed", "true");
-    }
-    if header(request, "if-none-match").is_some_and(|v| if_none_match_hits(&v, &tag)) {
-        answer.status = 304;
-        return Ok(answer);
-    }
-    answer.body = if json {
-        join_messages(chunks.iter().map(Vec::as_slice))
-    } else {
-        chunks.concat()
-    };
-    Ok(answer)
 }

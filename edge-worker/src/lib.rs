@@ -23,6 +23,8 @@ mod call;
 #[cfg(target_arch = "wasm32")]
 mod config;
 #[cfg(target_arch = "wasm32")]
+mod ds_read;
+#[cfg(target_arch = "wasm32")]
 mod ds_routes;
 #[cfg(target_arch = "wasm32")]
 mod ds_store;
