@@ -48,7 +48,7 @@ if [[ $want_test == 1 ]]; then
     apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
   fi
   # Durable Streams interop: the Python client in .venv (tests/interop/requirements.txt).
-  if ! .venv/bin/python -c "import durable_streams" >/dev/null 2>&1; then
+  if ! .venv/bin/python -c "import durable_streams, httpx" >/dev/null 2>&1; then
     say "python venv: tests/interop/requirements.txt"
     python3 -m venv .venv
     .venv/bin/pip install -q -r tests/interop/requirements.txt

@@ -34,6 +34,8 @@ fn spawn(program: PathBuf, script: &str, url: &str, token: &str) -> Client {
         .env("DS_URL", url)
         .env("DS_TOKEN", token)
         .env("COUNT", COUNT.to_string())
+        // Paced, so that the restart falls mid-stream however fast this machine is.
+        .env("PACE_MS", "50")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -108,6 +110,13 @@ fn across_restart(wrangler: &mut Wrangler, program: PathBuf, script: &str, label
         Duration::from_secs(120),
         "a third of the messages",
         progress_at_least(COUNT / 3),
+    );
+    wrangler.kill();
+    // The client is mid-stream: it has not finished while the server is down.
+    let before: Vec<String> = client.lines.try_iter().collect();
+    assert!(
+        !before.iter().any(|l| l == "done"),
+        "{label} finished before the kill: {before:?}"
     );
     wrangler.restart();
     wait_for(
