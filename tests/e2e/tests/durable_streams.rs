@@ -106,6 +106,11 @@ fn official_conformance_suite() {
                     passed.insert(name);
                 }
                 Some("failed") => {
+                    let why = test["failureMessages"][0].as_str().unwrap_or_default();
+                    println!(
+                        "failed: {name}\n  {}",
+                        why.lines().next().unwrap_or_default()
+                    );
                     failed.insert(name);
                 }
                 _ => {}
