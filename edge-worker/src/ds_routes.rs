@@ -17,7 +17,7 @@ use herald_core::durable::{
     check_stream_path, durable_stream_name, is_sse_text, next_cursor, parse_offset,
     sse_control_event, sse_data_event, Control, Offset,
 };
-use herald_core::{ConnectionId, Scope, TenantId, TokenKind};
+use herald_core::{Claims, ConnectionId, Scope, TenantId, TokenKind};
 use worker::wasm_bindgen_futures::spawn_local;
 use worker::{
     Date, Delay, Env, Headers, Method, Request, RequestInit, Response, Stub, Url, WebSocket,
@@ -72,19 +72,10 @@ pub(crate) async fn handle(
     } else {
         bearer_claims(&request, key, now_s, &config.verify)?
     };
-    // A token limited to some streams reaches a /ds/ stream only when its path is one of them.
-    match ConnectionId::new(path) {
-        Ok(connection) => claims
-            .permits(scope, &connection)
-            .map_err(|e| ApiError::Forbidden(e.to_string()))?,
-        Err(_) => {
-            let broad = claims.streams.is_none() && claims.kind == TokenKind::Access;
-            if !broad || !claims.scopes.contains(scope) {
-                return Err(ApiError::Forbidden(
-                    "this token does not reach this stream".into(),
-                ));
-            }
-        }
+    permit(&claims, scope, path)?;
+    // A fork reads its source: the token must be allowed to read that stream too.
+    if let (Method::Put, Some(source)) = (&method, request.headers().get("stream-forked-from")?) {
+        permit(&claims, Scope::Subscribe, &source_path(&source)?)?;
     }
     let tenant = claims.tenant.clone();
     let limits = DsLimits::get(env).map_err(ApiError::Internal)?;
@@ -137,6 +128,26 @@ pub(crate) async fn handle(
         }
     };
     public(response)
+}
+
+/// Whether `claims` allow `scope` on the stream at `path`: a token limited to some streams reaches a
+/// /ds/ stream only when its path is one of them (so a path with `/` needs an unlimited token).
+fn permit(claims: &Claims, scope: Scope, path: &str) -> ApiResult<()> {
+    match ConnectionId::new(path) {
+        Ok(connection) => claims
+            .permits(scope, &connection)
+            .map_err(|e| ApiError::Forbidden(e.to_string())),
+        Err(_) => {
+            let broad = claims.streams.is_none() && claims.kind == TokenKind::Access;
+            if broad && claims.scopes.contains(scope) {
+                Ok(())
+            } else {
+                Err(ApiError::Forbidden(
+                    "this token does not reach this stream".into(),
+                ))
+            }
+        }
+    }
 }
 
 /// The CORS preflight of a stream URL: its methods and every protocol request header.

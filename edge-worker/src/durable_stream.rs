@@ -146,6 +146,9 @@ pub(crate) fn header(request: &Request, name: &str) -> Option<String> {
 pub struct DurableStream {
     state: State,
     env: Env,
+    /// When this in-memory instance started: `HEAD` reports it (`Herald-Object-Started-Ms`), so a
+    /// test can tell that the object was evicted while readers waited.
+    started_ms: u64,
 }
 
 impl core::fmt::Debug for DurableStream {
@@ -156,7 +159,11 @@ impl core::fmt::Debug for DurableStream {
 
 impl DurableObject for DurableStream {
     fn new(state: State, env: Env) -> Self {
-        DurableStream { state, env }
+        DurableStream {
+            state,
+            env,
+            started_ms: now_ms(),
+        }
     }
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
@@ -263,7 +270,9 @@ impl DurableStream {
             ("stream", Method::Head) => match meta {
                 None => not_found().into(),
                 Some(m) if m.soft_deleted => gone().into(),
-                Some(m) => head(&m).into(),
+                Some(m) => head(&m)
+                    .with("herald-object-started-ms", &self.started_ms.to_string())
+                    .into(),
             },
             ("stream", Method::Get) => match meta {
                 None => not_found().into(),
