@@ -91,8 +91,10 @@ pub(crate) fn fork_export(
             (point - start) as usize
         };
         framed.extend_from_slice(&start.to_be_bytes());
-        framed.extend_from_slice(&(take as u32).to_be_bytes());
-        framed.extend_from_slice(&bytes[..take]);
+        let kept = bytes.get(..take).unwrap_or(&bytes);
+        let length = u32::try_from(kept.len()).unwrap_or(u32::MAX);
+        framed.extend_from_slice(&length.to_be_bytes());
+        framed.extend_from_slice(kept);
     }
     if remaining > 0 {
         return Ok(bad(
@@ -131,6 +133,7 @@ pub(crate) struct ForkSource {
     pub(crate) rows_bytes: u64,
 }
 
+/// The rows [`fork_export`] framed (a truncated frame ends the list).
 pub(crate) fn decode_rows(mut framed: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut rows = Vec::new();
     while framed.len() >= 12 {
@@ -139,11 +142,14 @@ pub(crate) fn decode_rows(mut framed: &[u8]) -> Vec<(u64, Vec<u8>)> {
         let mut length = [0u8; 4];
         length.copy_from_slice(&framed[8..12]);
         let length = u32::from_be_bytes(length) as usize;
-        let Some(bytes) = framed.get(12..12 + length) else {
+        let Some(end) = length.checked_add(12) else {
+            break;
+        };
+        let (Some(bytes), Some(rest)) = (framed.get(12..end), framed.get(end..)) else {
             break;
         };
         rows.push((u64::from_be_bytes(start), bytes.to_vec()));
-        framed = &framed[12 + length..];
+        framed = rest;
     }
     rows
 }
