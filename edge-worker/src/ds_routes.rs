@@ -401,12 +401,10 @@ impl LiveSocket {
     async fn open(
         target: &Target<'_>,
         path: &str,
-        request: &Request,
         url: &Url,
     ) -> ApiResult<Result<LiveSocket, Response>> {
         let headers = Headers::new();
         headers.set("upgrade", "websocket")?;
-        let _ = request;
         let answer = target
             .send(path, "stream", Method::Get, headers, url.query(), None)
             .await?;
@@ -538,7 +536,7 @@ async fn long_poll(
             "long-poll needs an offset",
         ));
     };
-    let mut live = match LiveSocket::open(target, path, request, url).await? {
+    let mut live = match LiveSocket::open(target, path, url).await? {
         Ok(live) => live,
         Err(answer) => return Ok(answer),
     };
@@ -580,7 +578,7 @@ async fn long_poll(
 }
 
 /// The state of one SSE response between chunks.
-struct SseState<'a> {
+struct SseState {
     env: Env,
     tenant: TenantId,
     path: String,
@@ -591,10 +589,9 @@ struct SseState<'a> {
     started_ms: u64,
     done: bool,
     first: bool,
-    _life: core::marker::PhantomData<&'a ()>,
 }
 
-impl SseState<'_> {
+impl SseState {
     /// The next bytes of the response, or `None` when it ends.
     async fn next_chunk(&mut self) -> Option<Vec<u8>> {
         loop {
@@ -667,7 +664,7 @@ async fn sse(target: &Target<'_>, path: &str, request: &Request, url: &Url) -> A
             "SSE needs an offset",
         ));
     };
-    let live = match LiveSocket::open(target, path, request, url).await? {
+    let live = match LiveSocket::open(target, path, url).await? {
         Ok(live) => live,
         Err(answer) => return Ok(answer),
     };
@@ -694,7 +691,6 @@ async fn sse(target: &Target<'_>, path: &str, request: &Request, url: &Url) -> A
         started_ms: now_ms(),
         done: false,
         first: true,
-        _life: core::marker::PhantomData,
     };
     let stream = futures_util::stream::unfold(state, |mut state| async move {
         let chunk = state.next_chunk().await?;

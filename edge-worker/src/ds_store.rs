@@ -134,7 +134,7 @@ impl DsStore {
     /// Drops the oldest rows until at most `bytes_max` are retained (never the newest row).
     pub(crate) fn enforce_retention(&self, meta: &mut Meta, bytes_max: u64) -> worker::Result<()> {
         while meta.retained_bytes > bytes_max {
-            let oldest = self.rows_from(meta.earliest, 1, 2)?;
+            let oldest = self.rows_from(meta.earliest, usize::MAX, 2)?;
             let [(start, bytes), (next_start, _)] = oldest.as_slice() else {
                 return Ok(());
             };

@@ -51,7 +51,8 @@ const TEXT: (&str, &str) = ("content-type", "text/plain");
 
 #[test]
 fn streams_take_the_same_credentials_as_every_route() {
-    let wrangler = Wrangler::start(&[]);
+    // Streams keep at most 16 bytes here, to see retention at work at the end.
+    let wrangler = Wrangler::start(&[("HERALD_DS_STREAM_BYTES_MAX", "16")]);
     let acme = full_token(&unique("acme"));
     let other = full_token(&unique("other"));
     let url = wrangler.url("/ds/orders/a");
@@ -174,6 +175,23 @@ fn streams_take_the_same_credentials_as_every_route() {
         status("PUT", &wrangler.url("/ds/a//b"), Some(&writer), &[TEXT], ""),
         400
     );
+
+    // Retention: past HERALD_DS_STREAM_BYTES_MAX the oldest appends go; reading from before the
+    // earliest kept offset is 410 Gone, and -1 reads from the earliest kept.
+    let kept = wrangler.url("/ds/kept");
+    let (_, created) = call("PUT", &kept, Some(&writer), &[TEXT], "");
+    let start = created
+        .header("stream-next-offset")
+        .expect("offset")
+        .to_string();
+    for chunk in ["aaaaaaaa", "bbbbbbbb", "cccccccc"] {
+        assert_eq!(status("POST", &kept, Some(&writer), &[TEXT], chunk), 204);
+    }
+    let from_start = format!("{kept}?offset={start}");
+    assert_eq!(status("GET", &from_start, Some(&writer), &[], ""), 410);
+    let (code, all) = call("GET", &format!("{kept}?offset=-1"), Some(&writer), &[], "");
+    assert_eq!(code, 200);
+    assert_eq!(all.into_string().expect("body"), "bbbbbbbbcccccccc");
 }
 
 #[test]
