@@ -3,7 +3,7 @@
 
 use herald_core::durable::{
     etag, format_rfc3339_ms, if_none_match_hits, is_json, join_messages, parse_offset,
-    parse_read_from, Expiry, Offset, ReadFrom,
+    parse_read_from, Expiry, Offset, ReadFrom, CACHE_CONTROL_CATCH_UP, CACHE_CONTROL_NO_STORE,
 };
 use worker::Request;
 
@@ -133,6 +133,17 @@ pub(crate) struct ForkSource {
     pub(crate) rows_bytes: u64,
 }
 
+impl ForkSource {
+    /// The source's expiry, which a fork without its own inherits.
+    pub(crate) fn expiry(&self) -> Expiry {
+        match (self.ttl_s, self.expires_at_ms) {
+            (Some(ttl_s), _) => Expiry::Ttl { ttl_s },
+            (None, Some(at_ms)) => Expiry::At { at_ms },
+            (None, None) => Expiry::Never,
+        }
+    }
+}
+
 /// The rows [`fork_export`] framed (a truncated frame ends the list).
 pub(crate) fn decode_rows(mut framed: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut rows = Vec::new();
@@ -157,7 +168,7 @@ pub(crate) fn decode_rows(mut framed: &[u8]) -> Vec<(u64, Vec<u8>)> {
 pub(crate) fn head(meta: &Meta) -> Answer {
     let mut answer = Answer::new(200)
         .with("content-type", &meta.content_type)
-        .with("cache-control", "no-store");
+        .with("cache-control", CACHE_CONTROL_NO_STORE);
     describe(&mut answer, meta);
     match meta.expiry() {
         Expiry::Ttl { ttl_s } => answer.set("stream-ttl", &ttl_s.to_string()),
@@ -194,7 +205,7 @@ pub(crate) fn read(
             let mut answer = Answer::new(200)
                 .with("content-type", &meta.content_type)
                 .with("stream-up-to-date", "true")
-                .with("cache-control", "no-store")
+                .with("cache-control", CACHE_CONTROL_NO_STORE)
                 .with(H_EMPTY, "true");
             describe(&mut answer, meta);
             if json {
@@ -238,10 +249,7 @@ pub(crate) fn read(
         .with("content-type", &meta.content_type)
         .with("stream-next-offset", &Offset(next).encode())
         .with("etag", &tag)
-        .with(
-            "cache-control",
-            "private, max-age=60, stale-while-revalidate=300",
-        );
+        .with("cache-control", CACHE_CONTROL_CATCH_UP);
     if chunks.is_empty() {
         answer.set(H_EMPTY, "true");
     }

@@ -15,7 +15,7 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use herald_core::durable::{
     check_stream_path, durable_stream_name, is_sse_text, next_cursor, parse_offset,
-    sse_control_event, sse_data_event, Control, Offset,
+    sse_control_event, sse_data_event, Control, Offset, CACHE_CONTROL_NO_STORE, CACHE_CONTROL_SSE,
 };
 use herald_core::{Claims, ConnectionId, Scope, TenantId, TokenKind};
 use worker::wasm_bindgen_futures::spawn_local;
@@ -565,7 +565,7 @@ async fn long_poll(
             let headers = Headers::new();
             headers.set("stream-next-offset", &tail)?;
             headers.set("stream-up-to-date", "true")?;
-            headers.set("cache-control", "no-store")?;
+            headers.set("cache-control", CACHE_CONTROL_NO_STORE)?;
             if closed {
                 headers.set("stream-closed", "true")?;
             } else {
@@ -698,7 +698,7 @@ async fn sse(target: &Target<'_>, path: &str, request: &Request, url: &Url) -> A
     });
     let headers = Headers::new();
     headers.set("content-type", "text/event-stream")?;
-    headers.set("cache-control", "no-cache")?;
+    headers.set("cache-control", CACHE_CONTROL_SSE)?;
     if !text {
         headers.set("stream-sse-data-encoding", "base64")?;
     }

@@ -351,12 +351,14 @@ impl DurableStream {
             (None, Some(requested)) => requested,
             (None, None) => "application/octet-stream".into(),
         };
-        // §4.2: a fork without its own expiry inherits its source's TTL or Expires-At.
-        let (ttl_s, expires_at_ms) = match (expiry, &fork) {
-            (Expiry::Ttl { ttl_s }, _) => (Some(ttl_s), None),
-            (Expiry::At { at_ms }, _) => (None, Some(at_ms)),
-            (Expiry::Never, Some(fork)) => (fork.ttl_s, fork.expires_at_ms),
-            (Expiry::Never, None) => (None, None),
+        let expiry = match &fork {
+            Some(fork) => Expiry::for_fork(expiry, fork.expiry()),
+            None => expiry,
+        };
+        let (ttl_s, expires_at_ms) = match expiry {
+            Expiry::Ttl { ttl_s } => (Some(ttl_s), None),
+            Expiry::At { at_ms } => (None, Some(at_ms)),
+            Expiry::Never => (None, None),
         };
         if let Some(m) = existing {
             if m.soft_deleted {

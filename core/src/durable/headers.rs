@@ -152,6 +152,16 @@ impl Expiry {
         }
     }
 
+    /// A fork's expiry (§4.2's table): its own when the fork request sets one, else its source's
+    /// (a TTL is the same sliding window, refreshed independently; an Expires-At the same deadline).
+    #[must_use]
+    pub fn for_fork(requested: Expiry, source: Expiry) -> Expiry {
+        match requested {
+            Expiry::Never => source,
+            own => own,
+        }
+    }
+
     /// Whether a stream last read or written at `last_access_ms` has expired at `now_ms`.
     #[must_use]
     pub fn is_expired(self, last_access_ms: i64, now_ms: i64) -> bool {
@@ -271,6 +281,31 @@ mod tests {
         assert!(!Expiry::Never.is_expired(0, i64::MAX));
         assert!(Expiry::At { at_ms: 5 }.is_expired(0, 5));
         assert!(!Expiry::Ttl { ttl_s: u64::MAX }.is_expired(0, i64::MAX - 1));
+    }
+
+    #[test]
+    fn fork_expiry_table() {
+        let ttl = |ttl_s| Expiry::Ttl { ttl_s };
+        let at = |at_ms| Expiry::At { at_ms };
+        // (source, request, fork gets): every row of §4.2's table.
+        let table = [
+            (Expiry::Never, Expiry::Never, Expiry::Never),
+            (Expiry::Never, ttl(5), ttl(5)),
+            (Expiry::Never, at(9), at(9)),
+            (ttl(7), Expiry::Never, ttl(7)),
+            (ttl(7), ttl(5), ttl(5)),
+            (ttl(7), at(9), at(9)),
+            (at(3), Expiry::Never, at(3)),
+            (at(3), ttl(5), ttl(5)),
+            (at(3), at(9), at(9)),
+        ];
+        for (source, requested, fork) in table {
+            assert_eq!(
+                Expiry::for_fork(requested, source),
+                fork,
+                "{source:?} {requested:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,18 @@ use base64::Engine as _;
 
 use super::offset::Offset;
 
+/// `Cache-Control` of a catch-up read (§10.1): cacheable for a minute, `private` because every
+/// Herald stream is behind a credential ("servers SHOULD use `private` instead of `public`" for
+/// streams that "may contain user-specific or confidential data").
+pub const CACHE_CONTROL_CATCH_UP: &str = "private, max-age=60, stale-while-revalidate=300";
+
+/// `Cache-Control` of `HEAD`, `offset=now` and long-poll `204` answers (§5.5, §8, §10.1): never cached,
+/// since they describe the tail, which moves.
+pub const CACHE_CONTROL_NO_STORE: &str = "no-store";
+
+/// `Cache-Control` of an SSE response: a live stream is never served from a cache.
+pub const CACHE_CONTROL_SSE: &str = "no-cache";
+
 /// The cursor interval (§10.1 "default: 20 seconds").
 pub const CURSOR_INTERVAL_MS: i64 = 20_000;
 

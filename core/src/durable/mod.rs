@@ -23,7 +23,8 @@ pub use headers::{
 pub use json_mode::{join_messages, split_messages, JsonBodyKind, JsonModeError};
 pub use live::{
     etag, if_none_match_hits, next_cursor, sse_control_event, sse_data_event, Control,
-    CURSOR_EPOCH_MS, CURSOR_INTERVAL_MS,
+    CACHE_CONTROL_CATCH_UP, CACHE_CONTROL_NO_STORE, CACHE_CONTROL_SSE, CURSOR_EPOCH_MS,
+    CURSOR_INTERVAL_MS,
 };
 pub use offset::{parse_offset, parse_read_from, Offset, OffsetError, ReadFrom, OFFSET_DIGITS};
 pub use producer::{check_producer, ProducerState, ProducerVerdict};
