@@ -67,6 +67,12 @@ if [[ $want_test == 1 ]]; then
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$reqs"
     echo "$reqs_hash" > "$venv/.herald-reqs-hash"
   fi
+  # Durable Streams interop: the Python client in .venv (tests/interop/requirements.txt).
+  if ! .venv/bin/python -c "import durable_streams, httpx" >/dev/null 2>&1; then
+    say "python venv: tests/interop/requirements.txt"
+    python3 -m venv .venv
+    .venv/bin/pip install -q -r tests/interop/requirements.txt
+  fi
   if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     say "cargo install cargo-fuzz"
     cargo install cargo-fuzz --locked

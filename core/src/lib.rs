@@ -91,6 +91,7 @@ pub mod control;
 pub mod cookie;
 pub mod dashtam;
 pub mod directory;
+pub mod durable;
 pub mod encode;
 pub mod filter;
 pub mod heartbeat;

@@ -37,7 +37,7 @@ pub(crate) fn decide(origin: Option<&str>, allowed: &[String]) -> Option<Allowed
 }
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) use runtime::{allowed_origin, preflight, with_cors};
+pub(crate) use runtime::{allowed_origin, preflight, preflight_for, with_cors};
 
 #[cfg(target_arch = "wasm32")]
 mod runtime {
@@ -77,14 +77,24 @@ mod runtime {
 
     /// The answer to a preflight `OPTIONS` request.
     pub(crate) fn preflight(allowed: Option<Allowed>) -> worker::Result<Response> {
+        preflight_for(
+            allowed,
+            "GET, POST, OPTIONS",
+            "authorization, content-type, last-event-id",
+        )
+    }
+
+    /// A preflight answer allowing `methods` and `request_headers` to allowed origins.
+    pub(crate) fn preflight_for(
+        allowed: Option<Allowed>,
+        methods: &str,
+        request_headers: &str,
+    ) -> worker::Result<Response> {
         let headers = Headers::new();
         decorate(&headers, allowed.as_ref())?;
         if allowed.is_some() {
-            headers.set("access-control-allow-methods", "GET, POST, OPTIONS")?;
-            headers.set(
-                "access-control-allow-headers",
-                "authorization, content-type, last-event-id",
-            )?;
+            headers.set("access-control-allow-methods", methods)?;
+            headers.set("access-control-allow-headers", request_headers)?;
             headers.set("access-control-max-age", "600")?;
         }
         Ok(Response::empty()?.with_status(204).with_headers(headers))

@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 
+use herald_core::durable::ProducerState;
 use herald_core::hub::{Batch, Refused, SubscriberRecord, Subscription};
 use herald_core::plan::{PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate};
 use herald_core::resume::JoinPolicy;
@@ -29,6 +30,7 @@ use crate::call::HubCall;
 use crate::config::Config;
 use crate::directory::{self, HubAction, HubReport};
 use crate::error::{ApiError, ApiResult};
+use crate::producer_gate::{producer_of, Gate, ProducerTable};
 use crate::routes::{ingest_error, publish_error, Family};
 use crate::storage::{Ingested, Store, NAME, PLAN};
 use crate::stream::now_ms;
@@ -229,6 +231,9 @@ fn plan_events(update: PlanUpdate) -> Vec<NewEvent> {
         .collect()
 }
 
+/// A producer's publish (`Producer-Id` and friends): its id, and the state to store with the batch.
+type Producing<'a> = (&'a str, ProducerState);
+
 /// What a subscribe call asks for beside its filter (see [`HubCall::Subscribe`]).
 #[derive(Debug, Clone, Copy)]
 struct SubscribeAsk<'a> {
@@ -289,8 +294,29 @@ impl Hub {
             ),
             HubCall::Publish => {
                 let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
-                let ids = self.publish(config, events)?;
-                Ok(Response::from_json(&Published { ids })?)
+                // Idempotent producers (producer_gate.rs): a retried batch is answered, not stored.
+                let gate = match producer_of(request)? {
+                    Some(producer) => {
+                        let table = ProducerTable::open(&self.state)?;
+                        match table.check(&producer)? {
+                            Gate::Answer(response) => return Ok(response),
+                            Gate::Store(next) => Some((table, producer.id, next)),
+                        }
+                    }
+                    None => None,
+                };
+                let producer = gate.as_ref().map(|(_, id, next)| (id.as_str(), *next));
+                let ids = self.publish(config, events, producer)?;
+                let response = Response::from_json(&Published { ids })?;
+                match gate {
+                    Some((_, _, next)) => {
+                        let headers = response.headers().clone();
+                        headers.set("producer-epoch", &next.epoch.to_string())?;
+                        headers.set("producer-seq", &next.last_seq.to_string())?;
+                        Ok(response.with_headers(headers))
+                    }
+                    None => Ok(response),
+                }
             }
             HubCall::Ingest => {
                 let events = parse_ingest(&body, &config.publish).map_err(ingest_error)?;
@@ -330,7 +356,7 @@ impl Hub {
                     Vec::new()
                 } else {
                     let new_events = fresh.iter().map(|e| e.event.clone()).collect();
-                    self.publish_remembering(config, new_events, &ingested)?
+                    self.publish_remembering(config, new_events, &ingested, None)?
                 };
                 Ok(Response::from_json(&serde_json::json!({
                     "ids": ids,
@@ -400,7 +426,7 @@ impl Hub {
                 let snapshot =
                     self.with_loaded(|loaded| Ok(loaded.plan.as_ref().map(PlanSession::snapshot)))?;
                 if let Some(snapshot) = snapshot {
-                    self.publish(config, plan_events(snapshot))?;
+                    self.publish(config, plan_events(snapshot), None)?;
                 }
                 let running = self.with_loaded(|loaded| {
                     Ok(loaded
@@ -610,8 +636,13 @@ impl Hub {
 
     /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before the
     /// first write, so a batch is all or nothing; subscribers hear of it only once storage has it.
-    fn publish(&self, config: &Config, events: Vec<NewEvent>) -> ApiResult<Vec<String>> {
-        self.publish_remembering(config, events, &[])
+    fn publish(
+        &self,
+        config: &Config,
+        events: Vec<NewEvent>,
+        producer: Option<Producing<'_>>,
+    ) -> ApiResult<Vec<String>> {
+        self.publish_remembering(config, events, &[], producer)
     }
 
     /// [`Hub::publish`], storing with the events what ingested ones leave beside them (one per
@@ -621,6 +652,7 @@ impl Hub {
         config: &Config,
         events: Vec<NewEvent>,
         ingested: &[Ingested<'_>],
+        producer: Option<Producing<'_>>,
     ) -> ApiResult<Vec<String>> {
         let categories = config.category_names();
         let vocabulary = Family::Generic.vocabulary(&categories);
@@ -648,12 +680,14 @@ impl Hub {
             .zip(ingested)
             .map(|(entry, ingested)| (entry.seq, *ingested))
             .collect();
+        // A producer's state rides in the summary's statement: stored exactly when the batch is.
         let stored = loaded.store.append(
             &batch.entries,
             &ingested,
             &loaded.hub.summary(),
             (evicted, batch.completes),
             fail_after_rows,
+            producer.map(|(id, next)| ProducerTable::row(id, next)),
         );
         // Should storage fail, memory is ahead of the truth: forget it and read storage again on
         // the next request, which also deletes any rows written before the failure (see storage.rs).
@@ -745,7 +779,7 @@ impl Hub {
             }
             Ok((session, update, json))
         })?;
-        let ids = self.publish(config, plan_events(update))?;
+        let ids = self.publish(config, plan_events(update), None)?;
         self.with_loaded(|loaded| {
             loaded.plan = Some(session);
             Ok(loaded.store.set_meta(PLAN, &json)?)

@@ -25,9 +25,19 @@ mod config;
 #[cfg(target_arch = "wasm32")]
 mod directory;
 #[cfg(target_arch = "wasm32")]
+mod ds_read;
+#[cfg(target_arch = "wasm32")]
+mod ds_routes;
+#[cfg(target_arch = "wasm32")]
+mod ds_store;
+#[cfg(target_arch = "wasm32")]
+mod durable_stream;
+#[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]
 mod hub;
+#[cfg(target_arch = "wasm32")]
+mod producer_gate;
 #[cfg(target_arch = "wasm32")]
 mod routes;
 #[cfg(target_arch = "wasm32")]

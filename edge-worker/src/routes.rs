@@ -131,6 +131,9 @@ pub(crate) async fn handle(request: Request, env: Env) -> worker::Result<Respons
     };
     let allowed = cors::allowed_origin(&request, config);
     if request.method() == Method::Options {
+        if request.path().starts_with("/ds/") {
+            return crate::ds_routes::preflight(allowed);
+        }
         return cors::preflight(allowed);
     }
     let response = match dispatch(request, &env, config).await {
@@ -171,6 +174,11 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
             "access tokens are not accepted in the URL: send Authorization: Bearer, or mint a ticket"
                 .into(),
         ));
+    }
+    // Durable Streams: every URL under /ds/ is a stream (ds_routes.rs).
+    if let Some(path) = url.path().strip_prefix("/ds/") {
+        let path = path.to_string();
+        return crate::ds_routes::handle(request, env, config, &path).await;
     }
     let route = route(&request.method(), url.path(), &url)?;
     let body_bytes_max = route.body_bytes_max(config);
@@ -423,7 +431,16 @@ async fn forward_body(
         None => None,
     };
     let body = body.filter(|_| call.has_body());
-    forward(env, tenant, connection, &call, Headers::new(), body).await
+    // Idempotent producers: the headers are checked here (400 before the hub) and forwarded.
+    let headers = Headers::new();
+    if call == HubCall::Publish && crate::producer_gate::producer_of(&request)?.is_some() {
+        for name in crate::producer_gate::PRODUCER_HEADERS {
+            if let Some(value) = request.headers().get(name)? {
+                headers.set(name, &value)?;
+            }
+        }
+    }
+    forward(env, tenant, connection, &call, headers, body).await
 }
 
 #[derive(Deserialize)]
@@ -455,7 +472,7 @@ fn connection_id(text: &str) -> ApiResult<ConnectionId> {
 }
 
 /// Bearer access tokens only: the header is where long-lived credentials belong.
-fn bearer_claims(request: &Request, url: &Url, check: Check<'_>) -> ApiResult<Claims> {
+pub(crate) fn bearer_claims(request: &Request, url: &Url, check: Check<'_>) -> ApiResult<Claims> {
     let accepts = Accepts {
         ticket: false,
         cookie: false,

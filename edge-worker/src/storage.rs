@@ -114,20 +114,31 @@ impl Store {
 
     /// The summary and, for a batch that completes the stream, the completion, in one statement: a
     /// publish's commit point.
-    fn commit_summary(&self, summary: &LogSummary, completes: bool) -> worker::Result<()> {
+    ///
+    /// `also` are more meta rows that must be written exactly when the batch is (an idempotent
+    /// producer's state): they ride in the same statement.
+    fn commit_summary(
+        &self,
+        summary: &LogSummary,
+        completes: bool,
+        also: Option<(String, String)>,
+    ) -> worker::Result<()> {
         let summary = serde_json::to_string(summary).map_err(internal)?;
-        let upsert = "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+        let mut rows: Vec<SqlStorageValue> = vec![LOG.into(), summary.into()];
         if completes {
-            self.sql.exec(
-                &format!("INSERT INTO herald_meta (key, value) VALUES (?, ?), (?, ?) {upsert}"),
-                vec![LOG.into(), summary.into(), COMPLETE.into(), "true".into()],
-            )?;
-        } else {
-            self.sql.exec(
-                &format!("INSERT INTO herald_meta (key, value) VALUES (?, ?) {upsert}"),
-                vec![LOG.into(), summary.into()],
-            )?;
+            rows.extend([COMPLETE.into(), "true".into()]);
         }
+        if let Some((key, value)) = also {
+            rows.extend([key.into(), value.into()]);
+        }
+        let values = vec!["(?, ?)"; rows.len() / 2].join(", ");
+        self.sql.exec(
+            &format!(
+                "INSERT INTO herald_meta (key, value) VALUES {values} \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+            ),
+            rows,
+        )?;
         Ok(())
     }
 
@@ -305,6 +316,9 @@ impl Store {
     ///
     /// `ingested` is what ingested events leave beside their rows (by `seq`), written with them.
     ///
+    /// `producer` is an idempotent producer's state as a meta row (see producer_gate.rs), written in
+    /// the summary's statement: stored exactly when the batch is.
+    ///
     /// `fail_after_rows` is a test hook (`HERALD_TEST_FAIL_STORAGE`): the append fails after writing
     /// its rows, before the summary, as storage failing midway would.
     pub(crate) fn append(
@@ -314,6 +328,7 @@ impl Store {
         summary: &LogSummary,
         (evicted, completes): (Evicted, bool),
         fail_after_rows: bool,
+        producer: Option<(String, String)>,
     ) -> worker::Result<()> {
         for entry in entries {
             self.sql.exec(
@@ -344,7 +359,7 @@ impl Store {
                 "storage failed (injected by HERALD_TEST_FAIL_STORAGE)",
             ));
         }
-        self.commit_summary(summary, completes)?;
+        self.commit_summary(summary, completes, producer)?;
         if let Some(through) = evicted.through_seq {
             self.delete_through(through)?;
         }
