@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 mod common;
 
-use common::{parse_chunks, Event};
+use common::parse_chunks;
 
 /// Bytes allowed in an id (printable ASCII minus the CORS-unsafe ones).
 const ID_BYTES: &[u8] =
@@ -30,84 +30,6 @@ fn chunks<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 
 fn normalise(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\r', "\n")
-}
-
-/// The WHATWG algorithm written as plainly as possible, on the whole input at once.
-fn model(input: &[u8]) -> (Vec<Event>, String, Option<u64>) {
-    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    let text = String::from_utf8_lossy(input);
-    let (mut data, mut event_type, mut id_buffer, mut last_event_id) =
-        (String::new(), String::new(), String::new(), String::new());
-    let mut retry = None;
-    let mut events = Vec::new();
-    let mut line = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\r' && c != '\n' {
-            line.push(c);
-            continue;
-        }
-        if c == '\r' && chars.peek() == Some(&'\n') {
-            chars.next();
-        }
-        if line.is_empty() {
-            last_event_id = id_buffer.clone();
-            if !data.is_empty() {
-                data.pop();
-                let kind = if event_type.is_empty() {
-                    "message".to_owned()
-                } else {
-                    event_type.clone()
-                };
-                events.push((kind, data.clone(), last_event_id.clone()));
-            }
-            data.clear();
-            event_type.clear();
-        } else if !line.starts_with(':') {
-            let (field, value) = match line.split_once(':') {
-                Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-                None => (line.as_str(), ""),
-            };
-            match field {
-                "event" => event_type = value.to_owned(),
-                "data" => {
-                    data.push_str(value);
-                    data.push('\n');
-                }
-                "id" if !value.contains('\0') => id_buffer = value.to_owned(),
-                "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-                    retry = Some(value.parse::<u64>().unwrap_or(u64::MAX));
-                }
-                _ => {}
-            }
-        }
-        line.clear();
-    }
-    (events, last_event_id, retry)
-}
-
-/// Stream-like bytes: field names, separators, line ends, BOM pieces, invalid UTF-8 and plain text.
-fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
-    let piece = prop_oneof![
-        Just(&b"data"[..]),
-        Just(&b"event"[..]),
-        Just(&b"id"[..]),
-        Just(&b"retry"[..]),
-        Just(&b":"[..]),
-        Just(&b" "[..]),
-        Just(&b"\r"[..]),
-        Just(&b"\n"[..]),
-        Just(&b"\r\n"[..]),
-        Just(&b"\0"[..]),
-        Just(&b"\xEF\xBB\xBF"[..]),
-        Just(&b"\xEF\xBB"[..]),
-        Just(&b"\xE2\x82\xAC"[..]),
-        Just(&b"\xF0\x9F"[..]),
-        Just(&b"\xFF"[..]),
-        Just(&b"42"[..]),
-        Just(&b"x"[..]),
-    ];
-    prop::collection::vec(piece, 0..60).prop_map(|pieces| pieces.concat())
 }
 
 fn event_id() -> impl Strategy<Value = EventId> {
@@ -170,22 +92,6 @@ proptest! {
             expected.push(("message".to_owned(), normalise(data), current_id.clone()));
         }
         prop_assert_eq!(parse_chunks(&chunks(&bytes, &cuts)).0, expected);
-    }
-
-    #[test]
-    fn the_push_parser_agrees_with_the_model(
-        input in stream_bytes(),
-        cuts in prop::collection::vec(any::<usize>(), 0..8),
-    ) {
-        prop_assert_eq!(parse_chunks(&chunks(&input, &cuts)), model(&input));
-    }
-
-    #[test]
-    fn the_push_parser_agrees_with_the_model_on_arbitrary_bytes(
-        input in prop::collection::vec(any::<u8>(), 0..200),
-        cuts in prop::collection::vec(any::<usize>(), 0..8),
-    ) {
-        prop_assert_eq!(parse_chunks(&chunks(&input, &cuts)), model(&input));
     }
 
     #[test]

@@ -247,5 +247,14 @@ mod against_the_model {
         ) {
             prop_assert_eq!(run(&input, &cuts, line_bytes_max), model(&input, line_bytes_max.max(1)));
         }
+
+        #[test]
+        fn the_parser_agrees_with_the_model_on_arbitrary_bytes(
+            input in prop::collection::vec(any::<u8>(), 0..200),
+            cuts in prop::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let limit = Parser::LINE_BYTES_MAX_DEFAULT;
+            prop_assert_eq!(run(&input, &cuts, limit), model(&input, limit));
+        }
     }
 }
