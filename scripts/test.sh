@@ -12,6 +12,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n\033[1m== %s\033[0m\n' "$1"; shift; "$@"; }
 
 step "format" cargo fmt --all --check
+# Comments share the code's width (rustfmt.toml); only nightly rustfmt wraps comments.
+comment_width() {
+  if cargo +nightly fmt --version >/dev/null 2>&1; then
+    cargo +nightly fmt --all --check -- --config wrap_comments=true,comment_width=100
+  else
+    echo "skipped: no nightly rustfmt on this machine"
+  fi
+}
+step "comment width (nightly rustfmt)" comment_width
 step "clippy (native)" cargo clippy --workspace --all-targets -- -D warnings
 step "clippy (worker, wasm32)" cargo clippy -p herald-worker --target wasm32-unknown-unknown -- -D warnings
 step "docs (herald-core)" env RUSTDOCFLAGS="-D warnings" cargo doc -q -p herald-core --no-deps

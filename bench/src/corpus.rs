@@ -1,5 +1,5 @@
-//! The one input every case is timed on: a deterministic list of events, their canonical encoding, and that
-//! encoding cut into fixed-size chunks for the parsers.
+//! The one input every case is timed on: a deterministic list of events, their canonical encoding,
+//! and that encoding cut into fixed-size chunks for the parsers.
 
 use bytes::Bytes;
 
@@ -48,8 +48,8 @@ impl XorShift {
     }
 }
 
-/// Builds `count` events. Ids are `1732250000000-<seq>` with seq from 1; data lengths vary between about
-/// 180 and 220 bytes so no encoder sees one fixed size.
+/// Builds `count` events. Ids are `1732250000000-<seq>` with seq from 1; data lengths vary between
+/// about 180 and 220 bytes so no encoder sees one fixed size.
 pub(crate) fn events(count: usize) -> Vec<RawEvent> {
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     (1..=count as u64)
@@ -74,8 +74,8 @@ pub(crate) fn events(count: usize) -> Vec<RawEvent> {
         .collect()
 }
 
-/// The reference wire form of the corpus, written plainly (`id`, `event`, `data`, blank line, one space after
-/// each colon) so that the parsers' input does not depend on any encoder under test.
+/// The reference wire form of the corpus, written plainly (`id`, `event`, `data`, blank line, one
+/// space after each colon) so that the parsers' input does not depend on any encoder under test.
 pub(crate) struct Encoded {
     /// Every frame back to back.
     pub(crate) stream: Bytes,
@@ -102,8 +102,8 @@ pub(crate) fn encode_reference(events: &[RawEvent]) -> Encoded {
     }
 }
 
-/// Cuts `stream` into `chunk_bytes` pieces (the last may be shorter); frames straddle chunk boundaries, as they
-/// do on a real connection. Slicing `Bytes` shares the one allocation.
+/// Cuts `stream` into `chunk_bytes` pieces (the last may be shorter); frames straddle chunk
+/// boundaries, as they do on a real connection. Slicing `Bytes` shares the one allocation.
 pub(crate) fn chunks(stream: &Bytes, chunk_bytes: usize) -> Vec<Bytes> {
     (0..stream.len())
         .step_by(chunk_bytes)
@@ -111,8 +111,8 @@ pub(crate) fn chunks(stream: &Bytes, chunk_bytes: usize) -> Vec<Bytes> {
         .collect()
 }
 
-/// What a parser must report for the corpus: the sum over events of `data.len() + id.len() + event.len()`,
-/// so that dropping or truncating any of the three fields changes the answer.
+/// What a parser must report for the corpus: the sum over events of `data.len() + id.len() +
+/// event.len()`, so that dropping or truncating any of the three fields changes the answer.
 pub(crate) fn field_bytes(events: &[RawEvent]) -> u64 {
     events
         .iter()

@@ -1,9 +1,10 @@
-//! The encoder cases. Each turns the whole corpus into wire bytes through one library's public API and reports
-//! how many frames and bytes it produced.
+//! The encoder cases. Each turns the whole corpus into wire bytes through one library's public API
+//! and reports how many frames and bytes it produced.
 //!
-//! Every case starts from the representation its API takes, built once before timing where that representation
-//! is cheap to share (Herald's validated `EventId`/`EventName`, russe's reference-counted `ByteString`s), and from
-//! the corpus's `&str`s where the API insists on owning `String`s (sse-stream) or builds as it goes (axum).
+//! Every case starts from the representation its API takes, built once before timing where that
+//! representation is cheap to share (Herald's validated `EventId`/`EventName`, russe's
+//! reference-counted `ByteString`s), and from the corpus's `&str`s where the API insists on owning
+//! `String`s (sse-stream) or builds as it goes (axum).
 
 use std::{convert::Infallible, hint::black_box};
 
@@ -20,8 +21,9 @@ use tokio_util::codec::Encoder as _;
 
 use crate::corpus::{RawEvent, NAMES};
 
-/// Bytes the rolling output buffer holds before it is "written out" (counted and cleared): a socket-sized
-/// buffer that stays in cache, so the cases measure formatting rather than DRAM bandwidth.
+/// Bytes the rolling output buffer holds before it is "written out" (counted and cleared): a
+/// socket-sized buffer that stays in cache, so the cases measure formatting rather than DRAM
+/// bandwidth.
 const FLUSH_BYTES: usize = 64 * 1024;
 
 /// Frames and bytes one pass produced; compared against the expected totals after every timed run.
@@ -31,7 +33,8 @@ pub(crate) struct Output {
     pub(crate) bytes: u64,
 }
 
-/// Where encoded bytes go: a rolling buffer (timed runs) or a buffer that keeps everything (verification).
+/// Where encoded bytes go: a rolling buffer (timed runs) or a buffer that keeps everything
+/// (verification).
 pub(crate) struct Sink {
     pub(crate) buf: Vec<u8>,
     capture: bool,
@@ -168,8 +171,8 @@ pub(crate) fn herald_to_bytes(inputs: &Inputs, sink: &mut Sink) {
     }
 }
 
-/// russe: `Encoder` (a tokio-util codec) appending to one reused `BytesMut`; the `Message` is built from
-/// `ByteString` clones (reference-count increments, no copies).
+/// russe: `Encoder` (a tokio-util codec) appending to one reused `BytesMut`; the `Message` is built
+/// from `ByteString` clones (reference-count increments, no copies).
 pub(crate) fn russe(inputs: &Inputs, sink: &mut Sink, buf: &mut BytesMut) {
     let mut encoder = russe::Encoder::default();
     for (event, [id, data]) in inputs.raw.iter().zip(&inputs.russe) {
@@ -199,7 +202,8 @@ pub(crate) fn russe(inputs: &Inputs, sink: &mut Sink, buf: &mut BytesMut) {
     }
 }
 
-/// sse-stream: `Sse` (owned `String` fields, as its builder requires) then `Sse::encode` to `Bytes`.
+/// sse-stream: `Sse` (owned `String` fields, as its builder requires) then `Sse::encode` to
+/// `Bytes`.
 pub(crate) fn sse_stream(inputs: &Inputs, sink: &mut Sink) {
     for event in inputs.raw {
         let frame = sse_stream::Sse::default()
@@ -212,9 +216,10 @@ pub(crate) fn sse_stream(inputs: &Inputs, sink: &mut Sink) {
     }
 }
 
-/// axum: `Event::default().id().event().data()`, and the bytes through axum's only public way out of an
-/// `Event`: an `Sse` response over a stream of events, polled frame by frame with `http_body_util`
-/// (`Event::finalize` is private and `Event` implements neither `Display` nor `Into<Bytes>`).
+/// axum: `Event::default().id().event().data()`, and the bytes through axum's only public way out
+/// of an `Event`: an `Sse` response over a stream of events, polled frame by frame with
+/// `http_body_util` (`Event::finalize` is private and `Event` implements neither `Display` nor
+/// `Into<Bytes>`).
 pub(crate) fn axum(inputs: &Inputs, sink: &mut Sink) {
     let raw: &'static [RawEvent] = inputs.raw;
     let events = futures::stream::iter(raw.iter().map(|e| {
@@ -230,7 +235,8 @@ pub(crate) fn axum(inputs: &Inputs, sink: &mut Sink) {
     });
 }
 
-/// Floor: copy each pre-encoded frame into the same rolling buffer (what any encoder must at least do).
+/// Floor: copy each pre-encoded frame into the same rolling buffer (what any encoder must at least
+/// do).
 pub(crate) fn memcpy(stream: &[u8], frame_ends: &[usize], sink: &mut Sink) {
     let mut start = 0;
     for &end in frame_ends {
@@ -240,9 +246,10 @@ pub(crate) fn memcpy(stream: &[u8], frame_ends: &[usize], sink: &mut Sink) {
     }
 }
 
-/// Floor: append the same fields from the same memory the Herald case reads (the `EventId`s, the name table,
-/// the corpus data), with the fixed prefixes and no checks. What an encoder of this input cannot beat; the gap
-/// between it and `memcpy` is the cost of gathering three separate strings per event instead of one run.
+/// Floor: append the same fields from the same memory the Herald case reads (the `EventId`s, the
+/// name table, the corpus data), with the fixed prefixes and no checks. What an encoder of this
+/// input cannot beat; the gap between it and `memcpy` is the cost of gathering three separate
+/// strings per event instead of one run.
 pub(crate) fn gather(inputs: &Inputs, sink: &mut Sink) {
     for (event, id) in inputs.raw.iter().zip(&inputs.herald_ids) {
         let out = &mut sink.buf;

@@ -1,11 +1,13 @@
-//! Herald's engine benchmark: herald-core's SSE encoder and parser against peer crates and the memcpy/memchr
-//! floors, on one deterministic corpus, in one run. `cargo run --profile bench -p herald-bench` (see
-//! `scripts/bench-core.sh`; plain `--release` works too but builds at this workspace's size-tuned opt-level "z").
+//! Herald's engine benchmark: herald-core's SSE encoder and parser against peer crates and the
+//! memcpy/memchr floors, on one deterministic corpus, in one run. `cargo run --profile bench -p
+//! herald-bench` (see `scripts/bench-core.sh`; plain `--release` works too but builds at this
+//! workspace's size-tuned opt-level "z").
 //!
-//! Knobs (environment): `HERALD_BENCH_EVENTS` (default 1,000,000) and `HERALD_BENCH_ROUNDS` (default 5, best
-//! of). With 1,000,000 events the inputs stream from DRAM; `HERALD_BENCH_EVENTS=2000 HERALD_BENCH_ROUNDS=3000`
-//! measures the cache-hot regime instead. `HERALD_BENCH_ONLY=<text>` runs only the cases whose name contains
-//! the text (for `perf record`), skipping the slow parse-back check of encoder output.
+//! Knobs (environment): `HERALD_BENCH_EVENTS` (default 1,000,000) and `HERALD_BENCH_ROUNDS`
+//! (default 5, best of). With 1,000,000 events the inputs stream from DRAM;
+//! `HERALD_BENCH_EVENTS=2000 HERALD_BENCH_ROUNDS=3000` measures the cache-hot regime instead.
+//! `HERALD_BENCH_ONLY=<text>` runs only the cases whose name contains the text (for `perf record`),
+//! skipping the slow parse-back check of encoder output.
 
 mod corpus;
 mod encoders;
@@ -41,7 +43,8 @@ fn main() {
     let rounds = env_usize("HERALD_BENCH_ROUNDS", 5).max(1);
 
     eprintln!("building corpus of {event_count} events ...");
-    // Leaked once: axum's `Sse` body needs a `'static` stream, and the corpus lives for the whole run anyway.
+    // Leaked once: axum's `Sse` body needs a `'static` stream, and the corpus lives for the whole
+    // run anyway.
     let raw: &'static [corpus::RawEvent] = Vec::leak(corpus::events(event_count));
     let reference = corpus::encode_reference(raw);
     let chunks = corpus::chunks(&reference.stream, CHUNK_BYTES);
@@ -50,8 +53,8 @@ fn main() {
     let stream_bytes = reference.stream.len() as u64;
     let field_bytes = corpus::field_bytes(raw);
 
-    // For profiling one case: only the cases whose name contains this text run, and the (slow) parse-back
-    // check of encoder output is skipped.
+    // For profiling one case: only the cases whose name contains this text run, and the (slow)
+    // parse-back check of encoder output is skipped.
     let only = std::env::var("HERALD_BENCH_ONLY").ok();
 
     eprintln!("verifying every encoder's output ...");
@@ -192,8 +195,8 @@ fn main() {
 
     let mut encode_best = vec![Duration::MAX; encode_cases.len()];
     let mut parse_best = vec![Duration::MAX; parse_cases.len()];
-    // One untimed warm-up round, then `rounds` timed ones; cases interleave so a noisy moment on this shared
-    // machine hits one sample of each rather than every sample of one.
+    // One untimed warm-up round, then `rounds` timed ones; cases interleave so a noisy moment on
+    // this shared machine hits one sample of each rather than every sample of one.
     for round in 0..=rounds {
         eprintln!(
             "{}",

@@ -1,5 +1,6 @@
-//! The parser cases. Each is fed the same 16 KiB chunks of the reference stream and reports how many events it
-//! dispatched and the total length of their data, id and event type (compared with the corpus after every run).
+//! The parser cases. Each is fed the same 16 KiB chunks of the reference stream and reports how
+//! many events it dispatched and the total length of their data, id and event type (compared with
+//! the corpus after every run).
 
 use std::convert::Infallible;
 
@@ -53,8 +54,8 @@ pub(crate) fn sse_stream(chunks: &[Bytes]) -> Parsed {
     parsed
 }
 
-/// eventsource-stream: `Eventsource::eventsource` over a `futures::stream::iter` of the chunks, driven by
-/// `block_on`.
+/// eventsource-stream: `Eventsource::eventsource` over a `futures::stream::iter` of the chunks,
+/// driven by `block_on`.
 pub(crate) fn eventsource_stream(chunks: &[Bytes]) -> Parsed {
     let mut parsed = Parsed::default();
     let input = futures::stream::iter(chunks.iter().cloned().map(Ok::<_, Infallible>));
@@ -68,8 +69,8 @@ pub(crate) fn eventsource_stream(chunks: &[Bytes]) -> Parsed {
     parsed
 }
 
-/// russe: its synchronous `Decoder` (a tokio-util codec) over one `BytesMut` each chunk is appended to, which
-/// is how a `FramedRead` drives it minus the I/O.
+/// russe: its synchronous `Decoder` (a tokio-util codec) over one `BytesMut` each chunk is appended
+/// to, which is how a `FramedRead` drives it minus the I/O.
 pub(crate) fn russe(chunks: &[Bytes]) -> Parsed {
     let mut parsed = Parsed::default();
     let mut decoder = russe::Decoder::default();
@@ -89,7 +90,8 @@ pub(crate) fn russe(chunks: &[Bytes]) -> Parsed {
     parsed
 }
 
-/// Floor: count LFs in the same chunks with `memchr::memchr_iter` (every parser must at least find line ends).
+/// Floor: count LFs in the same chunks with `memchr::memchr_iter` (every parser must at least find
+/// line ends).
 pub(crate) fn memchr_lines(chunks: &[Bytes]) -> u64 {
     chunks
         .iter()

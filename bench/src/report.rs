@@ -8,8 +8,8 @@ pub(crate) enum Group {
     Parse,
 }
 
-/// What a row is compared as: Herald's headline case, another way of using Herald (shown, not judged), a peer
-/// crate, or a floor no real implementation can beat.
+/// What a row is compared as: Herald's headline case, another way of using Herald (shown, not
+/// judged), a peer crate, or a floor no real implementation can beat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     Herald,

@@ -1,5 +1,6 @@
-//! Untimed checks that every encoder's output is a valid event stream carrying exactly the corpus: each case's
-//! full output is parsed by eventsource-stream (independent of every encoder here) and compared event by event.
+//! Untimed checks that every encoder's output is a valid event stream carrying exactly the corpus:
+//! each case's full output is parsed by eventsource-stream (independent of every encoder here) and
+//! compared event by event.
 
 use std::convert::Infallible;
 
@@ -11,7 +12,8 @@ use crate::corpus::{self, RawEvent};
 
 /// What the check found, for the report.
 pub(crate) struct Verdict {
-    /// Output bytes are identical to the reference encoding (`id`, `event`, `data` order, one space).
+    /// Output bytes are identical to the reference encoding (`id`, `event`, `data` order, one
+    /// space).
     pub(crate) identical_to_reference: bool,
 }
 

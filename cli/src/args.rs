@@ -1,6 +1,6 @@
 //! The command line's pieces shared by every subcommand: a small flag reader (`--name value`,
-//! `--name=value`, `-v`, `--` and positionals), the errors and exit statuses, and the options several
-//! commands take (the worker's URL, the access token, the signing key).
+//! `--name=value`, `-v`, `--` and positionals), the errors and exit statuses, and the options
+//! several commands take (the worker's URL, the access token, the signing key).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -26,7 +26,8 @@ impl CliError {
     }
 }
 
-/// Reads an environment variable (a parameter so that tests need not touch the process environment).
+/// Reads an environment variable (a parameter so that tests need not touch the process
+/// environment).
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The worker's URL when neither `--url` nor `HERALD_URL` gives one: what `scripts/dev.sh` serves.
@@ -147,9 +148,9 @@ pub(crate) fn access_token(flag: Option<String>, env: Env<'_>) -> Result<String,
         })
 }
 
-/// The shortest key accepted, in bytes: RFC 7518 §3.2 wants an HS256 key at least as long as the hash
-/// output, and the worker refuses a shorter `HERALD_TOKEN_KEY` (so a token signed with one would never
-/// verify anyway).
+/// The shortest key accepted, in bytes: RFC 7518 §3.2 wants an HS256 key at least as long as the
+/// hash output, and the worker refuses a shorter `HERALD_TOKEN_KEY` (so a token signed with one
+/// would never verify anyway).
 pub(crate) const KEY_BYTES_MIN: usize = 32;
 
 /// Where the signing key comes from: `--key-file`, `--dev-vars`, else `HERALD_TOKEN_KEY`.

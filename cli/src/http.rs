@@ -8,10 +8,10 @@ use crate::args::CliError;
 /// How long a connection (TCP and TLS) may take to open.
 const CONNECT_TIMEOUT_S: u64 = 10;
 
-/// A client with no pool of idle connections: every request opens its own, so a connection the worker
-/// closed while idle can never take down a request after it was sent (a publish must know whether its
-/// request may have reached the worker; see `publish`). `read_timeout` bounds each read (a stream's
-/// idle time); `None` leaves reads unbounded.
+/// A client with no pool of idle connections: every request opens its own, so a connection the
+/// worker closed while idle can never take down a request after it was sent (a publish must know
+/// whether its request may have reached the worker; see `publish`). `read_timeout` bounds each read
+/// (a stream's idle time); `None` leaves reads unbounded.
 pub(crate) fn agent(read_timeout: Option<Duration>) -> ureq::Agent {
     let mut builder = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(CONNECT_TIMEOUT_S))
@@ -55,8 +55,8 @@ pub(crate) fn failed_before_sending(error: &ureq::Transport) -> bool {
 
 /// Trades an access token for a ticket to subscribe to `stream` (`POST /v1/tickets`).
 ///
-/// A connection error is [`TicketError::Unreachable`], so that a caller that retries can; any answer
-/// other than a ticket is [`CliError::Failed`].
+/// A connection error is [`TicketError::Unreachable`], so that a caller that retries can; any
+/// answer other than a ticket is [`CliError::Failed`].
 pub(crate) fn request_ticket(
     agent: &ureq::Agent,
     base: &str,

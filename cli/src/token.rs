@@ -1,5 +1,5 @@
-//! `herald token` and `herald ticket`: access tokens minted locally with the signing key, and tickets
-//! minted locally or traded for an access token at the worker's `POST /v1/tickets`.
+//! `herald token` and `herald ticket`: access tokens minted locally with the signing key, and
+//! tickets minted locally or traded for an access token at the worker's `POST /v1/tickets`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -219,8 +219,8 @@ fn ticket_source(mut args: Args, env: Env<'_>) -> Result<(ConnectionId, TicketSo
     Ok((stream, source))
 }
 
-/// A ticket minted here for `stream`: the ticket a worker would give for a token of the tenant allowed
-/// that stream only and living as long as the ticket.
+/// A ticket minted here for `stream`: the ticket a worker would give for a token of the tenant
+/// allowed that stream only and living as long as the ticket.
 fn mint_ticket(
     tenant: TenantId,
     stream: &ConnectionId,

@@ -1,15 +1,17 @@
-//! Who may publish to or subscribe to which stream: validated names, HS256 tokens and stream tickets.
+//! Who may publish to or subscribe to which stream: validated names, HS256 tokens and stream
+//! tickets.
 //!
 //! # Names
-//! A stream is addressed by a [`ConnectionId`] inside a tenant's namespace, a [`TenantId`]. The Durable Object
-//! that owns the stream is named by [`hub_name`], which joins the two with a `/`. Neither alphabet contains `/`,
-//! so the join is injective: every `(tenant, connection)` pair names a different hub, and the tenant part of a
-//! hub name always comes from the verified token, never from the URL. One tenant can therefore never address
-//! another tenant's hub, whatever connection id it puts in a request.
+//! A stream is addressed by a [`ConnectionId`] inside a tenant's namespace, a [`TenantId`]. The
+//! Durable Object that owns the stream is named by [`hub_name`], which joins the two with a `/`.
+//! Neither alphabet contains `/`, so the join is injective: every `(tenant, connection)` pair names
+//! a different hub, and the tenant part of a hub name always comes from the verified token, never
+//! from the URL. One tenant can therefore never address another tenant's hub, whatever connection
+//! id it puts in a request.
 //!
 //! # Tokens
-//! Tokens are compact JWS (RFC 7515) signed with HMAC-SHA-256 (`{"alg":"HS256","typ":"JWT"}`) carrying these
-//! claims (RFC 7519 names where one exists):
+//! Tokens are compact JWS (RFC 7515) signed with HMAC-SHA-256 (`{"alg":"HS256","typ":"JWT"}`)
+//! carrying these claims (RFC 7519 names where one exists):
 //!
 //! | claim     | meaning                                                        | required              |
 //! |-----------|----------------------------------------------------------------|-----------------------|
@@ -20,27 +22,29 @@
 //! | `iat`     | issued at, Unix seconds; not in the future                     | no                    |
 //! | `kind`    | `access`, `ticket` or `session`                                | no (absent: `access`) |
 //!
-//! Any other claim or header field is refused rather than ignored: Herald mints its own tokens, and a claim it
-//! does not understand (`nbf`, `aud`, a misspelt `scopes`) must not be silently dropped.
+//! Any other claim or header field is refused rather than ignored: Herald mints its own tokens, and
+//! a claim it does not understand (`nbf`, `aud`, a misspelt `scopes`) must not be silently dropped.
 //!
-//! A token lives at most [`VerifyOptions::lifetime_max_s`] (30 days by default): `exp - iat`, or `exp - now`
-//! without `iat`, so a leaked token cannot be good for years. An `iat` more than
-//! [`VerifyOptions::clock_skew_s`] (60 s) ahead of the verifier's clock is refused: such a token was minted
-//! by a broken clock or to stretch its lifetime.
+//! A token lives at most [`VerifyOptions::lifetime_max_s`] (30 days by default): `exp - iat`, or
+//! `exp - now` without `iat`, so a leaked token cannot be good for years. An `iat` more than
+//! [`VerifyOptions::clock_skew_s`] (60 s) ahead of the verifier's clock is refused: such a token
+//! was minted by a broken clock or to stretch its lifetime.
 //!
 //! # Status codes
 //! [`verify`] fails with an [`AuthError`]: the caller is not authenticated, answer **401**. [`Claims::permits`]
-//! and [`Claims::ticket_for`] fail with [`Forbidden`]: the caller is known but not allowed, answer **403**.
+//! and [`Claims::ticket_for`] fail with [`Forbidden`]: the caller is known but not allowed, answer
+//! **403**.
 //!
 //! # Tickets
-//! A browser's `EventSource` cannot send an `Authorization` header (whatwg/html#2177), so a subscriber needs its
-//! credential in the URL. Putting the access token there would leak a broad, long-lived credential into logs,
-//! history and `Referer`. Instead the client trades its access token for a ticket ([`Claims::ticket_for`]):
-//! a token of kind `ticket` that can only subscribe, only to one stream, and only for a short time (never past
-//! the parent token's expiry). A ticket is reusable until it expires rather than single-use, because
-//! `EventSource` reconnects on its own with the same URL after every dropped stream (and a Durable Object deploy
-//! drops them all); a single-use ticket would turn each of those reconnects into a 401 that ends the stream.
-//! The shell should accept only tickets from the URL, so that an access token never ends up there.
+//! A browser's `EventSource` cannot send an `Authorization` header (whatwg/html#2177), so a
+//! subscriber needs its credential in the URL. Putting the access token there would leak a broad,
+//! long-lived credential into logs, history and `Referer`. Instead the client trades its access
+//! token for a ticket ([`Claims::ticket_for`]): a token of kind `ticket` that can only subscribe,
+//! only to one stream, and only for a short time (never past the parent token's expiry). A ticket
+//! is reusable until it expires rather than single-use, because `EventSource` reconnects on its own
+//! with the same URL after every dropped stream (and a Durable Object deploy drops them all); a
+//! single-use ticket would turn each of those reconnects into a 401 that ends the stream. The shell
+//! should accept only tickets from the URL, so that an access token never ends up there.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -52,7 +56,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-/// The largest token [`verify`] reads, in bytes; bounds the work an unauthenticated request can cause.
+/// The largest token [`verify`] reads, in bytes; bounds the work an unauthenticated request can
+/// cause.
 ///
 /// Large enough for a token listing about a hundred streams of maximal length.
 pub const TOKEN_BYTES_MAX: usize = 16 * 1024;
@@ -69,7 +74,8 @@ pub enum IdentifierError {
         /// The limit, in bytes.
         bytes_max: usize,
     },
-    /// The value holds a byte outside its alphabet (for non-ASCII text, the first byte of the character).
+    /// The value holds a byte outside its alphabet (for non-ASCII text, the first byte of the
+    /// character).
     ForbiddenByte {
         /// The offending byte.
         byte: u8,
@@ -147,7 +153,8 @@ impl ConnectionId {
         check_identifier(value, Self::BYTES_MAX, |byte| {
             byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-')
         })?;
-        // "." and ".." pass the alphabet, but a client resolving `/streams/..` would address another route.
+        // "." and ".." pass the alphabet, but a client resolving `/streams/..` would address
+        // another route.
         if value == "." || value == ".." {
             return Err(IdentifierError::DotSegment);
         }
@@ -201,11 +208,12 @@ impl fmt::Display for TenantId {
     }
 }
 
-/// The Durable Object name of the hub that owns `connection` for `tenant`: `"{tenant}/{connection}"`.
+/// The Durable Object name of the hub that owns `connection` for `tenant`:
+/// `"{tenant}/{connection}"`.
 ///
-/// Injective: `/` is in neither alphabet, so the first `/` always splits the name back into the same pair and two
-/// different pairs never share a name. Pass the tenant from the verified [`Claims`], never from the request, and
-/// one tenant can never address another's hub.
+/// Injective: `/` is in neither alphabet, so the first `/` always splits the name back into the
+/// same pair and two different pairs never share a name. Pass the tenant from the verified
+/// [`Claims`], never from the request, and one tenant can never address another's hub.
 ///
 /// ```
 /// use herald_core::{hub_name, ConnectionId, TenantId};
@@ -302,8 +310,8 @@ impl Scopes {
         claim
     }
 
-    /// Parses the `scope` claim. RFC 6749 §3.3: `scope = scope-token *( SP scope-token )`, so an empty token
-    /// (two spaces, a leading space) is malformed, not ignored.
+    /// Parses the `scope` claim. RFC 6749 §3.3: `scope = scope-token *( SP scope-token )`, so an
+    /// empty token (two spaces, a leading space) is malformed, not ignored.
     fn from_claim(claim: &str) -> Result<Scopes, AuthError> {
         let mut scopes = Scopes::default();
         for token in claim.split(' ') {
@@ -325,8 +333,9 @@ pub enum TokenKind {
     Access,
     /// A narrow credential for one stream, meant for a URL (see the module docs).
     Ticket,
-    /// A browser session, carried in an HttpOnly cookie: the scopes and streams of the access token it was made
-    /// from, for a short, renewable time (see [`crate::cookie::SessionPolicy`]).
+    /// A browser session, carried in an HttpOnly cookie: the scopes and streams of the access
+    /// token it was made from, for a short, renewable time (see
+    /// [`crate::cookie::SessionPolicy`]).
     Session,
 }
 
@@ -352,7 +361,8 @@ pub struct Claims {
     pub streams: Option<Vec<ConnectionId>>,
     /// Expiry, Unix seconds (`exp`): the token is refused once `now_s >= exp_s`.
     pub exp_s: u64,
-    /// Issue time, Unix seconds (`iat`): refused in the future, and the start of the token's lifetime.
+    /// Issue time, Unix seconds (`iat`): refused in the future, and the start of the token's
+    /// lifetime.
     pub iat_s: Option<u64>,
     /// Access token or ticket (`kind`).
     pub kind: TokenKind,
@@ -361,8 +371,8 @@ pub struct Claims {
 impl Claims {
     /// Whether these claims allow `scope` on `connection` (within their own tenant).
     ///
-    /// A ticket never publishes and must name its stream, whatever else it claims: a wrongly minted ticket cannot
-    /// widen itself.
+    /// A ticket never publishes and must name its stream, whatever else it claims: a wrongly minted
+    /// ticket cannot widen itself.
     pub fn permits(&self, scope: Scope, connection: &ConnectionId) -> Result<(), Forbidden> {
         let ticket = self.kind == TokenKind::Ticket;
         if !self.scopes.contains(scope) || (ticket && scope == Scope::Publish) {
@@ -376,18 +386,20 @@ impl Claims {
         }
     }
 
-    /// Claims for a ticket to subscribe to `connection`, issued at `now_s` and valid for `ttl_s` seconds but never
-    /// past these claims' own expiry.
+    /// Claims for a ticket to subscribe to `connection`, issued at `now_s` and valid for `ttl_s`
+    /// seconds but never past these claims' own expiry.
     ///
-    /// These claims must be an access token allowed to subscribe to `connection`; mint the result with [`mint`].
+    /// These claims must be an access token allowed to subscribe to `connection`; mint the result
+    /// with [`mint`].
     pub fn ticket_for(
         &self,
         connection: &ConnectionId,
         now_s: u64,
         ttl_s: u64,
     ) -> Result<Claims, Forbidden> {
-        // A ticket already is as narrow as a ticket gets; chaining them would only stretch a leaked one. A
-        // session is a browser's, which subscribes with its cookie and needs no ticket.
+        // A ticket already is as narrow as a ticket gets; chaining them would only stretch a leaked
+        // one. A session is a browser's, which subscribes with its cookie and needs no
+        // ticket.
         if self.kind != TokenKind::Access {
             return Err(Forbidden::TicketFromTicket);
         }
@@ -410,7 +422,8 @@ pub enum AuthError {
     TooLong,
     /// The token is not three base64url (no padding) parts joined by `.`.
     Malformed,
-    /// The header is not a JSON object with `alg` and an optional `typ` of `JWT` (in any case, RFC 7515 §4.1.9).
+    /// The header is not a JSON object with `alg` and an optional `typ` of `JWT` (in any case, RFC
+    /// 7515 §4.1.9).
     BadHeader,
     /// The header names an algorithm other than `HS256` (including `none`).
     UnsupportedAlgorithm,
@@ -434,8 +447,8 @@ pub enum AuthError {
         /// The time of the check, Unix seconds.
         now_s: u64,
     },
-    /// The token lives longer than [`VerifyOptions::lifetime_max_s`]: `exp - iat` (or `exp - now` without
-    /// `iat`) is over the limit.
+    /// The token lives longer than [`VerifyOptions::lifetime_max_s`]: `exp - iat` (or `exp - now`
+    /// without `iat`) is over the limit.
     LifetimeTooLong {
         /// The token's lifetime, in seconds.
         lifetime_s: u64,
@@ -552,9 +565,11 @@ fn mac(key: &[u8]) -> HmacSha256 {
     HmacSha256::new_from_slice(key).expect("hmac accepts keys of any length")
 }
 
-/// Signs `claims` with `key` as a compact JWS: `header.payload.signature`, each base64url without padding.
+/// Signs `claims` with `key` as a compact JWS: `header.payload.signature`, each base64url without
+/// padding.
 ///
-/// `key` should be at least 32 random bytes (RFC 7518 §3.2 asks for a key as long as the hash output).
+/// `key` should be at least 32 random bytes (RFC 7518 §3.2 asks for a key as long as the hash
+/// output).
 ///
 /// ```
 /// use herald_core::{mint, verify, Claims, Scopes, TenantId, TokenKind};
@@ -627,12 +642,12 @@ pub fn verify(token: &str, key: &[u8], now_s: u64) -> Result<Claims, AuthError> 
     verify_with(token, key, now_s, &VerifyOptions::default())
 }
 
-/// Checks `token`'s signature under `key` and its claims at `now_s` (Unix seconds), with its lifetime and
-/// issue time bounded by `options`, returning the claims.
+/// Checks `token`'s signature under `key` and its claims at `now_s` (Unix seconds), with its
+/// lifetime and issue time bounded by `options`, returning the claims.
 ///
-/// Order matters: the header is read only to refuse any algorithm but HS256 (RFC 8725 §3.1: never let the token
-/// choose, so `none` cannot pass), then the signature is compared in constant time, and only then are the claims
-/// read. A failure here means 401.
+/// Order matters: the header is read only to refuse any algorithm but HS256 (RFC 8725 §3.1: never
+/// let the token choose, so `none` cannot pass), then the signature is compared in constant time,
+/// and only then are the claims read. A failure here means 401.
 ///
 /// ```
 /// use herald_core::{mint, Claims, Scopes, TenantId, TokenKind};
@@ -661,8 +676,8 @@ pub fn verify_with(
     if token.len() > TOKEN_BYTES_MAX {
         return Err(AuthError::TooLong);
     }
-    // RFC 7515 §7.1: BASE64URL(header) '.' BASE64URL(payload) '.' BASE64URL(signature); the signature covers the
-    // first two parts exactly as sent.
+    // RFC 7515 §7.1: BASE64URL(header) '.' BASE64URL(payload) '.' BASE64URL(signature); the
+    // signature covers the first two parts exactly as sent.
     let (signed, signature_b64) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
     let (header_b64, payload_b64) = signed.split_once('.').ok_or(AuthError::Malformed)?;
     if payload_b64.contains('.') {
@@ -685,7 +700,8 @@ pub fn verify_with(
         .map_err(|_| AuthError::Malformed)?;
     let mut verifier = mac(key);
     verifier.update(signed.as_bytes());
-    // `verify_slice` compares in constant time, so timing does not reveal how much of a forgery was right.
+    // `verify_slice` compares in constant time, so timing does not reveal how much of a forgery was
+    // right.
     verifier
         .verify_slice(&signature)
         .map_err(|_| AuthError::BadSignature)?;
@@ -741,8 +757,9 @@ pub fn verify_with(
     })
 }
 
-/// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, and a value without `/` means
-/// `application/` plus that value; so `JWT`, `jwt` and `application/jwt` all name the JWT media type.
+/// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, and a value without `/`
+/// means `application/` plus that value; so `JWT`, `jwt` and `application/jwt` all name the JWT
+/// media type.
 fn is_jwt_type(typ: &str) -> bool {
     let subtype = match typ.split_once('/') {
         Some((kind, subtype)) if kind.eq_ignore_ascii_case("application") => subtype,

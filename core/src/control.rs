@@ -1,8 +1,10 @@
-//! Control frames: the hub's own messages to a subscriber (`reset`, `lagging`, and the opening `retry:` frame).
+//! Control frames: the hub's own messages to a subscriber (`reset`, `lagging`, and the opening
+//! `retry:` frame).
 //!
-//! None of them carries an `id:` line. The browser copies every `id:` it sees into its last-event-ID buffer
-//! and sends it back on reconnect, so a synthetic id on a control frame would move the client's cursor past
-//! real events it never received (see NVIDIA-AI-Blueprints/aiq#272 in the reference notes, pain point d6).
+//! None of them carries an `id:` line. The browser copies every `id:` it sees into its
+//! last-event-ID buffer and sends it back on reconnect, so a synthetic id on a control frame would
+//! move the client's cursor past real events it never received (see NVIDIA-AI-Blueprints/aiq#272 in
+//! the reference notes, pain point d6).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -14,20 +16,21 @@ use crate::{EventName, Frame};
 
 /// Comment line written after the opening `retry:` line.
 ///
-/// Some intermediaries hold the response until the first body bytes arrive; a comment is ignored by every
-/// client, so it is the cheapest way to make the first write non-empty (Mercure writes `:\n` for the same
-/// reason).
+/// Some intermediaries hold the response until the first body bytes arrive; a comment is ignored by
+/// every client, so it is the cheapest way to make the first write non-empty (Mercure writes `:\n`
+/// for the same reason).
 const OPEN_COMMENT: &str = "open";
 
-/// Builds the in-band `reset` event telling a resuming client that its `Last-Event-ID` cannot be honoured.
+/// Builds the in-band `reset` event telling a resuming client that its `Last-Event-ID` cannot be
+/// honoured.
 ///
 /// The spec has no way to say "your cursor is gone" (whatwg/html#8297), so the hub says it in-band:
-/// `event: reset` with data `{"reason":"<reason>","oldest":"<epoch>-<seq>"|null}`, plus `"snapshot":<json>`
-/// when `snapshot_json` is given. `reason` is [`GapReason::as_str`]; `oldest` is the oldest position still
-/// retained, or `null` when the log is empty.
+/// `event: reset` with data `{"reason":"<reason>","oldest":"<epoch>-<seq>"|null}`, plus
+/// `"snapshot":<json>` when `snapshot_json` is given. `reason` is [`GapReason::as_str`]; `oldest`
+/// is the oldest position still retained, or `null` when the log is empty.
 ///
-/// `snapshot_json` must be one valid JSON value; it is embedded verbatim (a multi-line value is split into
-/// several `data:` lines, which the client joins back with LF, so the JSON survives).
+/// `snapshot_json` must be one valid JSON value; it is embedded verbatim (a multi-line value is
+/// split into several `data:` lines, which the client joins back with LF, so the JSON survives).
 #[must_use]
 pub fn reset_frame(
     reason: GapReason,
@@ -63,8 +66,8 @@ pub fn reset_frame(
 
 /// Builds the `lagging` event an outbox queues last before it closes a slow subscriber.
 ///
-/// Data is `{"resume":"<epoch>-<seq>"}`: the id of the last event the subscriber was sent, which is also
-/// what its browser will send back as `Last-Event-ID` when it reconnects.
+/// Data is `{"resume":"<epoch>-<seq>"}`: the id of the last event the subscriber was sent, which is
+/// also what its browser will send back as `Last-Event-ID` when it reconnects.
 #[must_use]
 pub fn lagging_frame(resume: Position) -> Bytes {
     lagging_frame_with(&format!("{{\"resume\":\"{resume}\"}}"))
@@ -72,8 +75,8 @@ pub fn lagging_frame(resume: Position) -> Bytes {
 
 /// The `lagging` event for a subscriber that overflowed before it was sent any event with an id.
 ///
-/// There is no position to name: the client's own cursor (whatever it connected with) is still the right
-/// one to resume from, so the data is `{}` and the client simply reconnects with what it has.
+/// There is no position to name: the client's own cursor (whatever it connected with) is still the
+/// right one to resume from, so the data is `{}` and the client simply reconnects with what it has.
 pub(crate) fn lagging_frame_without_resume() -> Bytes {
     lagging_frame_with("{}")
 }
@@ -85,13 +88,14 @@ fn lagging_frame_with(data: &str) -> Bytes {
 
 /// Builds the first frame of every stream: `retry: <retry_ms>\n: open\n\n`.
 ///
-/// The `retry:` line sets the client's reconnection delay; the comment line makes sure the first write has
-/// a body byte that flushes headers through buffering intermediaries. No event is dispatched (there is no
-/// `data:` line) and no `id:` is sent.
+/// The `retry:` line sets the client's reconnection delay; the comment line makes sure the first
+/// write has a body byte that flushes headers through buffering intermediaries. No event is
+/// dispatched (there is no `data:` line) and no `id:` is sent.
 #[must_use]
 pub fn open_frame(retry_ms: u64) -> Bytes {
-    // Written by hand rather than with `Frame`, whose field order puts comments first: the brief fixes
-    // `retry:` as the very first line. Both lines are safe by construction (digits and a constant).
+    // Written by hand rather than with `Frame`, whose field order puts comments first: the brief
+    // fixes `retry:` as the very first line. Both lines are safe by construction (digits and a
+    // constant).
     Bytes::from(format!("retry: {retry_ms}\n: {OPEN_COMMENT}\n\n"))
 }
 

@@ -1,22 +1,26 @@
-//! Browser sessions in an HttpOnly cookie, and the origin rule that keeps them safe from cross-site requests.
+//! Browser sessions in an HttpOnly cookie, and the origin rule that keeps them safe from cross-site
+//! requests.
 //!
 //! SQLMesh's web client sends no credential of its own: its `EventSource` is opened with
-//! `withCredentials: true` and its `fetch` calls carry only cookies. So a page (or its backend) trades an access
-//! token for a session ([`session_from_token`]): a token of kind [`TokenKind::Session`] with the token's tenant,
-//! scopes and streams, living [`SessionPolicy::ttl_s`]. The Worker sets it as the cookie [`SESSION_COOKIE`]
-//! ([`set_cookie_header`]): `HttpOnly` (no script can read it), `Path=/`, `SameSite` as configured, and `Secure`
-//! except on plain-HTTP loopback ([`cookie_is_secure`]). A session is renewed ([`renew_session`]) for another
-//! `ttl_s` (by the client, or by the Worker once less than half its time is left: [`renewal_due`]), but never
-//! past its hard end, so a stolen cookie cannot be kept alive forever: the earlier of the token's expiry and
-//! [`SessionPolicy::lifetime_max_s`] after the session was made. The session keeps that end in its `iat`,
-//! which is set to `end - lifetime_max_s` (never later than its making) and kept across renewals: `iat` is
-//! then the start of the session's allowed life, and no other claim is needed.
+//! `withCredentials: true` and its `fetch` calls carry only cookies. So a page (or its backend)
+//! trades an access token for a session ([`session_from_token`]): a token of kind
+//! [`TokenKind::Session`] with the token's tenant, scopes and streams, living
+//! [`SessionPolicy::ttl_s`]. The Worker sets it as the cookie [`SESSION_COOKIE`]
+//! ([`set_cookie_header`]): `HttpOnly` (no script can read it), `Path=/`, `SameSite` as configured,
+//! and `Secure` except on plain-HTTP loopback ([`cookie_is_secure`]). A session is renewed
+//! ([`renew_session`]) for another `ttl_s` (by the client, or by the Worker once less than half its
+//! time is left: [`renewal_due`]), but never past its hard end, so a stolen cookie cannot be kept
+//! alive forever: the earlier of the token's expiry and [`SessionPolicy::lifetime_max_s`] after the
+//! session was made. The session keeps that end in its `iat`, which is set to `end -
+//! lifetime_max_s` (never later than its making) and kept across renewals: `iat` is then the start
+//! of the session's allowed life, and no other claim is needed.
 //!
 //! # Cross-site request forgery
-//! A browser attaches cookies to requests that other sites' pages make. A request authenticated by the cookie
-//! that changes state must therefore prove where it comes from: [`check_origin`] accepts it only when its
-//! `Origin` is Herald's own origin or one on the CORS allow-list (never through `*`, never `null`). A
-//! cookie-authenticated request that does not pass is refused (HTTP 403) before it does anything.
+//! A browser attaches cookies to requests that other sites' pages make. A request authenticated by
+//! the cookie that changes state must therefore prove where it comes from: [`check_origin`] accepts
+//! it only when its `Origin` is Herald's own origin or one on the CORS allow-list (never through
+//! `*`, never `null`). A cookie-authenticated request that does not pass is refused (HTTP 403)
+//! before it does anything.
 
 use alloc::format;
 use alloc::string::String;
@@ -32,11 +36,12 @@ pub const SESSION_COOKIE: &str = "herald_session";
 pub enum SameSite {
     /// Sent only with requests from Herald's own site.
     Strict,
-    /// Sent with requests from Herald's own site and with top-level navigations to it: enough when the UI and
-    /// Herald share a site (the same registrable domain, or Herald behind a route of the UI's host).
+    /// Sent with requests from Herald's own site and with top-level navigations to it: enough when
+    /// the UI and Herald share a site (the same registrable domain, or Herald behind a route
+    /// of the UI's host).
     Lax,
-    /// Sent with every request, cross-site ones included: for a UI on another site. Browsers take it only with
-    /// `Secure`, so such a cookie is always `Secure`.
+    /// Sent with every request, cross-site ones included: for a UI on another site. Browsers take
+    /// it only with `Secure`, so such a cookie is always `Secure`.
     None,
 }
 
@@ -92,14 +97,16 @@ impl Default for SessionPolicy {
     }
 }
 
-/// Why a session cannot be made or renewed from these claims (HTTP 403: the caller is authenticated).
+/// Why a session cannot be made or renewed from these claims (HTTP 403: the caller is
+/// authenticated).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SessionError {
     /// Sessions are made from access tokens only: a ticket is for one URL.
     NotAnAccessToken,
     /// Only a session can be renewed.
     NotASession,
-    /// The session has reached [`SessionPolicy::lifetime_max_s`]: make a new one with an access token.
+    /// The session has reached [`SessionPolicy::lifetime_max_s`]: make a new one with an access
+    /// token.
     LifetimeOver,
 }
 
@@ -117,9 +124,10 @@ impl fmt::Display for SessionError {
 
 impl core::error::Error for SessionError {}
 
-/// The claims of a new session made at `now_s` from an access token's `claims`: the same tenant, scopes and
-/// streams, living `policy.ttl_s`, and never (renewals included) past the token's own expiry nor
-/// `policy.lifetime_max_s` from now. Its `iat` is that end less `lifetime_max_s` (see the module docs).
+/// The claims of a new session made at `now_s` from an access token's `claims`: the same tenant,
+/// scopes and streams, living `policy.ttl_s`, and never (renewals included) past the token's own
+/// expiry nor `policy.lifetime_max_s` from now. Its `iat` is that end less `lifetime_max_s` (see
+/// the module docs).
 ///
 /// ```
 /// use herald_core::{Claims, Scopes, TenantId, TokenKind};
@@ -155,8 +163,8 @@ pub fn session_from_token(
     })
 }
 
-/// The claims of `session` renewed at `now_s`: another `policy.ttl_s`, but never past its hard end, `iat +
-/// policy.lifetime_max_s` (see [`session_from_token`]); `iat` is kept.
+/// The claims of `session` renewed at `now_s`: another `policy.ttl_s`, but never past its hard end,
+/// `iat + policy.lifetime_max_s` (see [`session_from_token`]); `iat` is kept.
 pub fn renew_session(
     session: &Claims,
     now_s: u64,
@@ -177,9 +185,10 @@ pub fn renew_session(
     })
 }
 
-/// Whether a session should be renewed at `now_s` without being asked: when less than half of `policy.ttl_s`
-/// is left and a renewal would live longer. A client that only ever sends its cookie (SQLMesh's UI, whose
-/// EventSource reconnects at least every `HERALD_STREAM_MAX_AGE_S`) so keeps it up to its hard end.
+/// Whether a session should be renewed at `now_s` without being asked: when less than half of
+/// `policy.ttl_s` is left and a renewal would live longer. A client that only ever sends its cookie
+/// (SQLMesh's UI, whose EventSource reconnects at least every `HERALD_STREAM_MAX_AGE_S`) so keeps
+/// it up to its hard end.
 ///
 /// ```
 /// use herald_core::{Claims, Scopes, TenantId, TokenKind};
@@ -197,9 +206,9 @@ pub fn renewal_due(session: &Claims, now_s: u64, policy: &SessionPolicy) -> bool
         && renew_session(session, now_s, policy).is_ok_and(|renewed| renewed.exp_s > session.exp_s)
 }
 
-/// Whether the session cookie gets `Secure` for a request to `scheme://host`: always, except over plain HTTP
-/// to `localhost` or a loopback address (where there is no TLS to require), and always with `SameSite=None`,
-/// which browsers refuse without it. `host` is the URL's host, without port.
+/// Whether the session cookie gets `Secure` for a request to `scheme://host`: always, except over
+/// plain HTTP to `localhost` or a loopback address (where there is no TLS to require), and always
+/// with `SameSite=None`, which browsers refuse without it. `host` is the URL's host, without port.
 ///
 /// ```
 /// use herald_core::cookie::{cookie_is_secure, SameSite};
@@ -213,7 +222,8 @@ pub fn cookie_is_secure(scheme: &str, host: &str, same_site: SameSite) -> bool {
     !(scheme.eq_ignore_ascii_case("http") && loopback && same_site != SameSite::None)
 }
 
-/// The `Set-Cookie` value that stores `token` (a minted session whose claims are `session`) at `now_s`.
+/// The `Set-Cookie` value that stores `token` (a minted session whose claims are `session`) at
+/// `now_s`.
 ///
 /// ```
 /// use herald_core::{Claims, Scopes, TenantId, TokenKind};
@@ -240,8 +250,9 @@ pub fn set_cookie_header(
     )
 }
 
-/// The session token in a request's `Cookie` header, if there is one (RFC 6265 §4.2.1: `name=value` pairs
-/// separated by `; `). The first cookie of that name wins, as browsers send the most specific first.
+/// The session token in a request's `Cookie` header, if there is one (RFC 6265 §4.2.1: `name=value`
+/// pairs separated by `; `). The first cookie of that name wins, as browsers send the most specific
+/// first.
 ///
 /// ```
 /// use herald_core::cookie::session_cookie;
@@ -267,7 +278,8 @@ pub enum CsrfError {
         /// The origin sent (at most its first 128 characters).
         origin: String,
     },
-    /// A request that says (`Sec-Fetch-Site: cross-site`) it comes from another site, without an `Origin`.
+    /// A request that says (`Sec-Fetch-Site: cross-site`) it comes from another site, without an
+    /// `Origin`.
     CrossSite,
 }
 
@@ -290,10 +302,11 @@ impl fmt::Display for CsrfError {
 
 impl core::error::Error for CsrfError {}
 
-/// Whether a request authenticated by the session cookie may go on: its `Origin` must be `own_origin` (Herald's,
-/// as the request URL names it) or one listed in `allowed` (compared without regard to ASCII case; `*` and
-/// `null` never count). Without an `Origin`, a state-changing request (`changes_state`, e.g. any `POST`) is
-/// refused; another is refused only when `Sec-Fetch-Site` says `cross-site`.
+/// Whether a request authenticated by the session cookie may go on: its `Origin` must be
+/// `own_origin` (Herald's, as the request URL names it) or one listed in `allowed` (compared
+/// without regard to ASCII case; `*` and `null` never count). Without an `Origin`, a state-changing
+/// request (`changes_state`, e.g. any `POST`) is refused; another is refused only when
+/// `Sec-Fetch-Site` says `cross-site`.
 ///
 /// ```
 /// use herald_core::cookie::{check_origin, CsrfError};

@@ -1,17 +1,17 @@
 //! Dashtam's dialect: one stream per user, and the category an event type belongs to.
 //!
 //! Dashtam (`GET /api/v1/events`) serves each user the events published for that user, the user
-//! being whoever the verified token names. Herald keeps every stream in a connection id, so a user's
-//! stream is the connection id `user.<userId>` ([`user_stream`]), and the token names its user by
-//! being confined to that stream: its `streams` claim holds `user.<userId>` (and no other user's
-//! stream). Because a token's `streams` claim confines it on every route, a user's token can never
-//! read, publish to or mint a ticket for another user's stream; a ticket minted from it is confined
-//! the same way and names the same user.
+//! being whoever the verified token names. Herald keeps every stream in a connection id, so a
+//! user's stream is the connection id `user.<userId>` ([`user_stream`]), and the token names its
+//! user by being confined to that stream: its `streams` claim holds `user.<userId>` (and no other
+//! user's stream). Because a token's `streams` claim confines it on every route, a user's token can
+//! never read, publish to or mint a ticket for another user's stream; a ticket minted from it is
+//! confined the same way and names the same user.
 //!
 //! Dashtam derives an event's category from its type (`_EVENT_TYPE_TO_CATEGORY` in its
 //! `sse_event.py`): every type is `{prefix}.{resource}.{action}`, and the prefix decides the
-//! category, with one rename (`sync.*` is `data_sync`). [`category_of_type`] applies that rule, so a
-//! publisher that sends only Dashtam's type names is seen by `?categories=` subscribers.
+//! category, with one rename (`sync.*` is `data_sync`). [`category_of_type`] applies that rule, so
+//! a publisher that sends only Dashtam's type names is seen by `?categories=` subscribers.
 
 use alloc::string::String;
 use core::fmt;

@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 
 /// How often a hub reports at most, by default: `HERALD_DIRECTORY_REPORT_MS`.
 pub const REPORT_INTERVAL_MS_DEFAULT: u64 = 5_000;
-/// How many streams a tenant's directory keeps by default (`HERALD_DIRECTORY_ENTRIES_MAX`); past it,
-/// the entries reported longest ago are dropped.
+/// How many streams a tenant's directory keeps by default (`HERALD_DIRECTORY_ENTRIES_MAX`); past
+/// it, the entries reported longest ago are dropped.
 pub const ENTRIES_MAX_DEFAULT: usize = 10_000;
 /// How many entries `GET /v1/streams` lists without `limit=`.
 pub const LIST_LIMIT_DEFAULT: usize = 100;

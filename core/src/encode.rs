@@ -1,13 +1,14 @@
 //! The `text/event-stream` encoder: validated ids and event names, and the [`Frame`] builder.
 //!
-//! Field injection cannot happen by construction: [`EventId`] and [`EventName`] refuse CR, LF and NUL,
-//! and free text (data and comments) is split on every line break (CR, LF or CRLF) into one field line
-//! per line. What a WHATWG parser gets back is therefore exactly the text given, with its line breaks
-//! normalised to LF.
+//! Field injection cannot happen by construction: [`EventId`] and [`EventName`] refuse CR, LF and
+//! NUL, and free text (data and comments) is split on every line break (CR, LF or CRLF) into one
+//! field line per line. What a WHATWG parser gets back is therefore exactly the text given, with
+//! its line breaks normalised to LF.
 //!
-//! Output conventions: lines end with LF only, no BOM is ever written, a field with a value is written as
-//! `name: value` (one space, so a value that itself starts with a space survives the parser's removal of
-//! one leading space), and a field with an empty value is written as `name:` alone.
+//! Output conventions: lines end with LF only, no BOM is ever written, a field with a value is
+//! written as `name: value` (one space, so a value that itself starts with a space survives the
+//! parser's removal of one leading space), and a field with an empty value is written as `name:`
+//! alone.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -20,13 +21,14 @@ use memchr::memchr2;
 /// A comment-only frame: `:` then a blank line.
 ///
 /// Write it on an idle stream so that proxies do not cut the connection (the spec's authoring notes
-/// suggest one roughly every 15 seconds). It dispatches nothing and moves no client's last event id.
+/// suggest one roughly every 15 seconds). It dispatches nothing and moves no client's last event
+/// id.
 pub const KEEP_ALIVE: &[u8] = b":\n\n";
 
 /// Longest [`EventId`] and [`EventName`] in bytes.
 ///
-/// 128 bytes is the Fetch limit for a CORS-safelisted `Last-Event-ID` header: a longer id would make a
-/// cross-origin reconnect send a preflight.
+/// 128 bytes is the Fetch limit for a CORS-safelisted `Last-Event-ID` header: a longer id would
+/// make a cross-origin reconnect send a preflight.
 const BYTES_MAX: usize = 128;
 
 /// Why a string is not a valid [`EventId`].
@@ -79,9 +81,9 @@ impl core::error::Error for NameError {}
 
 /// Whether `byte` may appear in an [`EventId`].
 ///
-/// Printable ASCII (0x21..=0x7E) minus the Fetch "CORS-unsafe request-header bytes", so that the id,
-/// sent back as `Last-Event-ID`, never triggers a CORS preflight. Space is refused too: the parser strips
-/// one leading space from a value, and ids are compared byte for byte.
+/// Printable ASCII (0x21..=0x7E) minus the Fetch "CORS-unsafe request-header bytes", so that the
+/// id, sent back as `Last-Event-ID`, never triggers a CORS preflight. Space is refused too: the
+/// parser strips one leading space from a value, and ids are compared byte for byte.
 const fn is_id_byte(byte: u8) -> bool {
     matches!(byte, 0x21..=0x7E)
         && !matches!(
@@ -103,8 +105,8 @@ const fn is_id_byte(byte: u8) -> bool {
 
 /// An event id that is safe to write after `id:` and to receive back as `Last-Event-ID`.
 ///
-/// 1 to 128 bytes of printable ASCII without the CORS-unsafe bytes `" ( ) : < > ? @ [ \ ] { }`; so never
-/// CR, LF, NUL or space.
+/// 1 to 128 bytes of printable ASCII without the CORS-unsafe bytes `" ( ) : < > ? @ [ \ ] { }`; so
+/// never CR, LF, NUL or space.
 // Holds its whole field line, `id: <id>\n`, rendered once so that encoding copies it in one go. The
 // derived comparisons see the same order as comparing the ids: LF sorts below every id byte.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -178,13 +180,14 @@ const fn check_name(name: &str) -> Result<(), NameError> {
 
 /// An event type that is safe to write after `event:`.
 ///
-/// 1 to 128 bytes of UTF-8 without CR, LF or NUL. Prefer names other than `message`, `open` and `error`:
-/// a browser delivers those to its connection-level handlers too.
+/// 1 to 128 bytes of UTF-8 without CR, LF or NUL. Prefer names other than `message`, `open` and
+/// `error`: a browser delivers those to its connection-level handlers too.
 #[derive(Clone)]
 pub struct EventName(Name);
 
-/// How an [`EventName`] is held: a static name as is (so that `from_static` can be `const`), any other
-/// as its whole field line, `event: <name>\n`, rendered once so that encoding copies it in one go.
+/// How an [`EventName`] is held: a static name as is (so that `from_static` can be `const`), any
+/// other as its whole field line, `event: <name>\n`, rendered once so that encoding copies it in
+/// one go.
 #[derive(Clone)]
 enum Name {
     Static(&'static str),
@@ -295,10 +298,10 @@ impl FromStr for EventName {
 
 /// One event (or comment, or field update) ready to be written to an event stream.
 ///
-/// Built by value and borrowed: nothing is copied until [`Frame::encode_into`]. The output lists, in
-/// order: comment lines, `id:`, `event:`, `retry:`, `data:` lines, then the blank line that ends the
-/// event. Only a frame with [`Frame::data`] makes a client fire an event; without it a frame can still
-/// move the client's last event id (`id:`) or reconnection time (`retry:`).
+/// Built by value and borrowed: nothing is copied until [`Frame::encode_into`]. The output lists,
+/// in order: comment lines, `id:`, `event:`, `retry:`, `data:` lines, then the blank line that ends
+/// the event. Only a frame with [`Frame::data`] makes a client fire an event; without it a frame
+/// can still move the client's last event id (`id:`) or reconnection time (`retry:`).
 ///
 /// ```
 /// use herald_core::{EventId, EventName, Frame};
@@ -363,8 +366,8 @@ impl<'a> Frame<'a> {
     }
 
     /// Appends the encoded frame to `out`, reserving its exact length once.
-    // Always inlined: at the call site the builder chain tells the compiler which fields are absent, so
-    // their branches disappear (the multi-line path stays out of line).
+    // Always inlined: at the call site the builder chain tells the compiler which fields are
+    // absent, so their branches disappear (the multi-line path stays out of line).
     #[inline(always)]
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         self.encode_with(out, self.is_multi_line());
@@ -379,11 +382,12 @@ impl<'a> Frame<'a> {
                 .is_some_and(|data| has_line_break(data.as_bytes()))
     }
 
-    /// [`Frame::encode_into`] once the data has been scanned, so that [`Frame::to_bytes`] scans it once.
+    /// [`Frame::encode_into`] once the data has been scanned, so that [`Frame::to_bytes`] scans it
+    /// once.
     #[inline(always)]
     fn encode_with(&self, out: &mut Vec<u8>, multi_line: bool) {
-        // The common frame has no comment and one line of data: then every field is one write and the
-        // length is a sum; anything else takes the line-splitting path.
+        // The common frame has no comment and one line of data: then every field is one write and
+        // the length is a sum; anything else takes the line-splitting path.
         if multi_line {
             self.encode_lines_into(out);
             return;
@@ -492,8 +496,8 @@ fn field(out: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
     field_then(out, prefix, value, b"\n");
 }
 
-/// The one field writer: `name: value` or, when the value is empty, `name:`; then `end` (a line end, or
-/// a line end and the blank line that ends the event).
+/// The one field writer: `name: value` or, when the value is empty, `name:`; then `end` (a line
+/// end, or a line end and the blank line that ends the event).
 ///
 /// `value` never holds CR or LF: callers pass validated ids and names, digits, or one line of
 /// [`split_lines`].
@@ -528,8 +532,8 @@ fn field_len(prefix: &[u8], value: &[u8]) -> usize {
 
 /// Whether `text` holds a CR or LF.
 ///
-/// `memchr2` brings its own vectorised search, so it stays fast in the size-optimised (`opt-level = "z"`)
-/// build the worker ships, where a plain byte loop would not be vectorised.
+/// `memchr2` brings its own vectorised search, so it stays fast in the size-optimised (`opt-level =
+/// "z"`) build the worker ships, where a plain byte loop would not be vectorised.
 #[inline]
 fn has_line_break(text: &[u8]) -> bool {
     memchr2(b'\r', b'\n', text).is_some()

@@ -1,8 +1,9 @@
 //! Subscriber filters from the query string: `types=` (sluice) and `categories=` (Dashtam).
 //!
-//! Both parameters accept comma lists and repetition (`types=job,worker&types=queue`). Values are checked
-//! before the stream opens, so a bad filter is a 400 with a message naming the value, not a stream that
-//! breaks after its headers went out (Dashtam's `validate_categories` fails inside the generator).
+//! Both parameters accept comma lists and repetition (`types=job,worker&types=queue`). Values are
+//! checked before the stream opens, so a bad filter is a 400 with a message naming the value, not a
+//! stream that breaks after its headers went out (Dashtam's `validate_categories` fails inside the
+//! generator).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -16,10 +17,10 @@ const VALUES_MAX: usize = 64;
 
 /// Which events a subscriber wants.
 ///
-/// A type value matches an event name equal to it, or starting with it followed by `:` or `.`: `job`
-/// matches `job`, `job:state_change` and `job.x`, but not `jobs`. Categories match exactly. When both
-/// parameters are given, an event must match both; an event without a category never matches a category
-/// filter.
+/// A type value matches an event name equal to it, or starting with it followed by `:` or `.`:
+/// `job` matches `job`, `job:state_change` and `job.x`, but not `jobs`. Categories match exactly.
+/// When both parameters are given, an event must match both; an event without a category never
+/// matches a category filter.
 ///
 /// A filter serializes (as `{"types":[..]|null,"categories":[..]|null}`) so that it can ride with a
 /// subscriber's socket while its hub hibernates.
@@ -36,8 +37,8 @@ impl Filter {
         Filter::default()
     }
 
-    /// Reads `types` and `categories` from a raw query string (with or without its leading `?`), checking
-    /// every value against `vocabulary`. Other parameters are ignored.
+    /// Reads `types` and `categories` from a raw query string (with or without its leading `?`),
+    /// checking every value against `vocabulary`. Other parameters are ignored.
     pub fn from_query(query: &str, vocabulary: &Vocabulary<'_>) -> Result<Filter, FilterError> {
         let query = query.strip_prefix('?').unwrap_or(query);
         let mut filter = Filter::all();
@@ -48,9 +49,10 @@ impl Filter {
             if sequence.is_empty() {
                 continue;
             }
-            // "2.2. If bytes contains a 0x3D (=), then let name be the bytes from the start of bytes up to but
-            // excluding its first 0x3D (=), and let value be the bytes, if any, after the first 0x3D (=) up to
-            // the end of bytes. ... Otherwise, let name have the value of bytes and let value be the empty
+            // "2.2. If bytes contains a 0x3D (=), then let name be the bytes from the start of
+            // bytes up to but excluding its first 0x3D (=), and let value be the bytes,
+            // if any, after the first 0x3D (=) up to the end of bytes. ... Otherwise,
+            // let name have the value of bytes and let value be the empty
             // byte sequence."
             let (name, value) = match sequence.iter().position(|&byte| byte == b'=') {
                 Some(at) => (&sequence[..at], &sequence[at + 1..]),
@@ -104,7 +106,8 @@ impl Filter {
         self.types.as_deref()
     }
 
-    /// The `categories` values, in order of first appearance (`None` when the parameter was absent).
+    /// The `categories` values, in order of first appearance (`None` when the parameter was
+    /// absent).
     #[must_use]
     pub fn categories(&self) -> Option<&[String]> {
         self.categories.as_deref()
@@ -162,13 +165,15 @@ fn form_decode(input: &[u8]) -> Vec<u8> {
     while let Some(&byte) = input.get(index) {
         index += 1;
         match byte {
-            // URL Standard, urlencoded parsing 2.3: "Replace any 0x2B (+) in name and value with 0x20 (SP)."
-            // This runs before percent-decoding, so "%2B" still yields a literal '+'.
+            // URL Standard, urlencoded parsing 2.3: "Replace any 0x2B (+) in name and value with
+            // 0x20 (SP)." This runs before percent-decoding, so "%2B" still yields a
+            // literal '+'.
             b'+' => output.push(b' '),
-            // URL Standard, percent-decode: "Otherwise, if byte is 0x25 (%) and the next two bytes after byte
-            // in input are not in the ranges 0x30 (0) to 0x39 (9), 0x41 (A) to 0x46 (F), and 0x61 (a) to
-            // 0x66 (f), all inclusive, append byte to output. Otherwise: let bytePoint be the two bytes after
-            // byte in input, decoded, and then interpreted as hexadecimal number. Append a byte whose value
+            // URL Standard, percent-decode: "Otherwise, if byte is 0x25 (%) and the next two bytes
+            // after byte in input are not in the ranges 0x30 (0) to 0x39 (9), 0x41 (A)
+            // to 0x46 (F), and 0x61 (a) to 0x66 (f), all inclusive, append byte to
+            // output. Otherwise: let bytePoint be the two bytes after byte in input,
+            // decoded, and then interpreted as hexadecimal number. Append a byte whose value
             // is bytePoint to output. Skip the next two bytes in input."
             b'%' => match (
                 input.get(index).and_then(hex_value),
@@ -178,7 +183,8 @@ fn form_decode(input: &[u8]) -> Vec<u8> {
                     output.push((high << 4) | low);
                     index += 2;
                 }
-                // A stray '%' stays literal; in a filter value it is then rejected as a forbidden byte.
+                // A stray '%' stays literal; in a filter value it is then rejected as a forbidden
+                // byte.
                 _ => output.push(b'%'),
             },
             _ => output.push(byte),
@@ -195,8 +201,8 @@ fn hex_value(byte: &u8) -> Option<u8> {
 
 /// Which type namespaces and names and which categories a deployment knows.
 ///
-/// `None` for a parameter means "any syntactically valid value". A type value is known when it, or its
-/// namespace (the part before its first `:` or `.`), is listed.
+/// `None` for a parameter means "any syntactically valid value". A type value is known when it, or
+/// its namespace (the part before its first `:` or `.`), is listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vocabulary<'a> {
     types: Option<&'a [&'a str]>,
@@ -223,8 +229,9 @@ impl Vocabulary<'static> {
         }
     }
 
-    /// sluice.sh: types `job`, `worker`, `queue` and `heartbeat` (and names inside those namespaces, like
-    /// `job:state_change`). sluice events have no categories, so any `categories` value is unknown.
+    /// sluice.sh: types `job`, `worker`, `queue` and `heartbeat` (and names inside those
+    /// namespaces, like `job:state_change`). sluice events have no categories, so any
+    /// `categories` value is unknown.
     #[must_use]
     pub const fn sluice() -> Self {
         Vocabulary {
@@ -233,7 +240,8 @@ impl Vocabulary<'static> {
         }
     }
 
-    /// Dashtam: categories `data_sync`, `provider`, `ai`, `import`, `portfolio` and `security`; any type.
+    /// Dashtam: categories `data_sync`, `provider`, `ai`, `import`, `portfolio` and `security`; any
+    /// type.
     #[must_use]
     pub const fn dashtam() -> Self {
         Vocabulary {
@@ -244,8 +252,9 @@ impl Vocabulary<'static> {
 }
 
 impl<'a> Vocabulary<'a> {
-    /// Whether `category` belongs to this vocabulary: a publisher may only tag events with categories a
-    /// subscriber could select. Any category belongs to a vocabulary without a category list.
+    /// Whether `category` belongs to this vocabulary: a publisher may only tag events with
+    /// categories a subscriber could select. Any category belongs to a vocabulary without a
+    /// category list.
     #[must_use]
     pub fn knows_category(&self, category: &str) -> bool {
         self.categories
@@ -310,7 +319,8 @@ pub struct FilterError {
 
 impl FilterError {
     fn new(param: FilterParam, kind: FilterErrorKind, value: &[u8]) -> Self {
-        // Cut before converting so an attacker-sized value cannot make an attacker-sized error message.
+        // Cut before converting so an attacker-sized value cannot make an attacker-sized error
+        // message.
         let value =
             String::from_utf8_lossy(&value[..value.len().min(VALUE_BYTES_MAX)]).into_owned();
         FilterError { param, kind, value }
@@ -337,7 +347,8 @@ impl FilterError {
 
 impl fmt::Display for FilterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `{:?}` quotes the value and escapes control characters, so the message stays one clean line.
+        // `{:?}` quotes the value and escapes control characters, so the message stays one clean
+        // line.
         let (param, value) = (self.param, self.value.as_str());
         match self.kind {
             FilterErrorKind::Empty => write!(f, "empty value in parameter {param}"),

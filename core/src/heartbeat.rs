@@ -1,9 +1,9 @@
 //! Heartbeat policy: when an idle stream is due a keep-alive write, and what to write.
 //!
-//! Intermediaries cut idle responses (nginx and AWS ALB after 60 s, Cloudflare after 100 s), and a write is
-//! also how the hub notices a dead client. The policy is pure: the caller passes the current time and the
-//! time of its last write, and schedules its next wake-up from the answer. Heartbeats never carry `id:`:
-//! they must not move the client's cursor.
+//! Intermediaries cut idle responses (nginx and AWS ALB after 60 s, Cloudflare after 100 s), and a
+//! write is also how the hub notices a dead client. The policy is pure: the caller passes the
+//! current time and the time of its last write, and schedules its next wake-up from the answer.
+//! Heartbeats never carry `id:`: they must not move the client's cursor.
 
 use alloc::format;
 use alloc::string::String;
@@ -13,15 +13,15 @@ use bytes::Bytes;
 
 use crate::{EventName, Frame};
 
-/// Default heartbeat interval: 15 s, what SQLMesh, sluice and mosaic use, and well under the 60 s idle
-/// timeouts that are the common minimum.
+/// Default heartbeat interval: 15 s, what SQLMesh, sluice and mosaic use, and well under the 60 s
+/// idle timeouts that are the common minimum.
 pub const HEARTBEAT_MS_DEFAULT: u64 = 15_000;
 
 /// Which wire format heartbeats take, to match what existing clients expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HeartbeatProfile {
-    /// SQLMesh: `event: ping` with data `{"timestamp":<epoch ms>}` (valid JSON, unlike SQLMesh's own Python
-    /// repr).
+    /// SQLMesh: `event: ping` with data `{"timestamp":<epoch ms>}` (valid JSON, unlike SQLMesh's
+    /// own Python repr).
     SqlMeshPing,
     /// sluice.sh: `event: heartbeat` with data `{"timestamp":"<ISO 8601 UTC with milliseconds>"}`.
     SluiceHeartbeat,
@@ -30,12 +30,13 @@ pub enum HeartbeatProfile {
 }
 
 impl HeartbeatProfile {
-    /// The profile a subscriber asked for with `heartbeat=<value>`, or `default` (its family's) when it did
-    /// not ask.
+    /// The profile a subscriber asked for with `heartbeat=<value>`, or `default` (its family's)
+    /// when it did not ask.
     ///
-    /// `event` is the named `heartbeat` event of [`HeartbeatProfile::SluiceHeartbeat`]: EventSource never
-    /// dispatches comments, so a page that wants to notice a silent connection asks for this and listens for
-    /// `heartbeat`. `comment` is [`HeartbeatProfile::Comment`]. Anything else is an error naming the value.
+    /// `event` is the named `heartbeat` event of [`HeartbeatProfile::SluiceHeartbeat`]: EventSource
+    /// never dispatches comments, so a page that wants to notice a silent connection asks for
+    /// this and listens for `heartbeat`. `comment` is [`HeartbeatProfile::Comment`]. Anything
+    /// else is an error naming the value.
     ///
     /// ```
     /// use herald_core::heartbeat::HeartbeatProfile;
@@ -58,10 +59,11 @@ impl HeartbeatProfile {
         }
     }
 
-    /// Whether this heartbeat comes on a fixed clock, every interval whatever else is written (SQLMesh's
-    /// `ping`, which sse-starlette sends every 15 s regardless of traffic and whose absence for 20 s makes
-    /// SQLMesh's UI tear its connection down; sluice's `heartbeat`, documented as "every 15 seconds"), rather
-    /// than after an interval of silence (the comment, which only keeps proxies from cutting an idle stream).
+    /// Whether this heartbeat comes on a fixed clock, every interval whatever else is written
+    /// (SQLMesh's `ping`, which sse-starlette sends every 15 s regardless of traffic and whose
+    /// absence for 20 s makes SQLMesh's UI tear its connection down; sluice's `heartbeat`,
+    /// documented as "every 15 seconds"), rather than after an interval of silence (the
+    /// comment, which only keeps proxies from cutting an idle stream).
     ///
     /// ```
     /// use herald_core::heartbeat::HeartbeatProfile;
@@ -100,7 +102,8 @@ impl core::error::Error for UnknownHeartbeat {}
 pub struct HeartbeatPolicy {
     /// The wire format.
     pub profile: HeartbeatProfile,
-    /// The longest a stream may stay silent; 0 is treated as 1 so that a schedule always moves forward.
+    /// The longest a stream may stay silent; 0 is treated as 1 so that a schedule always moves
+    /// forward.
     pub interval_ms: u64,
 }
 
@@ -199,10 +202,10 @@ pub(crate) fn iso8601_utc_ms(epoch_ms: u64) -> String {
 
 /// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).
 ///
-/// Shift the calendar to start on 0000-03-01 so the leap day is the last day of a "year", then split the
-/// day count into 400-year eras (146 097 days each, which repeat exactly), years within the era, and days
-/// within the year; months from March have lengths that follow `(153 * m + 2) / 5`. Unsigned arithmetic
-/// suffices because the input is never before 1970.
+/// Shift the calendar to start on 0000-03-01 so the leap day is the last day of a "year", then
+/// split the day count into 400-year eras (146 097 days each, which repeat exactly), years within
+/// the era, and days within the year; months from March have lengths that follow `(153 * m + 2) /
+/// 5`. Unsigned arithmetic suffices because the input is never before 1970.
 fn civil_from_days(days_since_1970: u64) -> (u64, u64, u64) {
     // Days from 0000-03-01 to 1970-01-01.
     const SHIFT_DAYS: u64 = 719_468;
@@ -210,7 +213,8 @@ fn civil_from_days(days_since_1970: u64) -> (u64, u64, u64) {
     let days = days_since_1970 + SHIFT_DAYS;
     let era = days / DAYS_PER_ERA;
     let day_of_era = days % DAYS_PER_ERA; // 0..=146_096
-                                          // Drop the extra day of every 4th year (but not every 100th, except the 400th) to count whole years.
+                                          // Drop the extra day of every 4th year (but not every 100th, except the 400th) to count whole
+                                          // years.
     let year_of_era =
         (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // 0..=399
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // 0..=365

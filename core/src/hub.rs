@@ -1,7 +1,8 @@
 //! The hub of one stream, sans I/O: what a publish does, how a subscription starts, and what each
 //! subscriber is sent.
 //!
-//! The caller (the Hub Durable Object) owns storage, sockets and the clock; [`Hub`] owns every rule:
+//! The caller (the Hub Durable Object) owns storage, sockets and the clock; [`Hub`] owns every
+//! rule:
 //!
 //! - **Publish** ([`Hub::prepare`], then [`Hub::commit`]): categories are checked against the
 //!   vocabulary, a complete stream refuses more events, the batch is numbered and encoded once, and
@@ -11,14 +12,15 @@
 //!   stream; otherwise the frames the subscriber starts with (a `reset` naming what it missed, the
 //!   replay, or a fresh SQLMesh client's tracker snapshot), and the [`SubscriberRecord`] the caller
 //!   keeps with the subscriber's socket.
-//! - **Offer** ([`SubscriberRecord::message_for`]): the frames of a batch one subscriber gets: those
-//!   its filter matches with a sequence number after its cursor, so nothing is sent twice across the
-//!   replay/live seam; and whether the stream ends after them.
+//! - **Offer** ([`SubscriberRecord::message_for`]): the frames of a batch one subscriber gets:
+//!   those its filter matches with a sequence number after its cursor, so nothing is sent twice
+//!   across the replay/live seam; and whether the stream ends after them.
 //!
-//! The log need not be in memory. A hub woken from hibernation knows only its [`LogSummary`] (epoch,
-//! next sequence number, oldest retained, totals), which is enough to number a publish and to start a
-//! live or up-to-date subscription. A replay asks for the log ([`Subscription::NeedsLog`]); eviction
-//! without the log asks for the sizes of the oldest stored entries, reading no more than it needs.
+//! The log need not be in memory. A hub woken from hibernation knows only its [`LogSummary`]
+//! (epoch, next sequence number, oldest retained, totals), which is enough to number a publish and
+//! to start a live or up-to-date subscription. A replay asks for the log
+//! ([`Subscription::NeedsLog`]); eviction without the log asks for the sizes of the oldest stored
+//! entries, reading no more than it needs.
 //!
 //! Invariants (checked by the model test in `tests/hub_model.rs`):
 //! - the summary always equals what the loaded log would report;
@@ -103,7 +105,8 @@ impl LogSummary {
 /// A numbered, encoded batch that [`Hub::prepare`] accepted, ready to store and fan out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
-    /// The entries, numbered from the hub's next sequence number on, frames encoded with their ids.
+    /// The entries, numbered from the hub's next sequence number on, frames encoded with their
+    /// ids.
     pub entries: Vec<LogEntry>,
     /// Whether the batch ends with `stream.complete`: the stream takes no more events.
     pub completes: bool,
@@ -172,8 +175,8 @@ impl SubscriberRecord {
     /// The message a published `batch` makes for this subscriber, or `None` when it has nothing to
     /// say (no frame matches and the stream goes on).
     ///
-    /// The offer rule: a frame goes out when the filter matches its event and its sequence number is
-    /// after the cursor (a replay already sent everything up to the cursor).
+    /// The offer rule: a frame goes out when the filter matches its event and its sequence number
+    /// is after the cursor (a replay already sent everything up to the cursor).
     #[must_use]
     pub fn message_for(&self, epoch: u64, batch: &Batch) -> Option<HubMessage> {
         let frames: Vec<WireFrame> = batch
@@ -216,7 +219,8 @@ pub enum Subscription {
     },
 }
 
-/// [`ReplayLog::resume_joining`], named short so that [`Hub::subscribe_joining`]'s match stays flat.
+/// [`ReplayLog::resume_joining`], named short so that [`Hub::subscribe_joining`]'s match stays
+/// flat.
 fn resume<'a>(
     log: &'a ReplayLog,
     last_event_id: Option<&str>,
@@ -324,8 +328,8 @@ impl Hub {
     /// the caller has decided to store it.
     ///
     /// An event published without a category gets the one Dashtam derives from its type
-    /// ([`crate::dashtam::category_of_type`]: `sync.*` is `data_sync`, `ai.*` is `ai`, ...) when the
-    /// vocabulary knows that category, so that `?categories=` subscribers see it.
+    /// ([`crate::dashtam::category_of_type`]: `sync.*` is `data_sync`, `ai.*` is `ai`, ...) when
+    /// the vocabulary knows that category, so that `?categories=` subscribers see it.
     pub fn prepare(
         &self,
         mut events: Vec<NewEvent>,
@@ -454,10 +458,12 @@ impl Hub {
     ///
     /// - Without an id on a running stream: live from now, and a fresh SQLMesh client gets the
     ///   current trackers (`snapshot`), filtered like events.
-    /// - With the id of the newest event: nothing to replay (on a complete stream, [`Subscription::Finished`]).
-    /// - Anything else needs the log ([`Subscription::NeedsLog`] until it is loaded): the entries after
-    ///   the id, or a `reset` naming why and the oldest id (with the trackers as its snapshot), then
-    ///   everything retained; a late client of a complete stream gets the whole log.
+    /// - With the id of the newest event: nothing to replay (on a complete stream,
+    ///   [`Subscription::Finished`]).
+    /// - Anything else needs the log ([`Subscription::NeedsLog`] until it is loaded): the entries
+    ///   after the id, or a `reset` naming why and the oldest id (with the trackers as its
+    ///   snapshot), then everything retained; a late client of a complete stream gets the whole
+    ///   log.
     #[must_use]
     pub fn subscribe(
         &self,
@@ -468,9 +474,9 @@ impl Hub {
         self.subscribe_joining(filter, last_event_id, snapshot, JoinPolicy::Live)
     }
 
-    /// Decides how a subscription starts, as [`Hub::subscribe`] does, except that a client without an
-    /// id on a running stream is served by `join` ([`JoinPolicy::FromOldest`]: the retained log, then
-    /// live).
+    /// Decides how a subscription starts, as [`Hub::subscribe`] does, except that a client without
+    /// an id on a running stream is served by `join` ([`JoinPolicy::FromOldest`]: the retained
+    /// log, then live).
     #[must_use]
     pub fn subscribe_joining(
         &self,

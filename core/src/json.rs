@@ -2,29 +2,31 @@
 //!
 //! Two things a JSON parser may let through that consumers cannot take:
 //!
-//! - Depth. RFC 8259 §9: "An implementation may set limits on the maximum depth of nesting." Most do:
-//!   serde_json stops at 128 levels, Python's `json` at about 1,000, V8's `JSON.stringify` somewhat
-//!   later. serde_json skips a value it keeps raw (`RawValue`, an ignored field) without counting its
-//!   depth, so data nested 30,000 deep would be stored and fanned out to clients that cannot read it,
-//!   and a plan's details, stored inside the session (about 3 levels more), could make the session
-//!   unreadable for good. [`JSON_DEPTH_MAX`] is far below every one of those limits.
-//! - Lone surrogates. RFC 8259 §8.2: the grammar "allows member names and string values to contain bit
-//!   sequences that cannot encode Unicode characters; for example, "\uDEAD" (a single unpaired UTF-16
-//!   surrogate)", and "the behavior of software that receives JSON texts containing such values is
-//!   unpredictable". serde_json refuses them when it decodes a string, but not in a value it keeps raw.
+//! - Depth. RFC 8259 §9: "An implementation may set limits on the maximum depth of nesting." Most
+//!   do: serde_json stops at 128 levels, Python's `json` at about 1,000, V8's `JSON.stringify`
+//!   somewhat later. serde_json skips a value it keeps raw (`RawValue`, an ignored field) without
+//!   counting its depth, so data nested 30,000 deep would be stored and fanned out to clients that
+//!   cannot read it, and a plan's details, stored inside the session (about 3 levels more), could
+//!   make the session unreadable for good. [`JSON_DEPTH_MAX`] is far below every one of those
+//!   limits.
+//! - Lone surrogates. RFC 8259 §8.2: the grammar "allows member names and string values to contain
+//!   bit sequences that cannot encode Unicode characters; for example, "\uDEAD" (a single unpaired
+//!   UTF-16 surrogate)", and "the behavior of software that receives JSON texts containing such
+//!   values is unpredictable". serde_json refuses them when it decodes a string, but not in a value
+//!   it keeps raw.
 //!
 //! `check` reads the text once, without allocating, and stops at the first flaw, so nesting deeper
 //! than the limit costs no more than the limit.
 
 use core::fmt;
 
-/// The deepest nesting of arrays and objects Herald accepts in JSON it stores: in one event's `data`,
-/// and in a whole plan body (so a plan's `details` nest at most 63 levels, and the trackers they make,
-/// as stored and as sent, stay within about 66).
+/// The deepest nesting of arrays and objects Herald accepts in JSON it stores: in one event's
+/// `data`, and in a whole plan body (so a plan's `details` nest at most 63 levels, and the trackers
+/// they make, as stored and as sent, stay within about 66).
 ///
 /// A scalar has depth 0, `[]` and `{}` depth 1, `{"a":[1]}` depth 2. Chosen well below serde_json's
-/// recursion limit (128), which a stored plan session must stay under to be read back, and far below
-/// the limits of the parsers consumers use (Python's `json`, `JSON.parse`).
+/// recursion limit (128), which a stored plan session must stay under to be read back, and far
+/// below the limits of the parsers consumers use (Python's `json`, `JSON.parse`).
 pub const JSON_DEPTH_MAX: usize = 64;
 
 /// What [`check`] found wrong.
@@ -82,8 +84,9 @@ pub(crate) fn check(text: &[u8], depth_max: usize) -> Result<(), JsonFlaw> {
                         continue;
                     };
                     at += 5;
-                    // RFC 8259 §7: a character outside the BMP is "a 12-character sequence, encoding the
-                    // UTF-16 surrogate pair": a high surrogate escape, then a low one.
+                    // RFC 8259 §7: a character outside the BMP is "a 12-character sequence,
+                    // encoding the UTF-16 surrogate pair": a high surrogate
+                    // escape, then a low one.
                     if is_high_surrogate(unit) {
                         let low = (text.get(at..at + 2) == Some(b"\\u"))
                             .then(|| hex_unit(text, at + 2))

@@ -1,4 +1,5 @@
-//! Herald's engine: every rule of Herald's Server-Sent Events hub, with no I/O, no async and no clock.
+//! Herald's engine: every rule of Herald's Server-Sent Events hub, with no I/O, no async and no
+//! clock.
 //!
 //! # Overview
 //!

@@ -2,10 +2,12 @@
 //!
 //! Invariants of [`ReplayLog`] (checked by the property test against a plain `Vec` in
 //! `tests/log.rs`):
-//! - the retained entries have contiguous sequence numbers ending at `next_seq - 1`, oldest at the front;
+//! - the retained entries have contiguous sequence numbers ending at `next_seq - 1`, oldest at the
+//!   front;
 //! - `len() <= events_max` and `bytes() <= bytes_max` after every `push` (so an entry larger than
 //!   `bytes_max` is evicted by its own push, leaving the log empty but `next_seq` advanced);
-//! - what is retained is exactly the longest suffix of everything ever pushed that fits both limits.
+//! - what is retained is exactly the longest suffix of everything ever pushed that fits both
+//!   limits.
 
 use alloc::collections::vec_deque::{self, VecDeque};
 use alloc::string::{String, ToString};
@@ -18,11 +20,13 @@ use crate::{EventId, EventName, Frame, NewEvent};
 
 /// Where an event sits in a hub's history: the log's epoch and the event's sequence number.
 ///
-/// The text form, sent as the SSE `id:`, is `<epoch>-<seq>` in decimal (at most 41 bytes of digits and
-/// `-`, so always a CORS-safe id). Sequence numbers start at 1; `<epoch>-0` means "before the first event".
+/// The text form, sent as the SSE `id:`, is `<epoch>-<seq>` in decimal (at most 41 bytes of digits
+/// and `-`, so always a CORS-safe id). Sequence numbers start at 1; `<epoch>-0` means "before the
+/// first event".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Position {
-    /// The epoch of the log, chosen by the caller when the log is created (the worker uses creation ms).
+    /// The epoch of the log, chosen by the caller when the log is created (the worker uses
+    /// creation ms).
     pub epoch: u64,
     /// The sequence number within the epoch.
     pub seq: u64,
@@ -32,8 +36,8 @@ impl Position {
     /// Parses `<epoch>-<seq>` strictly: two decimal `u64`s, no sign, no spaces, no leading zeros
     /// (except `0` itself), separated by exactly one `-`.
     ///
-    /// Strictness keeps the text form canonical: one position has exactly one id, so an id that does not
-    /// round-trip was not minted here and is reported as [`GapReason::Malformed`].
+    /// Strictness keeps the text form canonical: one position has exactly one id, so an id that
+    /// does not round-trip was not minted here and is reported as [`GapReason::Malformed`].
     pub fn parse(text: &str) -> Result<Position, PositionError> {
         if text.is_empty() {
             return Err(PositionError::Empty);
@@ -127,7 +131,8 @@ pub struct LogLimits {
 }
 
 impl Default for LogLimits {
-    /// 1000 events and 1 MiB: the same horizon as Dashtam's `MAXLEN ~1000`, small enough for DO storage.
+    /// 1000 events and 1 MiB: the same horizon as Dashtam's `MAXLEN ~1000`, small enough for DO
+    /// storage.
     fn default() -> Self {
         LogLimits {
             events_max: 1000,
@@ -136,7 +141,8 @@ impl Default for LogLimits {
     }
 }
 
-/// One event in the replay log, with its frame already encoded (encode once, fan out by reference count).
+/// One event in the replay log, with its frame already encoded (encode once, fan out by reference
+/// count).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
     /// Sequence number; must equal the log's `next_seq` when pushed.
@@ -149,8 +155,8 @@ pub struct LogEntry {
     pub frame: Bytes,
 }
 
-/// What a [`ReplayLog::push`] evicted: every entry with `seq <= through_seq`, which the caller deletes from
-/// storage. `None` when nothing was evicted.
+/// What a [`ReplayLog::push`] evicted: every entry with `seq <= through_seq`, which the caller
+/// deletes from storage. `None` when nothing was evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "evicted entries must also be deleted from storage"]
 pub struct Evicted {
@@ -186,7 +192,8 @@ pub enum GapReason {
 }
 
 impl GapReason {
-    /// The wire tag used in the `reset` control frame: `evicted`, `other_epoch`, `malformed` or `ahead`.
+    /// The wire tag used in the `reset` control frame: `evicted`, `other_epoch`, `malformed` or
+    /// `ahead`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -255,8 +262,8 @@ impl fmt::Display for RestoreError {
 
 impl core::error::Error for RestoreError {}
 
-/// A bounded ring buffer of encoded events that answers `Last-Event-ID` with the frames after it, or with a
-/// [`Replay::Gap`] — never with a silent empty answer for an id it cannot vouch for.
+/// A bounded ring buffer of encoded events that answers `Last-Event-ID` with the frames after it,
+/// or with a [`Replay::Gap`] — never with a silent empty answer for an id it cannot vouch for.
 ///
 /// # Example
 ///
@@ -318,10 +325,12 @@ impl ReplayLog {
         }
     }
 
-    /// Rebuilds a log from storage: its epoch, its next sequence number and the stored entries, oldest first.
+    /// Rebuilds a log from storage: its epoch, its next sequence number and the stored entries,
+    /// oldest first.
     ///
-    /// Entries must be contiguous and end at `next_seq - 1` (or be absent). If `limits` are smaller than
-    /// when the entries were written, the oldest are evicted and reported like [`ReplayLog::push`] does.
+    /// Entries must be contiguous and end at `next_seq - 1` (or be absent). If `limits` are smaller
+    /// than when the entries were written, the oldest are evicted and reported like
+    /// [`ReplayLog::push`] does.
     pub fn restore(
         epoch: u64,
         next_seq: u64,
@@ -387,9 +396,9 @@ impl ReplayLog {
         }
     }
 
-    /// Numbers a batch from [`ReplayLog::next_position`] on and encodes each event's frame once, with its
-    /// `id:`, ready to [`ReplayLog::push`] in order. The log does not change: the caller decides when the
-    /// batch is in (after storage has it).
+    /// Numbers a batch from [`ReplayLog::next_position`] on and encodes each event's frame once,
+    /// with its `id:`, ready to [`ReplayLog::push`] in order. The log does not change: the
+    /// caller decides when the batch is in (after storage has it).
     #[must_use]
     pub fn number(&self, events: Vec<NewEvent>) -> Vec<LogEntry> {
         number_events(self.next_position(), events)
@@ -441,8 +450,8 @@ impl ReplayLog {
     ///
     /// # Panics
     ///
-    /// If `entry.seq` is not [`ReplayLog::next_seq`] (a caller bug: ids would stop being contiguous), or
-    /// if the sequence space is exhausted.
+    /// If `entry.seq` is not [`ReplayLog::next_seq`] (a caller bug: ids would stop being
+    /// contiguous), or if the sequence space is exhausted.
     pub fn push(&mut self, entry: LogEntry) -> Evicted {
         assert_eq!(
             entry.seq, self.next_seq,
@@ -476,9 +485,10 @@ impl ReplayLog {
     /// - an id that does not parse as a [`Position`] (including the empty string) is a
     ///   [`GapReason::Malformed`] gap; a position of another epoch is [`GapReason::OtherEpoch`];
     /// - a sequence number after `last` is [`GapReason::Ahead`] (this log never wrote it);
-    /// - one in `oldest - 1 ..= last` gives [`Replay::Frames`] with every entry after it (none when it is
-    ///   `last`: the client is up to date);
-    /// - one before `oldest - 1` is [`GapReason::Evicted`], because the entries right after it are gone.
+    /// - one in `oldest - 1 ..= last` gives [`Replay::Frames`] with every entry after it (none when
+    ///   it is `last`: the client is up to date);
+    /// - one before `oldest - 1` is [`GapReason::Evicted`], because the entries right after it are
+    ///   gone.
     ///
     /// Every gap names the oldest retained position.
     #[must_use]

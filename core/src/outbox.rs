@@ -1,16 +1,16 @@
 //! A bounded per-subscriber queue with an in-band goodbye for slow consumers.
 //!
-//! SQLMesh gives every listener an unbounded queue, so one slow client grows memory without bound. Here
-//! each subscriber gets at most `frames_max` frames and `bytes_max` bytes. The first frame that does not fit
-//! is refused, nothing already queued is dropped (the client gets a gap-free prefix), and one `lagging`
-//! control frame is queued last, naming the id to resume from; then the stream closes. Memory is bounded
-//! by the limits plus that one control frame.
+//! SQLMesh gives every listener an unbounded queue, so one slow client grows memory without bound.
+//! Here each subscriber gets at most `frames_max` frames and `bytes_max` bytes. The first frame
+//! that does not fit is refused, nothing already queued is dropped (the client gets a gap-free
+//! prefix), and one `lagging` control frame is queued last, naming the id to resume from; then the
+//! stream closes. Memory is bounded by the limits plus that one control frame.
 //!
 //! A subscriber that does not take its frames at all is the caller's to notice (it has the clock):
 //! [`Outbox::drop_unpopped`] then frees everything queued and names the last id actually popped.
 //!
-//! States: `Open` (accepting) and `Closing` (refusing; drains what is queued, then the caller closes the
-//! stream). `Open -> Closing` on overflow, [`Outbox::cut`], [`Outbox::drop_unpopped`] or
+//! States: `Open` (accepting) and `Closing` (refusing; drains what is queued, then the caller
+//! closes the stream). `Open -> Closing` on overflow, [`Outbox::cut`], [`Outbox::drop_unpopped`] or
 //! [`Outbox::close_after_drain`]; there is no way back.
 
 use alloc::collections::VecDeque;
@@ -30,16 +30,18 @@ pub struct OutboxLimits {
 }
 
 impl OutboxLimits {
-    /// Frames a subscriber's queue holds beyond a full replay of the log: the control frames that go out
-    /// before it (the opening `retry:` frame, a `reset`) and live events that arrive meanwhile.
+    /// Frames a subscriber's queue holds beyond a full replay of the log: the control frames that
+    /// go out before it (the opening `retry:` frame, a `reset`) and live events that arrive
+    /// meanwhile.
     pub const HEADROOM_FRAMES: usize = 256;
-    /// Bytes a subscriber's queue holds beyond a full replay of the log: 256 KiB, room for the opening
-    /// frame and a `reset` whose snapshot carries the three plan trackers at the default event size
-    /// (3 x 64 KiB), with live events besides.
+    /// Bytes a subscriber's queue holds beyond a full replay of the log: 256 KiB, room for the
+    /// opening frame and a `reset` whose snapshot carries the three plan trackers at the
+    /// default event size (3 x 64 KiB), with live events besides.
     pub const HEADROOM_BYTES: usize = 256 * 1024;
 
-    /// Limits that fit a full replay of a log with `log`'s limits plus the headroom above, so that a
-    /// client resuming from the oldest id is not closed as `lagging` before it got anything live.
+    /// Limits that fit a full replay of a log with `log`'s limits plus the headroom above, so that
+    /// a client resuming from the oldest id is not closed as `lagging` before it got anything
+    /// live.
     ///
     /// ```
     /// use herald_core::log::LogLimits;
@@ -70,7 +72,8 @@ impl Default for OutboxLimits {
 pub enum Pushed {
     /// The frame was queued.
     Queued,
-    /// The frame was not queued: the outbox is closing (this push overflowed it, or it already was).
+    /// The frame was not queued: the outbox is closing (this push overflowed it, or it already
+    /// was).
     Overflowed,
 }
 
@@ -82,7 +85,8 @@ pub struct Outbox {
     /// Frames with their sequence numbers, so that the last one written is known.
     queue: VecDeque<(Bytes, Option<u64>)>,
     queued_bytes: usize,
-    /// The `lagging` frame, sent after everything in `queue`; kept apart so it is outside the limits.
+    /// The `lagging` frame, sent after everything in `queue`; kept apart so it is outside the
+    /// limits.
     farewell: Option<Bytes>,
     last_seq: Option<u64>,
     /// The sequence number of the last frame popped (handed to the writer) that had one.
@@ -106,13 +110,13 @@ impl Outbox {
         }
     }
 
-    /// Queues a frame; `seq` is its sequence number when it carries an `id:` (events), `None` otherwise
-    /// (heartbeats, control frames).
+    /// Queues a frame; `seq` is its sequence number when it carries an `id:` (events), `None`
+    /// otherwise (heartbeats, control frames).
     ///
-    /// If the frame does not fit, the outbox starts closing: the frame is refused, and a `lagging` frame
-    /// is queued after everything already accepted, with data `{"resume":"<epoch>-<last_seq>"}`, or `{}`
-    /// when no frame with a sequence number was accepted yet (the client's own cursor is then still the
-    /// right one to resume from).
+    /// If the frame does not fit, the outbox starts closing: the frame is refused, and a `lagging`
+    /// frame is queued after everything already accepted, with data
+    /// `{"resume":"<epoch>-<last_seq>"}`, or `{}` when no frame with a sequence number was
+    /// accepted yet (the client's own cursor is then still the right one to resume from).
     pub fn push(&mut self, frame: Bytes, seq: Option<u64>) -> Pushed {
         if self.closing {
             return Pushed::Overflowed;
@@ -132,9 +136,10 @@ impl Outbox {
         Pushed::Queued
     }
 
-    /// Closes the outbox as an overflow does, whatever room is left: everything accepted stays queued,
-    /// then one `lagging` frame naming the last accepted id. For a caller with a bound of its own (a
-    /// byte budget shared by many outboxes). An outbox that is already closing is left as it is.
+    /// Closes the outbox as an overflow does, whatever room is left: everything accepted stays
+    /// queued, then one `lagging` frame naming the last accepted id. For a caller with a bound
+    /// of its own (a byte budget shared by many outboxes). An outbox that is already closing is
+    /// left as it is.
     pub fn cut(&mut self) {
         if self.closing {
             return;
@@ -144,8 +149,8 @@ impl Outbox {
     }
 
     /// Drops every frame not yet popped and closes with a `lagging` frame naming the last id popped
-    /// (`{}` if none was): for a subscriber that has not taken its frames in time. The client resumes
-    /// from what it was actually given, so the dropped frames make no gap.
+    /// (`{}` if none was): for a subscriber that has not taken its frames in time. The client
+    /// resumes from what it was actually given, so the dropped frames make no gap.
     pub fn drop_unpopped(&mut self) {
         self.queue.clear();
         self.queued_bytes = 0;
@@ -178,13 +183,14 @@ impl Outbox {
         }
     }
 
-    /// Sets the epoch a `lagging` frame names: a relay learns it from the hub's first message, after
-    /// its outbox already holds the opening frame.
+    /// Sets the epoch a `lagging` frame names: a relay learns it from the hub's first message,
+    /// after its outbox already holds the opening frame.
     pub fn set_epoch(&mut self, epoch: u64) {
         self.epoch = epoch;
     }
 
-    /// Stops accepting frames without a `lagging` frame: for a stream that just queued its terminal event.
+    /// Stops accepting frames without a `lagging` frame: for a stream that just queued its terminal
+    /// event.
     pub fn close_after_drain(&mut self) {
         self.closing = true;
     }
@@ -196,7 +202,8 @@ impl Outbox {
         self.closing
     }
 
-    /// Whether the outbox is closing and everything has been popped: the caller closes the stream now.
+    /// Whether the outbox is closing and everything has been popped: the caller closes the stream
+    /// now.
     #[must_use]
     pub fn is_finished(&self) -> bool {
         self.closing && self.is_empty()

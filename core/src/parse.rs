@@ -1,16 +1,17 @@
-//! The `text/event-stream` push parser: the WHATWG "interpreting an event stream" algorithm, fed bytes in
-//! chunks of any size.
+//! The `text/event-stream` push parser: the WHATWG "interpreting an event stream" algorithm, fed
+//! bytes in chunks of any size.
 //!
 //! Spec: <https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation>.
 //! Each step is quoted beside the code that implements it.
 //!
-//! How it stays fast: the complete lines of a chunk are validated as UTF-8 in one pass and then only
-//! borrowed. While a chunk is read, the event's type, single data line, id and the last event id are
-//! slices of it, held in `Borrowed` (a local of `Parser::lines`, so nothing is copied or compared
-//! per event); they are copied into the parser's own buffers once, when the chunk ends. Line ends are
-//! found with `memchr2` (a blank line by its first byte, without a search), and a field is recognised
-//! by its first bytes rather than by searching for its colon. Only a line cut by a chunk boundary is
-//! copied, and all buffers are kept and reused, so a warmed-up parser does not allocate.
+//! How it stays fast: the complete lines of a chunk are validated as UTF-8 in one pass and then
+//! only borrowed. While a chunk is read, the event's type, single data line, id and the last event
+//! id are slices of it, held in `Borrowed` (a local of `Parser::lines`, so nothing is copied or
+//! compared per event); they are copied into the parser's own buffers once, when the chunk ends.
+//! Line ends are found with `memchr2` (a blank line by its first byte, without a search), and a
+//! field is recognised by its first bytes rather than by searching for its colon. Only a line cut
+//! by a chunk boundary is copied, and all buffers are kept and reused, so a warmed-up parser does
+//! not allocate.
 //!
 //! Invariants (checked by the conformance tests, the model test in `parse/tests.rs` and the fuzz
 //! targets, which compare whole and split input):
@@ -19,7 +20,8 @@
 //! - A `Borrowed` never outlives the text it borrows from: `Parser::keep` consumes it.
 //! - When `Borrowed::data` is set, `Parser::data` is empty; otherwise `Parser::data` is the spec's
 //!   data buffer, which is empty or ends with LF.
-//! - Each other `Borrowed` field, when set, is the spec's buffer and the parser's own copy is stale.
+//! - Each other `Borrowed` field, when set, is the spec's buffer and the parser's own copy is
+//!   stale.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -33,8 +35,8 @@ const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 /// One dispatched event, borrowed from the parser and the chunk being fed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Message<'a> {
-    /// The event type: the last `event:` value of the event, or `message` if there was none or it was
-    /// empty.
+    /// The event type: the last `event:` value of the event, or `message` if there was none or it
+    /// was empty.
     pub event_type: &'a str,
     /// The data: the `data:` values joined with LF.
     pub data: &'a str,
@@ -92,10 +94,10 @@ struct Borrowed<'t> {
 /// A push parser for one event stream.
 ///
 /// Feed it the response body in chunks of any size with [`Parser::feed`]; each complete event is
-/// passed to the callback. Incomplete input is simply kept for the next chunk. At the end of the body
-/// call [`Parser::finish`], which discards the unfinished event as the spec requires; the parser is then
-/// ready for the next connection's stream and keeps [`Parser::last_event_id`] and [`Parser::retry_ms`]
-/// for the reconnection.
+/// passed to the callback. Incomplete input is simply kept for the next chunk. At the end of the
+/// body call [`Parser::finish`], which discards the unfinished event as the spec requires; the
+/// parser is then ready for the next connection's stream and keeps [`Parser::last_event_id`] and
+/// [`Parser::retry_ms`] for the reconnection.
 ///
 /// ```
 /// use herald_core::Parser;
@@ -111,7 +113,8 @@ struct Borrowed<'t> {
 #[derive(Clone, Debug)]
 pub struct Parser {
     start: Start,
-    /// The last line ended with a CR at the end of a chunk: an LF starting the next chunk belongs to it.
+    /// The last line ended with a CR at the end of a chunk: an LF starting the next chunk belongs
+    /// to it.
     skip_lf: bool,
     /// The raw bytes of an unfinished line, at most `line_bytes_max` of them.
     partial: Vec<u8>,
@@ -154,8 +157,8 @@ impl Parser {
     /// `line_bytes_max` bytes (after UTF-8 decoding; at least 1).
     ///
     /// An event with a longer line or longer data is not dispatched; it is counted by
-    /// [`Parser::oversized_events`]. A longer comment line is ignored like any comment. A long line is
-    /// not kept in memory: only its first `line_bytes_max` bytes are.
+    /// [`Parser::oversized_events`]. A longer comment line is ignored like any comment. A long line
+    /// is not kept in memory: only its first `line_bytes_max` bytes are.
     pub fn with_line_bytes_max(line_bytes_max: usize) -> Parser {
         Parser {
             start: Start::Bom(0),
@@ -197,8 +200,8 @@ impl Parser {
         if rest.is_empty() {
             return;
         }
-        // "a U+000D CARRIAGE RETURN U+000A LINE FEED (CRLF) character pair" is one line end even when a
-        // chunk boundary falls between the two.
+        // "a U+000D CARRIAGE RETURN U+000A LINE FEED (CRLF) character pair" is one line end even
+        // when a chunk boundary falls between the two.
         if mem::take(&mut self.skip_lf) && rest[0] == b'\n' {
             rest = &rest[1..];
         }
@@ -211,18 +214,19 @@ impl Parser {
             self.finish_partial(on_message);
             rest = self.after_line_end(&rest[end..]);
         }
-        // The fast path: the chunk is valid UTF-8 (its unfinished last line too), and every complete line
-        // is read in place. Validating from the start, rather than first looking for the last line end,
-        // reads the chunk in the order it arrives.
+        // The fast path: the chunk is valid UTF-8 (its unfinished last line too), and every
+        // complete line is read in place. Validating from the start, rather than first
+        // looking for the last line end, reads the chunk in the order it arrives.
         if let Ok(text) = core::str::from_utf8(rest) {
             let tail = self.lines(text, on_message);
             // The tail starts after the last CR or LF, so it cannot start with the LF of a CRLF.
             self.extend_partial(&rest[tail..]);
             return;
         }
-        // The unfinished last line may end inside a character, or hold invalid bytes: only the complete
-        // lines are decoded now. (A chunk cut inside a character is so validated twice, the second time
-        // from the cache; checking its last byte first would cost every chunk a read far ahead.)
+        // The unfinished last line may end inside a character, or hold invalid bytes: only the
+        // complete lines are decoded now. (A chunk cut inside a character is so validated
+        // twice, the second time from the cache; checking its last byte first would cost
+        // every chunk a read far ahead.)
         let Some(last_end) = memrchr2(b'\r', b'\n', rest) else {
             self.extend_partial(rest);
             return;
@@ -251,11 +255,12 @@ impl Parser {
 
     /// Marks the end of the stream.
     ///
-    /// "Once the end of the file is reached, any pending data must be discarded. (If the file ends in
-    /// the middle of an event, before the final empty line, the incomplete event is not dispatched.)"
-    /// An unfinished line is discarded too, and so is an `id:` of the unfinished event: the last event
-    /// id only changes when an event is dispatched. The parser then expects a new stream (which may
-    /// start with a BOM) and keeps the last event id and reconnection time.
+    /// "Once the end of the file is reached, any pending data must be discarded. (If the file ends
+    /// in the middle of an event, before the final empty line, the incomplete event is not
+    /// dispatched.)" An unfinished line is discarded too, and so is an `id:` of the unfinished
+    /// event: the last event id only changes when an event is dispatched. The parser then
+    /// expects a new stream (which may start with a BOM) and keeps the last event id and
+    /// reconnection time.
     pub fn finish(&mut self) {
         self.start = Start::Bom(0);
         self.skip_lf = false;
@@ -271,8 +276,9 @@ impl Parser {
 
     /// Consumes a leading BOM, even one split across chunks, and returns the rest of `chunk`.
     ///
-    /// The UTF-8 decode algorithm: "If buffer is 0xEF 0xBB 0xBF, then read three bytes from ioQueue.
-    /// (Do nothing with those bytes.)" Only at the start of the stream: a second BOM is content.
+    /// The UTF-8 decode algorithm: "If buffer is 0xEF 0xBB 0xBF, then read three bytes from
+    /// ioQueue. (Do nothing with those bytes.)" Only at the start of the stream: a second BOM
+    /// is content.
     fn strip_bom<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
         let Start::Bom(mut matched) = self.start else {
             return chunk;
@@ -344,14 +350,14 @@ impl Parser {
         self.partial_bytes = 0;
     }
 
-    /// Processes the complete lines of `text` and returns where its unfinished last line starts (its
-    /// length if there is none).
+    /// Processes the complete lines of `text` and returns where its unfinished last line starts
+    /// (its length if there is none).
     ///
     /// "The stream must then be parsed by reading everything line by line, with a U+000D CARRIAGE
     /// RETURN U+000A LINE FEED (CRLF) character pair, a single U+000A LINE FEED (LF) character not
-    /// preceded by a U+000D CARRIAGE RETURN (CR) character, and a single U+000D CARRIAGE RETURN (CR)
-    /// character not followed by a U+000A LINE FEED (LF) character being the ways in which a line can
-    /// end."
+    /// preceded by a U+000D CARRIAGE RETURN (CR) character, and a single U+000D CARRIAGE RETURN
+    /// (CR) character not followed by a U+000A LINE FEED (LF) character being the ways in which
+    /// a line can end."
     fn lines<F: FnMut(&Message<'_>)>(&mut self, text: &str, on_message: &mut F) -> usize {
         let bytes = text.as_bytes();
         let mut borrowed = Borrowed::default();
@@ -425,27 +431,29 @@ impl Parser {
             self.oversized = true;
             return;
         }
-        // "If the line contains a U+003A COLON character (:): Collect the characters on the line before
-        // the first U+003A COLON character (:), and let field be that string." The three common fields
-        // are recognised by their first bytes: no field name contains a colon, so the first colon is the
-        // one after the name.
+        // "If the line contains a U+003A COLON character (:): Collect the characters on the line
+        // before the first U+003A COLON character (:), and let field be that string." The
+        // three common fields are recognised by their first bytes: no field name contains a
+        // colon, so the first colon is the one after the name.
         let (field, colon) = match bytes {
             [b'd', b'a', b't', b'a', b':', ..] => (Field::Data, 4),
             [b'i', b'd', b':', ..] => (Field::Id, 2),
             [b'e', b'v', b'e', b'n', b't', b':', ..] => (Field::Event, 5),
             _ => match memchr(b':', bytes) {
                 Some(colon) => (Field::named(&bytes[..colon]), colon),
-                // "Otherwise, the string is not empty but does not contain a U+003A COLON character (:):
-                // Process the field using the steps described below, using the whole line as the field
-                // name, and the empty string as the field value."
+                // "Otherwise, the string is not empty but does not contain a U+003A COLON character
+                // (:): Process the field using the steps described below, using the
+                // whole line as the field name, and the empty string as the field
+                // value."
                 None => {
                     self.field(borrowed, Field::named(bytes), "");
                     return;
                 }
             },
         };
-        // "Collect the characters on the line after the first U+003A COLON character (:), and let value
-        // be that string. If value starts with a U+0020 SPACE character, remove it from value."
+        // "Collect the characters on the line after the first U+003A COLON character (:), and let
+        // value be that string. If value starts with a U+0020 SPACE character, remove it
+        // from value."
         let value_start = if bytes.get(colon + 1) == Some(&b' ') {
             colon + 2
         } else {
@@ -460,11 +468,12 @@ impl Parser {
         match field {
             // "If the field name is "event": Set the event type buffer to field value."
             Field::Event => borrowed.event_type = Some(value),
-            // "If the field name is "data": Append the field value to the data buffer, then append a
-            // single U+000A LINE FEED (LF) character to the data buffer."
+            // "If the field name is "data": Append the field value to the data buffer, then append
+            // a single U+000A LINE FEED (LF) character to the data buffer."
             Field::Data => self.data_line(borrowed, value),
-            // "If the field name is "id": If the field value does not contain U+0000 NULL, then set the
-            // last event ID buffer to the field value. Otherwise, ignore the field."
+            // "If the field name is "id": If the field value does not contain U+0000 NULL, then set
+            // the last event ID buffer to the field value. Otherwise, ignore the
+            // field."
             Field::Id if !contains_nul(value.as_bytes()) => borrowed.id_buffer = Some(value),
             // "If the field name is "retry": If the field value consists of only ASCII digits, then
             // interpret the field value as an integer in base ten, and set the event stream's
@@ -523,9 +532,9 @@ impl Parser {
         borrowed: &mut Borrowed<'t>,
         on_message: &mut F,
     ) {
-        // "1. Set the last event ID string of the event source to the value of the last event ID buffer.
-        // The buffer does not get reset, so the last event ID string of the event source remains set to
-        // this value until the next time it is set by the server."
+        // "1. Set the last event ID string of the event source to the value of the last event ID
+        // buffer. The buffer does not get reset, so the last event ID string of the event
+        // source remains set to this value until the next time it is set by the server."
         match borrowed.id_buffer {
             Some(id) => borrowed.last_event_id = Some(id),
             // The buffer is only borrowed once an `id:` line of this text set it, and it then stays
@@ -541,21 +550,22 @@ impl Parser {
             return;
         }
         let data = match borrowed.data {
-            // A borrowed single line: the buffer would be that line plus LF, and step 3 removes the LF.
+            // A borrowed single line: the buffer would be that line plus LF, and step 3 removes the
+            // LF.
             Some(data) => data,
-            // "2. If the data buffer is an empty string, set the data buffer and the event type buffer to
-            // the empty string and return."
+            // "2. If the data buffer is an empty string, set the data buffer and the event type
+            // buffer to the empty string and return."
             None if self.data.is_empty() => {
                 self.reset_event(borrowed);
                 return;
             }
-            // "3. If the data buffer's last character is a U+000A LINE FEED (LF) character, then remove
-            // the last character from the data buffer."
+            // "3. If the data buffer's last character is a U+000A LINE FEED (LF) character, then
+            // remove the last character from the data buffer."
             None => &self.data[..self.data.len() - 1],
         };
-        // "5. Initialize event's type attribute to "message" [...] 6. If the event type buffer has a
-        // value other than the empty string, change the type of the newly created event to equal the
-        // value of the event type buffer."
+        // "5. Initialize event's type attribute to "message" [...] 6. If the event type buffer has
+        // a value other than the empty string, change the type of the newly created event
+        // to equal the value of the event type buffer."
         let event_type = match borrowed.event_type.unwrap_or(&self.event_type) {
             "" => "message",
             event_type => event_type,
@@ -579,8 +589,8 @@ impl Parser {
 
 /// Finds the next CR or LF.
 ///
-/// `memchr2` picks its implementation through a function pointer on every call; most lines are short,
-/// so the parser picks once, when it is created.
+/// `memchr2` picks its implementation through a function pointer on every call; most lines are
+/// short, so the parser picks once, when it is created.
 #[derive(Clone, Copy, Debug)]
 struct LineEnds {
     #[cfg(target_arch = "x86_64")]
@@ -605,8 +615,8 @@ impl LineEnds {
     }
 }
 
-/// Whether `bytes` holds a U+0000, read eight bytes at a time: an id is short, and for a short slice a
-/// call to `memchr` costs more than the search.
+/// Whether `bytes` holds a U+0000, read eight bytes at a time: an id is short, and for a short
+/// slice a call to `memchr` costs more than the search.
 #[inline(always)]
 fn contains_nul(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
@@ -617,7 +627,8 @@ fn contains_nul(bytes: &[u8]) -> bool {
         let word = u64::from_le_bytes([
             word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
         ]);
-        // Sets the high bit of the lowest zero byte of `word`, and may set it above one (not below).
+        // Sets the high bit of the lowest zero byte of `word`, and may set it above one (not
+        // below).
         zero_bytes |= word.wrapping_sub(ONES) & !word & HIGHS;
     }
     // A fold rather than `contains`, which calls out to `memchr` for these few bytes.
@@ -629,7 +640,8 @@ fn contains_nul(bytes: &[u8]) -> bool {
 }
 
 /// Appends `bytes` to `out` decoded as UTF-8, each maximal invalid subpart replaced by U+FFFD: the
-/// WHATWG UTF-8 decoder's output (Rust follows the same "substitution of maximal subparts" practice).
+/// WHATWG UTF-8 decoder's output (Rust follows the same "substitution of maximal subparts"
+/// practice).
 fn decode_lossy(bytes: &[u8], out: &mut String) {
     for chunk in bytes.utf8_chunks() {
         out.push_str(chunk.valid());

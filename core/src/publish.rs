@@ -5,19 +5,20 @@
 //! - a batch object: `{"events": [<event object>, ...]}`,
 //! - a batch array: `[<event object>, ...]`.
 //!
-//! In an event object, `event` is required and must be a valid event name. `data` is the text of the SSE `data:`
-//! field: a JSON string is taken verbatim as text, any other JSON value is sent exactly as the publisher wrote it
-//! minus the whitespace between tokens (key order and number spelling are kept, so consumers see the publisher's
-//! bytes), and a missing `data` is the empty string. `category` is optional
-//! (`null` means absent) and is 1..=64 bytes of `[a-z0-9_]`. Any other key, or a key given twice, is an error, so
-//! a typo never silently drops a field.
+//! In an event object, `event` is required and must be a valid event name. `data` is the text of
+//! the SSE `data:` field: a JSON string is taken verbatim as text, any other JSON value is sent
+//! exactly as the publisher wrote it minus the whitespace between tokens (key order and number
+//! spelling are kept, so consumers see the publisher's bytes), and a missing `data` is the empty
+//! string. `category` is optional (`null` means absent) and is 1..=64 bytes of `[a-z0-9_]`. Any
+//! other key, or a key given twice, is an error, so a typo never silently drops a field.
 //!
-//! `data` may nest arrays and objects at most [`JSON_DEPTH_MAX`] levels deep and may not hold a lone
-//! surrogate escape (`"\ud800"` without its low half): clients could not parse either.
+//! `data` may nest arrays and objects at most [`JSON_DEPTH_MAX`] levels deep and may not hold a
+//! lone surrogate escape (`"\ud800"` without its low half): clients could not parse either.
 //!
-//! A batch is all or nothing: the first bad event rejects the whole body, with an error naming its index (a
-//! single event object is index 0). Limits ([`PublishLimits`]) bound the body, the event count and each event's
-//! data; exceeding one of them is HTTP 413, any other error is 400 ([`PublishError::is_too_large`]).
+//! A batch is all or nothing: the first bad event rejects the whole body, with an error naming its
+//! index (a single event object is index 0). Limits ([`PublishLimits`]) bound the body, the event
+//! count and each event's data; exceeding one of them is HTTP 413, any other error is 400
+//! ([`PublishError::is_too_large`]).
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -55,8 +56,8 @@ impl Default for PublishLimits {
 }
 
 impl PublishLimits {
-    /// Checks a request body that is not a publish batch (a plan request, a runner's stage move) against
-    /// [`PublishLimits::batch_bytes_max`], before it is parsed.
+    /// Checks a request body that is not a publish batch (a plan request, a runner's stage move)
+    /// against [`PublishLimits::batch_bytes_max`], before it is parsed.
     ///
     /// ```
     /// use herald_core::PublishLimits;
@@ -75,9 +76,10 @@ impl PublishLimits {
         Ok(())
     }
 
-    /// Checks the data of events Herald composes itself (SQLMesh plan trackers, which grow with every
-    /// stage's details) against [`PublishLimits::event_bytes_max`]: such an event is stored and replayed like
-    /// any other, so it must obey the same bound. The first too large one is named by its position.
+    /// Checks the data of events Herald composes itself (SQLMesh plan trackers, which grow with
+    /// every stage's details) against [`PublishLimits::event_bytes_max`]: such an event is
+    /// stored and replayed like any other, so it must obey the same bound. The first too large
+    /// one is named by its position.
     pub fn check_composed<'a>(
         &self,
         data: impl IntoIterator<Item = &'a str>,
@@ -106,8 +108,9 @@ pub struct NewEvent {
     pub category: Option<String>,
 }
 
-/// The event name that marks a stream complete (a finished job): the stream takes no more events, and a
-/// client that has seen it gets `204 No Content` on reconnect, which tells EventSource to stop.
+/// The event name that marks a stream complete (a finished job): the stream takes no more events,
+/// and a client that has seen it gets `204 No Content` on reconnect, which tells EventSource to
+/// stop.
 pub const STREAM_COMPLETE: &str = "stream.complete";
 
 impl NewEvent {
@@ -121,13 +124,14 @@ impl NewEvent {
 /// The longest category, in bytes.
 const CATEGORY_BYTES_MAX: usize = 64;
 
-/// The most of an unknown key an error repeats back, in bytes: enough to spot a typo, not an echo of the body.
+/// The most of an unknown key an error repeats back, in bytes: enough to spot a typo, not an echo
+/// of the body.
 const UNKNOWN_FIELD_BYTES_MAX: usize = 64;
 
 /// Why a publish body was refused.
 ///
-/// [`PublishError::is_too_large`] tells 413 (a limit was exceeded) from 400 (the body is wrong). Errors about one
-/// event name its `index` in the batch (0 for a single event object).
+/// [`PublishError::is_too_large`] tells 413 (a limit was exceeded) from 400 (the body is wrong).
+/// Errors about one event name its `index` in the batch (0 for a single event object).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublishError {
     /// The body is longer than [`PublishLimits::batch_bytes_max`] (413).
@@ -217,8 +221,8 @@ pub enum PublishError {
         /// The limit, in levels.
         depth_max: usize,
     },
-    /// The `data` value holds a `\u` escape of one half of a UTF-16 surrogate pair without the other
-    /// (400): it encodes no character, and consumers' parsers refuse or mangle it.
+    /// The `data` value holds a `\u` escape of one half of a UTF-16 surrogate pair without the
+    /// other (400): it encodes no character, and consumers' parsers refuse or mangle it.
     LoneSurrogate {
         /// Position of the event in the batch.
         index: usize,
@@ -337,10 +341,11 @@ pub fn parse_publish(body: &[u8], limits: &PublishLimits) -> Result<Vec<NewEvent
 
 /// The state of one parse, shared by the serde visitors below.
 ///
-/// serde errors are text, so when a visitor refuses something it stores the typed error in `failure` and returns
-/// an opaque serde error to stop the parse. serde itself refuses a wrong JSON type (an array item that is a
-/// number) before any visitor code runs; `shape_error` is set before each such check to the error that describes
-/// it. Syntax errors are neither and become [`PublishError::Malformed`].
+/// serde errors are text, so when a visitor refuses something it stores the typed error in
+/// `failure` and returns an opaque serde error to stop the parse. serde itself refuses a wrong JSON
+/// type (an array item that is a number) before any visitor code runs; `shape_error` is set before
+/// each such check to the error that describes it. Syntax errors are neither and become
+/// [`PublishError::Malformed`].
 struct Batch<'a> {
     limits: &'a PublishLimits,
     events: Vec<NewEvent>,
@@ -500,9 +505,9 @@ impl EventFields {
     }
 }
 
-/// Removes the whitespace JSON allows between tokens from already-validated JSON, keeping everything else
-/// (key order, number spelling, escapes) exactly as sent: the form in which a publish's data is stored
-/// and measured against [`PublishLimits::event_bytes_max`].
+/// Removes the whitespace JSON allows between tokens from already-validated JSON, keeping
+/// everything else (key order, number spelling, escapes) exactly as sent: the form in which a
+/// publish's data is stored and measured against [`PublishLimits::event_bytes_max`].
 ///
 /// ```
 /// assert_eq!(herald_core::publish::compact_json("{ \"a\" : [1, 2], \"b\": \"x y\" }"), "{\"a\":[1,2],\"b\":\"x y\"}");
@@ -568,7 +573,8 @@ impl<'de> Visitor<'de> for BodySeed<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let batch = self.0;
-        // The first key decides the shape: `events` makes a batch object, anything else an event object.
+        // The first key decides the shape: `events` makes a batch object, anything else an event
+        // object.
         let first_key = map.next_key::<String>()?;
         if first_key.as_deref() != Some("events") {
             return batch.read_event(first_key, &mut map);

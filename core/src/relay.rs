@@ -1,32 +1,33 @@
-//! The subscriber side of a stream, sans I/O: what the Worker that holds one SSE response writes, and
-//! when.
+//! The subscriber side of a stream, sans I/O: what the Worker that holds one SSE response writes,
+//! and when.
 //!
 //! The hub sends each subscriber's relay one [`HubMessage`] per batch over a WebSocket; the relay
 //! holds the response. [`Relay`] owns the rules of that side:
 //!
 //! - the first bytes: the opening `retry:` frame is queued before the hub has answered anything;
-//! - the bounded outbox ([`Outbox`]): a subscriber that cannot keep up gets a `lagging` frame naming
-//!   the id to resume from, then its stream ends;
-//! - room granted per message ([`Relay::receive_within`]): a frame that would take the queue past the
-//!   room its caller grants (a byte budget shared by many relays) closes the relay with a `lagging`
-//!   frame too. A relay that was keeping up keeps the frames that fit, so that a replay larger than
-//!   the room still makes progress; a relay that is behind (events of earlier messages still wait)
-//!   frees its queue at once (what is not written is dropped, and `lagging` names the last id
-//!   written), so that slow clients cannot keep the shared budget full;
+//! - the bounded outbox ([`Outbox`]): a subscriber that cannot keep up gets a `lagging` frame
+//!   naming the id to resume from, then its stream ends;
+//! - room granted per message ([`Relay::receive_within`]): a frame that would take the queue past
+//!   the room its caller grants (a byte budget shared by many relays) closes the relay with a
+//!   `lagging` frame too. A relay that was keeping up keeps the frames that fit, so that a replay
+//!   larger than the room still makes progress; a relay that is behind (events of earlier messages
+//!   still wait) frees its queue at once (what is not written is dropped, and `lagging` names the
+//!   last id written), so that slow clients cannot keep the shared budget full;
 //! - the drain bound ([`Relay::check_drain`]): frames queued and not taken by the writer within
-//!   `drain_ms_max` are dropped, and the stream closes with a `lagging` frame naming the last id the
-//!   writer did take, so a client that never reads holds neither memory nor the hub's socket;
+//!   `drain_ms_max` are dropped, and the stream closes with a `lagging` frame naming the last id
+//!   the writer did take, so a client that never reads holds neither memory nor the hub's socket;
 //! - the seam rule: a frame whose sequence number is at or before the last one queued is dropped;
-//! - heartbeats ([`HeartbeatPolicy`]) in the family's format: named heartbeat events (SQLMesh's `ping`,
-//!   sluice's `heartbeat`) on a fixed clock, every interval however busy the stream is (they follow the
-//!   frames of a write that falls due); comments after an interval of silence;
+//! - heartbeats ([`HeartbeatPolicy`]) in the family's format: named heartbeat events (SQLMesh's
+//!   `ping`, sluice's `heartbeat`) on a fixed clock, every interval however busy the stream is
+//!   (they follow the frames of a write that falls due); comments after an interval of silence;
 //! - the end: after the complete stream's last frame, when the hub goes away, or at the stream's
 //!   maximum age, always after a whole frame, so that the client resumes with `Last-Event-ID`.
 //!
 //! States: `Open` (accepting frames), then `Closing` (drains what is queued, accepts nothing), then
-//! `Ended` ([`RelayPoll::End`]). `Open -> Closing` on a close from the hub, [`Relay::hub_gone`], the
-//! maximum age, an overflow, a frame past the granted room, or the drain bound; there is no way back.
-//! A closing relay needs nothing more from the hub: its caller closes the hub's socket at once.
+//! `Ended` ([`RelayPoll::End`]). `Open -> Closing` on a close from the hub, [`Relay::hub_gone`],
+//! the maximum age, an overflow, a frame past the granted room, or the drain bound; there is no way
+//! back. A closing relay needs nothing more from the hub: its caller closes the hub's socket at
+//! once.
 
 use alloc::vec::Vec;
 
@@ -108,18 +109,19 @@ impl Relay {
         self
     }
 
-    /// Takes in one message from the hub, as received, with no room limit beyond the outbox's own and
-    /// the latest time the relay was given as its arrival time. See [`Relay::receive_within`].
+    /// Takes in one message from the hub, as received, with no room limit beyond the outbox's own
+    /// and the latest time the relay was given as its arrival time. See
+    /// [`Relay::receive_within`].
     pub fn receive(&mut self, bytes: &[u8]) -> Result<(), WireError> {
         self.receive_within(bytes, self.clock_ms, usize::MAX)
     }
 
-    /// Takes in one message from the hub, as received at `now_ms`, when the relay's queue may hold at
-    /// most `room_bytes` (the caller's share of a budget; `usize::MAX` for none).
+    /// Takes in one message from the hub, as received at `now_ms`, when the relay's queue may hold
+    /// at most `room_bytes` (the caller's share of a budget; `usize::MAX` for none).
     ///
-    /// The drain bound is checked first ([`Relay::check_drain`]). A message that does not decode is an
-    /// error and the relay starts closing: what it already queued is still written, and the client
-    /// resumes from there.
+    /// The drain bound is checked first ([`Relay::check_drain`]). A message that does not decode is
+    /// an error and the relay starts closing: what it already queued is still written, and the
+    /// client resumes from there.
     pub fn receive_within(
         &mut self,
         bytes: &[u8],
@@ -156,14 +158,15 @@ impl Relay {
         self.deliver_within(message, self.clock_ms, usize::MAX);
     }
 
-    /// Queues a message's frames, arrived at `now_ms`. A logged frame at or before the last one queued
-    /// was already sent (by the replay), so it is dropped: no duplicate across the replay/live seam.
+    /// Queues a message's frames, arrived at `now_ms`. A logged frame at or before the last one
+    /// queued was already sent (by the replay), so it is dropped: no duplicate across the
+    /// replay/live seam.
     ///
-    /// A frame that does not fit the outbox closes the relay with a `lagging` frame naming the last id
-    /// queued, after what is queued. So does a frame that would take the queue past `room_bytes`,
-    /// unless events of earlier messages still wait (the subscriber is behind): then everything not
-    /// written is dropped and `lagging` names the last id written, since the room is the other
-    /// relays' too and this one may not take it back soon.
+    /// A frame that does not fit the outbox closes the relay with a `lagging` frame naming the last
+    /// id queued, after what is queued. So does a frame that would take the queue past
+    /// `room_bytes`, unless events of earlier messages still wait (the subscriber is behind):
+    /// then everything not written is dropped and `lagging` names the last id written, since
+    /// the room is the other relays' too and this one may not take it back soon.
     pub fn deliver_within(&mut self, message: HubMessage, now_ms: u64, room_bytes: usize) {
         self.clock_ms = self.clock_ms.max(now_ms);
         self.outbox.set_epoch(message.epoch);
@@ -200,11 +203,11 @@ impl Relay {
         }
     }
 
-    /// Applies the drain bound at `now_ms`: if frames have waited `drain_ms_max` or more without the
-    /// writer taking them (no [`Relay::poll`] wrote them), they are dropped and the relay closes with
-    /// a `lagging` frame naming the last id the writer took. Call it when a message arrives (as
-    /// [`Relay::receive_within`] does) and at [`Relay::drain_deadline_ms`], since a writer that takes
-    /// nothing never polls.
+    /// Applies the drain bound at `now_ms`: if frames have waited `drain_ms_max` or more without
+    /// the writer taking them (no [`Relay::poll`] wrote them), they are dropped and the relay
+    /// closes with a `lagging` frame naming the last id the writer took. Call it when a message
+    /// arrives (as [`Relay::receive_within`] does) and at [`Relay::drain_deadline_ms`], since a
+    /// writer that takes nothing never polls.
     pub fn check_drain(&mut self, now_ms: u64) {
         self.clock_ms = self.clock_ms.max(now_ms);
         if let Some(since) = self.waiting_since_ms {
@@ -248,7 +251,8 @@ impl Relay {
         self.outbox.bytes()
     }
 
-    /// What to do at `now_ms`: write everything queued as one chunk, write a heartbeat, wait, or end.
+    /// What to do at `now_ms`: write everything queued as one chunk, write a heartbeat, wait, or
+    /// end.
     pub fn poll(&mut self, now_ms: u64) -> RelayPoll {
         self.clock_ms = self.clock_ms.max(now_ms);
         if now_ms >= self.ends_at_ms {

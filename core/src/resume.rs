@@ -1,5 +1,5 @@
-//! What a new subscriber is sent before the live stream, decided from its `Last-Event-ID`, the replay
-//! log and whether the stream is complete. The worker only carries the answer out.
+//! What a new subscriber is sent before the live stream, decided from its `Last-Event-ID`, the
+//! replay log and whether the stream is complete. The worker only carries the answer out.
 
 use alloc::collections::vec_deque;
 
@@ -8,11 +8,11 @@ use crate::log::{GapReason, LogEntry, Position, Replay, ReplayLog};
 /// The start of a new subscription.
 #[derive(Debug)]
 pub enum Resume<'a> {
-    /// The stream is complete and the client has seen its end: answer `204 No Content`, which tells
-    /// an EventSource to stop reconnecting.
+    /// The stream is complete and the client has seen its end: answer `204 No Content`, which
+    /// tells an EventSource to stop reconnecting.
     Finished,
-    /// Send a `reset` control event first when `reset` is set (the client's id cannot be vouched for),
-    /// then `entries`, then the live stream (or close, if the stream is complete).
+    /// Send a `reset` control event first when `reset` is set (the client's id cannot be vouched
+    /// for), then `entries`, then the live stream (or close, if the stream is complete).
     Replay {
         /// Why the client's id is not a valid cursor, and the oldest id the log still has.
         reset: Option<(GapReason, Option<Position>)>,
@@ -39,9 +39,9 @@ pub enum JoinPolicy {
     /// The live stream only.
     #[default]
     Live,
-    /// Everything the log still has, from its oldest retained event, then the live stream. When the
-    /// log no longer holds the stream's first event, a `reset` naming the oldest retained id comes
-    /// first, so the viewer knows the output's beginning is gone.
+    /// Everything the log still has, from its oldest retained event, then the live stream. When
+    /// the log no longer holds the stream's first event, a `reset` naming the oldest retained
+    /// id comes first, so the viewer knows the output's beginning is gone.
     FromOldest,
 }
 
@@ -51,18 +51,18 @@ impl ReplayLog {
     ///
     /// - With an id the log can continue from: the entries after it (none when up to date; and when
     ///   the stream is complete and the client is up to date, [`Resume::Finished`]).
-    /// - With an id the log cannot vouch for (evicted, another epoch, malformed, ahead): a reset naming
-    ///   the reason and the oldest id, then everything the log has, so the client loses as little as
-    ///   possible and knows that it lost something.
+    /// - With an id the log cannot vouch for (evicted, another epoch, malformed, ahead): a reset
+    ///   naming the reason and the oldest id, then everything the log has, so the client loses as
+    ///   little as possible and knows that it lost something.
     /// - Without an id: live only, or the whole log when the stream is complete (a late client of a
     ///   finished job still gets its events).
     pub fn resume(&self, last_event_id: Option<&str>, complete: bool) -> Resume<'_> {
         self.resume_joining(last_event_id, complete, JoinPolicy::Live)
     }
 
-    /// Decides how a subscription starts, as [`ReplayLog::resume`] does, except that a client with no
-    /// id on a running stream is served by `join`: live only, or the whole log (after a `reset` when
-    /// the stream's first event is no longer in it) and then live.
+    /// Decides how a subscription starts, as [`ReplayLog::resume`] does, except that a client with
+    /// no id on a running stream is served by `join`: live only, or the whole log (after a
+    /// `reset` when the stream's first event is no longer in it) and then live.
     pub fn resume_joining(
         &self,
         last_event_id: Option<&str>,

@@ -11,12 +11,12 @@
 //! | the same with `online`, `busy`, `idle` or `offline` | `worker` | `worker:state_change` | `{"id","hostname","state","activeJobs","timestamp"}` |
 //! | `queue.snapshot`, `queue_snapshot` | `queue` | `queue:snapshot` | `{"name","depth","consumers"}` |
 //!
-//! sluice's docs spell types with `_`, its Celery SDK with `.`; both are accepted. The stream's `id`
-//! is the job's or worker's `externalId` (the framework's own id, e.g. the Celery task UUID).
-//! `previousState` is the one the publisher sent; sluice's SDKs send none, so the stream fills it in
-//! ([`fill_previous_states`]) from the job's latest earlier state it still remembers, else `null`. Payload fields the stream does not
-//! carry (`queue`, `attempt`, `error`, `extensions`, `metadata`, ...) are checked for type where
-//! sluice documents one and otherwise ignored.
+//! sluice's docs spell types with `_`, its Celery SDK with `.`; both are accepted. The stream's
+//! `id` is the job's or worker's `externalId` (the framework's own id, e.g. the Celery task UUID).
+//! `previousState` is the one the publisher sent; sluice's SDKs send none, so the stream fills it
+//! in ([`fill_previous_states`]) from the job's latest earlier state it still remembers, else
+//! `null`. Payload fields the stream does not carry (`queue`, `attempt`, `error`, `extensions`,
+//! `metadata`, ...) are checked for type where sluice documents one and otherwise ignored.
 //!
 //! **Retries.** sluice's SDK sends no batch or event id, and retries a failed send with the very
 //! same bytes. So an event is known by its [`IngestEvent::fingerprint`]: the SHA-256 of the event
@@ -487,8 +487,8 @@ pub fn ingest_connections(events: &[IngestEvent]) -> Vec<ConnectionId> {
 }
 
 /// Which of a batch's events to store: the first of each fingerprint that `seen` does not already
-/// hold (a retried event, or the same event twice in one batch, is stored once). Returns the indexes
-/// of the events to keep.
+/// hold (a retried event, or the same event twice in one batch, is stored once). Returns the
+/// indexes of the events to keep.
 ///
 /// ```
 /// use herald_core::sluice::{fresh_ingest_events, parse_ingest};

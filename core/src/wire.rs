@@ -14,8 +14,8 @@
 //! record  = seq:u64 (0: a frame with no id, such as a reset or a tracker snapshot) len:u32 frame
 //! ```
 //!
-//! Decoding checks every length against what is left, so a truncated or corrupt message is an error,
-//! never a short read or a panic.
+//! Decoding checks every length against what is left, so a truncated or corrupt message is an
+//! error, never a short read or a panic.
 
 use alloc::vec::Vec;
 use core::fmt;

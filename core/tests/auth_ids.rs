@@ -129,7 +129,8 @@ fn hub_names_join_tenant_and_connection() {
 
 #[test]
 fn hub_names_never_collide_across_tenants() {
-    // Pairs that a naive concatenation (no separator, or a separator from the alphabets) would confuse.
+    // Pairs that a naive concatenation (no separator, or a separator from the alphabets) would
+    // confuse.
     let pairs = [
         ("ab", "c"),
         ("a", "bc"),

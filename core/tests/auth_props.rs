@@ -133,8 +133,8 @@ proptest! {
     }
 }
 
-/// Verifies a token with these times against the model: expired, then issued in the future, then living
-/// too long, computed in u128 where nothing wraps.
+/// Verifies a token with these times against the model: expired, then issued in the future, then
+/// living too long, computed in u128 where nothing wraps.
 fn check_time_claims(
     exp_s: u64,
     iat_s: Option<u64>,

@@ -17,7 +17,8 @@ const KEY: &[u8] = b"herald-test-key-0123456789abcdef";
 const NOW_S: u64 = 1_800_000_000;
 const HS256_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
-/// Signs arbitrary header and payload JSON, independently of `mint`, so tests can build tokens `mint` never would.
+/// Signs arbitrary header and payload JSON, independently of `mint`, so tests can build tokens
+/// `mint` never would.
 fn sign(header: &str, payload: &str, key: &[u8]) -> String {
     let signed = format!(
         "{}.{}",
@@ -102,8 +103,8 @@ fn verify_table() {
     let (good_header, _) = good_signed.split_once('.').unwrap();
     let other_payload = format!(r#"{{"sub":"evil","scope":"publish","exp":{}}}"#, NOW_S + 10);
     let other_payload_b64 = URL_SAFE_NO_PAD.encode(&other_payload);
-    // Flip the first signature character: the last one carries padding bits, and changing it could make the
-    // base64 non-canonical (a Malformed token) instead of a wrong signature.
+    // Flip the first signature character: the last one carries padding bits, and changing it could
+    // make the base64 non-canonical (a Malformed token) instead of a wrong signature.
     let flipped = if good_signature.starts_with('A') {
         "B"
     } else {

@@ -8,8 +8,8 @@ use herald_core::log::GapReason;
 use herald_core::Position;
 use serde_json::{json, Value};
 
-/// The frame's fields as (name, value) pairs, split the way the spec does ("field: value", one optional
-/// space removed), asserting the frame is one LF-terminated block.
+/// The frame's fields as (name, value) pairs, split the way the spec does ("field: value", one
+/// optional space removed), asserting the frame is one LF-terminated block.
 fn fields(frame: &[u8]) -> Vec<(String, String)> {
     let text = core::str::from_utf8(frame).unwrap();
     let block = text

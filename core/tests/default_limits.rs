@@ -1,7 +1,7 @@
-//! herald-core's defaults work together: a subscriber's queue at `OutboxLimits::default()` holds a full
-//! replay of a log at `LogLimits::default()` with the control frames that go out before it (the opening
-//! frame, a `reset` carrying the plan trackers), so a client resuming from the oldest id is not closed
-//! as `lagging`.
+//! herald-core's defaults work together: a subscriber's queue at `OutboxLimits::default()` holds a
+//! full replay of a log at `LogLimits::default()` with the control frames that go out before it
+//! (the opening frame, a `reset` carrying the plan trackers), so a client resuming from the oldest
+//! id is not closed as `lagging`.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -119,7 +119,8 @@ fn a_full_replay_fits_the_default_outbox_with_its_control_frames() {
 
 #[test]
 fn the_old_defaults_equal_to_the_log_overflowed_into_lagging() {
-    // What `OutboxLimits::default()` was: the log's own limits, with no room for the control frames.
+    // What `OutboxLimits::default()` was: the log's own limits, with no room for the control
+    // frames.
     let log = LogLimits::default();
     let (relay, written) = full_replay(OutboxLimits {
         frames_max: log.events_max,
@@ -134,8 +135,8 @@ fn the_headroom_covers_the_largest_control_frames() {
     let defaults = OutboxLimits::default();
     let log = LogLimits::default();
     assert_eq!(defaults, OutboxLimits::for_log(log));
-    // The largest opening frame, and a reset whose snapshot holds three trackers at the default event
-    // size (the Worker refuses a plan move that makes a larger one).
+    // The largest opening frame, and a reset whose snapshot holds three trackers at the default
+    // event size (the Worker refuses a plan move that makes a larger one).
     let event_bytes_max = PublishLimits::default().event_bytes_max;
     let tracker = format!("\"{}\"", "t".repeat(event_bytes_max - 2));
     let snapshot =

@@ -1,5 +1,5 @@
-//! Encoder conformance: exact bytes for every vector, attempted field injection through ids, names, data
-//! and comments, and each encoded frame parsed back by the WHATWG parser.
+//! Encoder conformance: exact bytes for every vector, attempted field injection through ids, names,
+//! data and comments, and each encoded frame parsed back by the WHATWG parser.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -22,8 +22,8 @@ fn parse(bytes: &[u8]) -> Vec<(String, String, String)> {
     events
 }
 
-/// Encodes `frame` three ways (into an empty buffer, appended after existing bytes, `to_bytes`), checks
-/// they agree with each other and with `encoded_len`, and returns the bytes.
+/// Encodes `frame` three ways (into an empty buffer, appended after existing bytes, `to_bytes`),
+/// checks they agree with each other and with `encoded_len`, and returns the bytes.
 fn encode(frame: Frame<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     frame.encode_into(&mut out);
@@ -164,7 +164,8 @@ fn frames_without_data_dispatch_nothing() {
         assert_eq!(out, *bytes, "{frame:?}");
         assert_eq!(parse(&out), [], "{frame:?}");
     }
-    // An id-only frame still moves the client's last event id; a retry-only frame its reconnection time.
+    // An id-only frame still moves the client's last event id; a retry-only frame its reconnection
+    // time.
     let mut parser = Parser::new();
     parser.feed(&encode(Frame::new().id(&id).retry_ms(1500)), |_| {
         panic!("nothing to dispatch")

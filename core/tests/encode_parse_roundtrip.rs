@@ -1,5 +1,6 @@
-//! Property tests: encode then parse gives the event back, whatever the text and the chunking; and the
-//! push parser agrees with a naive whole-input model of the WHATWG algorithm on arbitrary bytes.
+//! Property tests: encode then parse gives the event back, whatever the text and the chunking; and
+//! the push parser agrees with a naive whole-input model of the WHATWG algorithm on arbitrary
+//! bytes.
 
 #![cfg(not(target_arch = "wasm32"))]
 

@@ -136,7 +136,8 @@ fn query_vectors() {
         ("types", open, Want::Err(Types, Empty, "")),
         ("types=job,,worker", sluice, Want::Err(Types, Empty, "")),
         ("categories=ai,", dashtam, Want::Err(Categories, Empty, "")),
-        // Charset, after decoding: '+' is a space, a stray '%' stays literal, "%2B" is a literal '+'.
+        // Charset, after decoding: '+' is a space, a stray '%' stays literal, "%2B" is a literal
+        // '+'.
         (
             "types=job+x",
             open,

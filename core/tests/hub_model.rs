@@ -1,11 +1,11 @@
 //! The stream state machine (`Hub` + `Relay`) against a naive model.
 //!
-//! Any interleaving of publishes (refused ones too), subscriptions with every kind of `Last-Event-ID`,
-//! client drains and disconnects, hibernations and restarts, on logs small enough to evict all the
-//! time, runs through the engine as the Durable Object drives it (`common/hub_world.rs`); every
-//! subscriber must receive every event its filter matches after its cursor exactly once and in
-//! order, or a `reset` naming the oldest retained id and then everything retained. A second property
-//! holds a summary-only hub against a hub with its `ReplayLog`.
+//! Any interleaving of publishes (refused ones too), subscriptions with every kind of
+//! `Last-Event-ID`, client drains and disconnects, hibernations and restarts, on logs small enough
+//! to evict all the time, runs through the engine as the Durable Object drives it
+//! (`common/hub_world.rs`); every subscriber must receive every event its filter matches after its
+//! cursor exactly once and in order, or a `reset` naming the oldest retained id and then everything
+//! retained. A second property holds a summary-only hub against a hub with its `ReplayLog`.
 #![cfg(not(target_arch = "wasm32"))]
 
 #[path = "common/hub_world.rs"]

@@ -1,6 +1,6 @@
-//! JSON Herald stores as it came (event data, plan bodies): nesting at and over `JSON_DEPTH_MAX`, the
-//! 30,000-deep body, lone surrogate escapes, and a plan whose details nest as deep as allowed surviving
-//! storage (serialised, read back by serde_json) and the trackers and snapshot it makes.
+//! JSON Herald stores as it came (event data, plan bodies): nesting at and over `JSON_DEPTH_MAX`,
+//! the 30,000-deep body, lone surrogate escapes, and a plan whose details nest as deep as allowed
+//! surviving storage (serialised, read back by serde_json) and the trackers and snapshot it makes.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -155,7 +155,8 @@ fn plan_bodies_over_the_limit_are_refused_with_a_clear_error() {
         PlanCommand::from_json(start(JSON_DEPTH_MAX).as_bytes()),
         too_deep
     );
-    // The command: 125 levels, under serde_json's limit, but not storable with the session's own.
+    // The command: 125 levels, under serde_json's limit, but not storable with the
+    // session's own.
     assert_eq!(PlanCommand::from_json(start(125).as_bytes()), too_deep);
     // Deeper than serde_json's limit: refused by the check, not as "malformed".
     assert_eq!(PlanCommand::from_json(start(30_000).as_bytes()), too_deep);

@@ -1,6 +1,6 @@
 //! Parser conformance: vectors from the WHATWG spec's examples and the web-platform-tests
-//! `eventsource/format-*` cases (restated as streams, not copied), each fed whole, one byte at a time,
-//! and split at every index into two chunks.
+//! `eventsource/format-*` cases (restated as streams, not copied), each fed whole, one byte at a
+//! time, and split at every index into two chunks.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -244,7 +244,8 @@ fn finish_starts_a_new_stream_that_keeps_id_and_retry() {
         "1",
         "the unfinished event's id is not committed"
     );
-    // The reconnection's stream may start with its own BOM, and events without an id keep the old one.
+    // The reconnection's stream may start with its own BOM, and events without an id keep the old
+    // one.
     parser.feed(b"\xEF\xBB\xBFdata: b\n\n", |m| {
         events.push(m.data.to_owned());
         assert_eq!(m.last_event_id, "1");
@@ -259,7 +260,8 @@ fn finish_forgets_an_unfinished_line_and_a_pending_crlf() {
     let mut events = Vec::new();
     parser.feed(b"data: a\r", |m| events.push(m.data.to_owned()));
     parser.finish();
-    // Without finish, this LF would complete the CRLF; after it, it is a blank line of the new stream.
+    // Without finish, this LF would complete the CRLF; after it, it is a blank line of the new
+    // stream.
     parser.feed(b"\ndata: b\n\n", |m| events.push(m.data.to_owned()));
     parser.feed(b"data: c", |m| events.push(m.data.to_owned()));
     parser.finish();

@@ -1,4 +1,5 @@
-//! Whole plans, as a runner drives them: a happy apply, cancels, failures, and a session stored and restored.
+//! Whole plans, as a runner drives them: a happy apply, cancels, failures, and a session stored and
+//! restored.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -182,7 +183,8 @@ fn a_cancelled_apply_waits_for_the_runner_then_fails_the_apply_tracker() {
     assert_eq!(status(&events[0].1["cancel"]), "init");
     assert!(session.is_cancelling());
 
-    // The circuit breaker is cooperative: the runner keeps going until it notices, and is told to stop.
+    // The circuit breaker is cooperative: the runner keeps going until it notices, and is told to
+    // stop.
     for json in [
         r#"{"op":"update","stage":"backfill","details":{"queue":["m"]}}"#,
         r#"{"op":"stop","stage":"backfill","success":true}"#,
@@ -233,9 +235,9 @@ fn a_cancelled_apply_waits_for_the_runner_then_fails_the_apply_tracker() {
         ),
         Err(PlanError::PlanCancelled)
     );
-    // A cancel after the cancel has nothing to cancel: as in SQLMesh, the tracker goes out as it starts
-    // (no stage yet), then with its stage failed and itself `success`, which SQLMesh's UI shows as
-    // cancelled.
+    // A cancel after the cancel has nothing to cancel: as in SQLMesh, the tracker goes out as it
+    // starts (no stage yet), then with its stage failed and itself `success`, which SQLMesh's
+    // UI shows as cancelled.
     let events = ok(&mut session, r#"{"op":"cancel"}"#, 11);
     assert_eq!(names(&events), ["plan-cancel", "plan-cancel"]);
     assert_eq!(status(&events[0].1), "init");

@@ -202,8 +202,8 @@ proptest! {
     }
 }
 
-/// The last event of each tracker emitted is the whole tracker as it now stands (a cancel with nothing to
-/// cancel sends its tracker twice, as SQLMesh does: as it starts, then as it ends).
+/// The last event of each tracker emitted is the whole tracker as it now stands (a cancel with
+/// nothing to cancel sends its tracker twice, as SQLMesh does: as it starts, then as it ends).
 fn check_events(
     session: &PlanSession,
     events: &[(EventName, String)],

@@ -1,7 +1,8 @@
 //! Every plan state against every kind of move: the expected next state and events, or the error.
 //!
-//! Adding a state breaks `reach` (an exhaustive match) and then `table_covers_every_state`; adding a probe breaks
-//! every row's array length. Either way the table must be written before the tests pass.
+//! Adding a state breaks `reach` (an exhaustive match) and then `table_covers_every_state`; adding
+//! a probe breaks every row's array length. Either way the table must be written before the tests
+//! pass.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -10,7 +11,8 @@ use herald_core::plan::{
     PlanCommand, PlanDate, PlanError, PlanRequest, PlanSession, PlanState, Stage, Tracker,
 };
 
-/// One representative move of each kind, aimed at the stages that are running in the canonical states.
+/// One representative move of each kind, aimed at the stages that are running in the canonical
+/// states.
 #[derive(Clone, Copy, Debug)]
 enum Probe {
     OpenPreview,
@@ -115,8 +117,8 @@ fn run(session: &mut PlanSession, command: PlanCommand, now_ms: u64) {
     }
 }
 
-/// A session in `state`, with a stage running where the state allows one: validation in the overview states,
-/// creation in `Applying` and `Cancelling`.
+/// A session in `state`, with a stage running where the state allows one: validation in the
+/// overview states, creation in `Applying` and `Cancelling`.
 fn reach(state: PlanState) -> PlanSession {
     let mut session = PlanSession::new();
     let request = || PlanRequest {
@@ -371,7 +373,8 @@ fn observe(state: PlanState, probe: Probe) -> Expect {
     observed
 }
 
-/// The expectations are `'static`; leaking the few observed name lists keeps the comparison a plain `==`.
+/// The expectations are `'static`; leaking the few observed name lists keeps the comparison a plain
+/// `==`.
 fn leak(names: Vec<&'static str>) -> &'static [&'static str] {
     Box::leak(names.into_boxed_slice())
 }

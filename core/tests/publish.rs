@@ -1,4 +1,5 @@
-//! Publish bodies: accepted shapes, every error kind, all-or-nothing batches and each limit at and over its value.
+//! Publish bodies: accepted shapes, every error kind, all-or-nothing batches and each limit at and
+//! over its value.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -356,7 +357,8 @@ fn refused_event_names_name_the_index() {
 
 #[test]
 fn a_bad_item_rejects_the_whole_batch() {
-    // Whatever position the bad item takes, nothing is returned: the result is the error, not a partial batch.
+    // Whatever position the bad item takes, nothing is returned: the result is the error, not a
+    // partial batch.
     let good = r#"{"event":"ok","data":1}"#;
     let bad = r#"{"event":"ok","dat":1}"#;
     for len in 1..=5 {

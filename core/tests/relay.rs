@@ -1,6 +1,6 @@
-//! Relay: exact bytes for the opening frame, fan-in of hub messages, the seam rule, the ways a stream
-//! ends (close, hub gone, maximum age, a corrupt message, an overflow) and heartbeats in each profile.
-//! The wire format itself is tested in `src/wire.rs`.
+//! Relay: exact bytes for the opening frame, fan-in of hub messages, the seam rule, the ways a
+//! stream ends (close, hub gone, maximum age, a corrupt message, an overflow) and heartbeats in
+//! each profile. The wire format itself is tested in `src/wire.rs`.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -297,7 +297,8 @@ fn a_corrupt_message_is_an_error_and_the_relay_drains_and_ends() {
 #[test]
 fn an_overflow_gives_lagging_naming_the_last_id_queued_then_end() {
     let mut settings = settings(HeartbeatProfile::Comment, 3_600_000);
-    // The opening frame and one more. Before any id, there is none to name: the client keeps its own.
+    // The opening frame and one more. Before any id, there is none to name: the client keeps its
+    // own.
     settings.outbox.frames_max = 2;
     let mut relay = Relay::new(settings, T0);
     relay
@@ -422,8 +423,8 @@ fn frames_the_writer_does_not_take_within_the_drain_bound_are_dropped() {
         format!("{}{}", event(1), event(2))
     );
 
-    // The client stops reading: the writer takes nothing more. Frames arrive and wait; the bound runs
-    // from the first of them, not from the latest.
+    // The client stops reading: the writer takes nothing more. Frames arrive and wait; the bound
+    // runs from the first of them, not from the latest.
     let first = T0 + 1_000;
     relay
         .receive_within(&message(vec![logged(3)], false), first, usize::MAX)

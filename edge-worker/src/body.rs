@@ -1,8 +1,8 @@
 //! Request bodies, read under a cap. A body is never read whole before its size is known to be
 //! within the limit: a `Content-Length` over it is refused before a byte is read, and a body of
-//! unknown length (chunked) is read a chunk at a time from the runtime's `ReadableStream` and refused
-//! as soon as it passes the limit. One 200 MB request would otherwise take the isolate, which every
-//! tenant's requests share, past its 128 MB.
+//! unknown length (chunked) is read a chunk at a time from the runtime's `ReadableStream` and
+//! refused as soon as it passes the limit. One 200 MB request would otherwise take the isolate,
+//! which every tenant's requests share, past its 128 MB.
 //!
 //! A refused body is let go (its reader's lock released), not cancelled: the runtime then treats
 //! the rest as it treats any body a Worker does not read, and the client gets its 413, where a

@@ -1,7 +1,8 @@
-//! Runtime settings, read from the Worker's environment (`[vars]` in wrangler.toml, secrets, `.dev.vars`).
-//! Every limit has a documented default and range; a value that does not parse or is out of its
-//! range is a deployment error, reported as a 500 naming the variable rather than silently replaced,
-//! clamped or truncated (a `usize` is 32 bits on wasm32: every value is checked before it becomes one).
+//! Runtime settings, read from the Worker's environment (`[vars]` in wrangler.toml, secrets,
+//! `.dev.vars`). Every limit has a documented default and range; a value that does not parse or is
+//! out of its range is a deployment error, reported as a 500 naming the variable rather than
+//! silently replaced, clamped or truncated (a `usize` is 32 bits on wasm32: every value is checked
+//! before it becomes one).
 
 use herald_core::auth::VerifyOptions;
 use herald_core::cookie::{SameSite, SessionPolicy};
@@ -40,8 +41,8 @@ pub(crate) struct Config {
     pub(crate) outbox: OutboxLimits,
     pub(crate) publish: PublishLimits,
     pub(crate) ticket_ttl_s: u64,
-    /// How tokens and tickets are checked: at most `HERALD_TOKEN_LIFETIME_MAX_S` from `iat` (or from
-    /// now) to `exp`, and no `iat` in the future.
+    /// How tokens and tickets are checked: at most `HERALD_TOKEN_LIFETIME_MAX_S` from `iat` (or
+    /// from now) to `exp`, and no `iat` in the future.
     pub(crate) verify: VerifyOptions,
     /// The most open subscribers one hub (one stream) holds: each is one hibernatable WebSocket,
     /// and the runtime takes at most 32,768 per object.
@@ -49,14 +50,14 @@ pub(crate) struct Config {
     /// The most open subscribers one credential (one token, one ticket) holds on one stream, so
     /// that one credential cannot take every slot of `subscribers_max`.
     pub(crate) subscribers_per_credential_max: usize,
-    /// The longest one SSE response stays open; then the Worker ends it after a whole frame and the
-    /// client resumes with `Last-Event-ID`. It bounds the CPU one invocation can spend.
+    /// The longest one SSE response stays open; then the Worker ends it after a whole frame and
+    /// the client resumes with `Last-Event-ID`. It bounds the CPU one invocation can spend.
     pub(crate) stream_max_age_s: u64,
     /// How long frames may wait in a relay's queue for a client that takes nothing; then they are
     /// dropped and the stream closes with `lagging`.
     pub(crate) drain_ms_max: u64,
-    /// The most bytes all relays of one Worker isolate hold queued together; a relay whose next frame
-    /// would pass it is closed with `lagging`.
+    /// The most bytes all relays of one Worker isolate hold queued together; a relay whose next
+    /// frame would pass it is closed with `lagging`.
     pub(crate) isolate_queue_bytes_max: usize,
     pub(crate) cors_origins: Vec<String>,
     /// Browser sessions (`POST /v1/sessions`): `HERALD_SESSION_TTL_S`,
@@ -70,8 +71,9 @@ pub(crate) struct Config {
     pub(crate) tracker_bytes_max: usize,
     /// The categories publishers may use (`HERALD_CATEGORIES`).
     pub(crate) categories: Vec<String>,
-    /// The most often a hub reports to its tenant's stream directory (`HERALD_DIRECTORY_REPORT_MS`):
-    /// `GET /v1/streams` is at most this far behind a hub's last change.
+    /// The most often a hub reports to its tenant's stream directory
+    /// (`HERALD_DIRECTORY_REPORT_MS`): `GET /v1/streams` is at most this far behind a hub's
+    /// last change.
     pub(crate) directory_report_ms: u64,
     /// The most streams a tenant's directory keeps (`HERALD_DIRECTORY_ENTRIES_MAX`); past it, the
     /// entries reported longest ago are dropped.
@@ -97,7 +99,8 @@ fn number(env: &Env, name: &'static str, default: u64) -> ApiResult<u64> {
     bounded(env, name, default, 0, u64::MAX)
 }
 
-/// A whole number from `min` to `max` (inclusive), or `default` when the variable is unset or empty.
+/// A whole number from `min` to `max` (inclusive), or `default` when the variable is unset or
+/// empty.
 fn bounded(env: &Env, name: &'static str, default: u64, min: u64, max: u64) -> ApiResult<u64> {
     let Some(text) = var(env, name) else {
         return Ok(default);
@@ -153,7 +156,8 @@ impl Config {
     }
 
     /// The settings, read from the environment once per isolate: every request used to pay a dozen
-    /// calls into JS for values that cannot change while the isolate lives (a deploy starts new ones).
+    /// calls into JS for values that cannot change while the isolate lives (a deploy starts new
+    /// ones).
     pub(crate) fn get(env: &Env) -> ApiResult<&'static Config> {
         static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
         if let Some(config) = CONFIG.get() {
@@ -184,8 +188,9 @@ impl Config {
                 64 * MIB,
             )?,
         };
-        // A subscriber's queue must hold a whole replay of the log plus some live frames, or a resume
-        // from the oldest id would overflow it at once; so its defaults derive from the log's limits.
+        // A subscriber's queue must hold a whole replay of the log plus some live frames, or a
+        // resume from the oldest id would overflow it at once; so its defaults derive from
+        // the log's limits.
         let outbox = OutboxLimits {
             frames_max: bounded_size(
                 env,
@@ -329,8 +334,8 @@ impl Config {
         })
     }
 
-    /// The HMAC key tokens are signed with: a secret in production, `.dev.vars` locally. Read once per
-    /// isolate, like the rest of the settings.
+    /// The HMAC key tokens are signed with: a secret in production, `.dev.vars` locally. Read once
+    /// per isolate, like the rest of the settings.
     pub(crate) fn token_key(env: &Env) -> ApiResult<&'static [u8]> {
         static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         if let Some(key) = KEY.get() {

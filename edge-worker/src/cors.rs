@@ -7,10 +7,11 @@
 //!   which need no credentials mode, and a browser sends no cookies to a wildcard; so once cookie
 //!   sessions exist, a wildcard still cannot carry them.
 //! - listed origins: the request's origin is echoed (compared without regard to ASCII case) with
-//!   credentials allowed. `null` (sandboxed frames, `file:` pages, some redirects) is shared by every
-//!   such page, so it is never echoed, even when listed.
+//!   credentials allowed. `null` (sandboxed frames, `file:` pages, some redirects) is shared by
+//!   every such page, so it is never echoed, even when listed.
 //!
-//! Every answer carries `Vary: Origin`, so that a cache never serves one origin's answer to another.
+//! Every answer carries `Vary: Origin`, so that a cache never serves one origin's answer to
+//! another.
 
 /// What a request's origin is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]

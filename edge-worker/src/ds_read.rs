@@ -1,5 +1,6 @@
-//! A durable stream's reads: catch-up reads (the Worker builds long-poll and SSE from them), `HEAD`,
-//! and what a fork copies from its source. Every rule is herald-core's (`herald_core::durable`).
+//! A durable stream's reads: catch-up reads (the Worker builds long-poll and SSE from them),
+//! `HEAD`, and what a fork copies from its source. Every rule is herald-core's
+//! (`herald_core::durable`).
 
 use herald_core::durable::{
     etag, format_rfc3339_ms, if_none_match_hits, is_json, join_messages, parse_offset,

@@ -32,7 +32,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::session::{authenticate, Accepts, Check};
 use crate::stream::now_ms;
 
-/// How long an SSE response lasts before the client reconnects (§10.2 "approximately every 60 seconds").
+/// How long an SSE response lasts before the client reconnects (§10.2 "approximately every 60
+/// seconds").
 const SSE_MAX_AGE_MS: u64 = 60_000;
 /// How deep a chain of soft-deleted sources is cleaned up after a fork's deletion.
 const FORK_CHAIN_MAX: usize = 64;
@@ -67,7 +68,8 @@ pub(crate) async fn handle(
     };
     let key = Config::token_key(env)?;
     let now_s = Date::now().as_millis() / 1000;
-    // Reads take a Bearer token, a ticket (`?ticket=`) or the session cookie; writes a Bearer token.
+    // Reads take a Bearer token, a ticket (`?ticket=`) or the session cookie; writes a Bearer
+    // token.
     let reading = scope == Scope::Subscribe;
     let accepts = Accepts {
         ticket: reading,
@@ -133,8 +135,8 @@ pub(crate) async fn handle(
     public(response)
 }
 
-/// Whether `claims` allow `scope` on the stream at `path`: a token limited to some streams reaches a
-/// /ds/ stream only when its path is one of them (so a path with `/` needs an unlimited token).
+/// Whether `claims` allow `scope` on the stream at `path`: a token limited to some streams reaches
+/// a /ds/ stream only when its path is one of them (so a path with `/` needs an unlimited token).
 fn permit(claims: &Claims, scope: Scope, path: &str) -> ApiResult<()> {
     match ConnectionId::new(path) {
         Ok(connection) => claims

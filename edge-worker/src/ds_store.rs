@@ -1,9 +1,10 @@
-//! A durable stream's SQLite storage: one meta row (configuration, tail, closure, writer state), the
-//! data in offset order (one row per append, or per message in JSON mode), and the producers' state.
+//! A durable stream's SQLite storage: one meta row (configuration, tail, closure, writer state),
+//! the data in offset order (one row per append, or per message in JSON mode), and the producers'
+//! state.
 //!
 //! An append writes its data rows, its producer's state and the new meta inside one Durable Object
-//! event with no `await` in between, which the runtime commits atomically: a producer retried across
-//! a crash or restart finds either all of an append (and is told "duplicate") or none of it.
+//! event with no `await` in between, which the runtime commits atomically: a producer retried
+//! across a crash or restart finds either all of an append (and is told "duplicate") or none of it.
 
 use herald_core::durable::{Expiry, Offset, ProducerState};
 use serde::{Deserialize, Serialize};

@@ -1,9 +1,10 @@
 //! The `DurableStream` Durable Object: one Durable Streams stream (PROTOCOL.md 1.0) in SQLite.
 //!
 //! The Worker (`ds_routes.rs`) authenticates and forwards each request here; every protocol rule
-//! comes from `herald_core::durable`. Live readers (long-poll and SSE) are held by the Worker, which
-//! connects here over a hibernatable WebSocket: this object sends each socket a one-byte wake-up
-//! after every change and holds no request and no timer, so it can be evicted between writes.
+//! comes from `herald_core::durable`. Live readers (long-poll and SSE) are held by the Worker,
+//! which connects here over a hibernatable WebSocket: this object sends each socket a one-byte
+//! wake-up after every change and holds no request and no timer, so it can be evicted between
+//! writes.
 
 use herald_core::durable::{
     check_content_type, check_producer, is_closed_flag, is_json, media_type, split_messages,

@@ -19,7 +19,8 @@ pub(crate) enum ApiError {
     MethodNotAllowed { allow: &'static str },
     /// 422: a SQLMesh plan body that does not validate (SQLMesh's FastAPI answers 422 there).
     Unprocessable { code: &'static str, message: String },
-    /// 409: the request conflicts with the hub's state (an illegal plan stage move, a completed stream).
+    /// 409: the request conflicts with the hub's state (an illegal plan stage move, a completed
+    /// stream).
     Conflict { code: &'static str, message: String },
     /// 413: an event or a batch over its configured limit.
     TooLarge(String),

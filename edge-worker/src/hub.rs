@@ -261,9 +261,9 @@ impl Hub {
         if let HubCall::Subscribe { family, .. } = &call {
             self.with_report(config, |report| report.saw_subscribe(*family));
         }
-        // Read a body before touching state: a request awaits nothing once it holds the Hub's state.
-        // The Worker forwards only bodies within the limit; the Hub checks again, so that nothing
-        // else that reaches it can make it hold more.
+        // Read a body before touching state: a request awaits nothing once it holds the Hub's
+        // state. The Worker forwards only bodies within the limit; the Hub checks again, so
+        // that nothing else that reaches it can make it hold more.
         let body = if call.has_body() {
             read_capped(request, config.publish.batch_bytes_max).await?
         } else {
@@ -382,7 +382,8 @@ impl Hub {
                         code: "invalid_plan",
                         message: e.to_string(),
                     })?;
-                // SQLMesh: `/api/plan` previews (overview only); `/api/commands/apply` also applies.
+                // SQLMesh: `/api/plan` previews (overview only); `/api/commands/apply` also
+                // applies.
                 let apply = call == HubCall::PlanApply;
                 self.plan_step(config, |session, now| {
                     let opened = if apply {
@@ -634,8 +635,9 @@ impl Hub {
         Ok(Response::from_json(&stats)?)
     }
 
-    /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before the
-    /// first write, so a batch is all or nothing; subscribers hear of it only once storage has it.
+    /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before
+    /// the first write, so a batch is all or nothing; subscribers hear of it only once storage
+    /// has it.
     fn publish(
         &self,
         config: &Config,
@@ -690,7 +692,8 @@ impl Hub {
             producer.map(|(id, next)| ProducerTable::row(id, next)),
         );
         // Should storage fail, memory is ahead of the truth: forget it and read storage again on
-        // the next request, which also deletes any rows written before the failure (see storage.rs).
+        // the next request, which also deletes any rows written before the failure (see
+        // storage.rs).
         if let Err(error) = stored {
             console_error!("publish not stored: {error}");
             *guard = None;
@@ -773,8 +776,8 @@ impl Hub {
             let mut json =
                 serde_json::to_string(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
             if config.test_unreadable_plan {
-                // Test hook: nested past serde_json's recursion limit (128), as a plan whose details
-                // were nested 125 deep once was.
+                // Test hook: nested past serde_json's recursion limit (128), as a plan whose
+                // details were nested 125 deep once was.
                 json = format!("{}{json}{}", "[".repeat(130), "]".repeat(130));
             }
             Ok((session, update, json))
@@ -787,9 +790,9 @@ impl Hub {
         Ok(ids)
     }
 
-    /// Accepts a subscriber's relay as a hibernatable WebSocket. The first message (reset, replay or
-    /// snapshot) is sent in the same synchronous step as the accept, so no publish can fall between
-    /// the replay and the live stream.
+    /// Accepts a subscriber's relay as a hibernatable WebSocket. The first message (reset, replay
+    /// or snapshot) is sent in the same synchronous step as the accept, so no publish can fall
+    /// between the replay and the live stream.
     fn subscribe(
         &self,
         request: &Request,

@@ -2,10 +2,10 @@
 //! `POST /runner-jobs/{jobId}/events`): the Durable Streams headers `Producer-Id`, `Producer-Epoch`
 //! and `Producer-Seq` (PROTOCOL.md §5.2.1), decided by herald-core's [`check_producer`].
 //!
-//! The Hub keeps each producer's state as a meta row (`producer:<id>`, `<epoch> <last seq>`) that is
-//! written in the same SQL statement as the log's summary, the batch's commit point (storage.rs):
-//! the state is stored exactly when the batch is, so a publish retried across a crash or restart
-//! is stored once.
+//! The Hub keeps each producer's state as a meta row (`producer:<id>`, `<epoch> <last seq>`) that
+//! is written in the same SQL statement as the log's summary, the batch's commit point
+//! (storage.rs): the state is stored exactly when the batch is, so a publish retried across a crash
+//! or restart is stored once.
 
 use herald_core::durable::{check_producer, ProducerHeaders, ProducerState, ProducerVerdict};
 use worker::{Headers, Request, Response, SqlStorage, SqlStorageValue, State};

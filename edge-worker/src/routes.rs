@@ -167,8 +167,8 @@ impl Route {
 
 async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult<Response> {
     let url = request.url()?;
-    // Long-lived credentials never belong in a URL (logs, history, Referer): refused on every route,
-    // whatever else the request carries, so that a client that sends one learns at once.
+    // Long-lived credentials never belong in a URL (logs, history, Referer): refused on every
+    // route, whatever else the request carries, so that a client that sends one learns at once.
     if query_value(&url, "token").is_some() || query_value(&url, "access_token").is_some() {
         return Err(ApiError::Unauthorized(
             "access tokens are not accepted in the URL: send Authorization: Bearer, or mint a ticket"
@@ -247,7 +247,8 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 }
             };
             let tenant = permit(&caller.claims, Scope::Subscribe, &connection)?;
-            // Validate the filter and heartbeat here so that a bad value is a 400 before any stream opens.
+            // Validate the filter and heartbeat here so that a bad value is a 400 before any stream
+            // opens.
             let categories = config.category_names();
             let filter =
                 Filter::from_query(url.query().unwrap_or(""), &family.vocabulary(&categories))
@@ -257,8 +258,8 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
                 family.heartbeat_profile(),
             )
             .map_err(|e| ApiError::bad_request("invalid_heartbeat", e))?;
-            // An empty value means "no id yet", as an empty Last-Event-ID header does (a page that builds
-            // `?lastEventId=${lastId}` before it has seen an event sends one).
+            // An empty value means "no id yet", as an empty Last-Event-ID header does (a page that
+            // builds `?lastEventId=${lastId}` before it has seen an event sends one).
             let last_event_id = request
                 .headers()
                 .get("last-event-id")?

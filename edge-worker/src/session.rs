@@ -1,6 +1,6 @@
 //! Who a request comes from: a Bearer access token, a ticket in the URL, or the session cookie; and
-//! `POST /v1/sessions`, which sets that cookie. The rules (what a session may do, how long it lives,
-//! which origins may use it) are herald-core's; this file reads and writes the headers.
+//! `POST /v1/sessions`, which sets that cookie. The rules (what a session may do, how long it
+//! lives, which origins may use it) are herald-core's; this file reads and writes the headers.
 
 use herald_core::auth::verify_with;
 use herald_core::cookie::{

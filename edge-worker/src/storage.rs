@@ -7,9 +7,10 @@
 //! so a bad batch writes nothing.
 //!
 //! Should a statement fail midway, the statements before it are still committed. So the summary is
-//! the commit point: a publish writes its rows, then the summary (with completion) in one statement,
-//! then deletes what it evicted; and a Hub that loads its meta deletes the rows the summary does not
-//! cover (rows of a publish whose summary was never written, rows evicted but not yet deleted).
+//! the commit point: a publish writes its rows, then the summary (with completion) in one
+//! statement, then deletes what it evicted; and a Hub that loads its meta deletes the rows the
+//! summary does not cover (rows of a publish whose summary was never written, rows evicted but not
+//! yet deleted).
 //!
 //! `herald_seen` holds the fingerprints of ingested sluice events (herald-core's `IngestEvent`),
 //! each with the sequence number of the event it was stored as. They are written with the log's
@@ -142,8 +143,9 @@ impl Store {
         Ok(())
     }
 
-    /// Reads the meta rows, creating a new epoch (from the wall clock) for a Hub that has none: a Hub
-    /// whose storage was lost starts a new epoch, so old ids are detected as another epoch's.
+    /// Reads the meta rows, creating a new epoch (from the wall clock) for a Hub that has none: a
+    /// Hub whose storage was lost starts a new epoch, so old ids are detected as another
+    /// epoch's.
     ///
     /// A Hub written before the summary existed has only `epoch` and `next_seq`: its summary is
     /// computed once from the log's rows and stored.
@@ -316,11 +318,11 @@ impl Store {
     ///
     /// `ingested` is what ingested events leave beside their rows (by `seq`), written with them.
     ///
-    /// `producer` is an idempotent producer's state as a meta row (see producer_gate.rs), written in
-    /// the summary's statement: stored exactly when the batch is.
+    /// `producer` is an idempotent producer's state as a meta row (see producer_gate.rs), written
+    /// in the summary's statement: stored exactly when the batch is.
     ///
-    /// `fail_after_rows` is a test hook (`HERALD_TEST_FAIL_STORAGE`): the append fails after writing
-    /// its rows, before the summary, as storage failing midway would.
+    /// `fail_after_rows` is a test hook (`HERALD_TEST_FAIL_STORAGE`): the append fails after
+    /// writing its rows, before the summary, as storage failing midway would.
     pub(crate) fn append(
         &self,
         entries: &[LogEntry],

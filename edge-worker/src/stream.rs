@@ -1,6 +1,7 @@
 //! The Worker's side of one subscription: the SSE response body, fed by the Hub over a hibernatable
-//! WebSocket. herald-core's [`Relay`] decides what to write and when (first bytes, outbox, seam rule,
-//! heartbeats, maximum age); this file only connects it to the socket, a timer and the response.
+//! WebSocket. herald-core's [`Relay`] decides what to write and when (first bytes, outbox, seam
+//! rule, heartbeats, maximum age); this file only connects it to the socket, a timer and the
+//! response.
 //!
 //! The socket is closed the moment the relay starts closing (the stream completes, the client fell
 //! behind, or took nothing within the drain bound), the stream ends, the body is dropped, or the

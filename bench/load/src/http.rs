@@ -1,6 +1,6 @@
-//! Just enough HTTP/1.1 over a raw tokio socket: a request writer, a response-head reader and a push
-//! decoder for chunked bodies. Thousands of streams on a couple of threads need no more, and a raw
-//! socket keeps the client's own cost small and visible.
+//! Just enough HTTP/1.1 over a raw tokio socket: a request writer, a response-head reader and a
+//! push decoder for chunked bodies. Thousands of streams on a couple of threads need no more, and a
+//! raw socket keeps the client's own cost small and visible.
 
 use herald_test_support::Dechunker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,7 +1,7 @@
 //! One load phase: N SSE connections spread over H hubs, one publisher per hub at a set rate (or
 //! flat out), latency from a send timestamp in each event's data, and gap/duplicate accounting by
-//! each stream's sequence number. Optionally a reconnect storm: every connection dropped at once and
-//! resumed with `Last-Event-ID`.
+//! each stream's sequence number. Optionally a reconnect storm: every connection dropped at once
+//! and resumed with `Last-Event-ID`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,8 +31,9 @@ pub(crate) enum Kind {
     /// The same relay with the Worker writing each message into a JS stream (`/wj`): the shape's
     /// ceiling, without the Rust bridge on the per-message path.
     BaselineWsJs,
-    /// `baseline-ws` with Herald's durability: the object stores each frame in its SQLite before it
-    /// sends it (`/pwd`), so the runtime holds the sends until the write is confirmed, as Herald's.
+    /// `baseline-ws` with Herald's durability: the object stores each frame in its SQLite before
+    /// it sends it (`/pwd`), so the runtime holds the sends until the write is confirmed, as
+    /// Herald's.
     BaselineWsDb,
 }
 
@@ -111,8 +112,9 @@ impl Target {
         headers
     }
 
-    /// Herald gets a publish body and numbers the event itself; the baseline gets the finished frame,
-    /// shaped like Herald's (an `<epoch>-<seq>` id, a name, one data line), numbered by the publisher.
+    /// Herald gets a publish body and numbers the event itself; the baseline gets the finished
+    /// frame, shaped like Herald's (an `<epoch>-<seq>` id, a name, one data line), numbered by
+    /// the publisher.
     fn publish_body(&self, seq: u64, sent_us: u64) -> Vec<u8> {
         match self.kind {
             Kind::Herald => format!(r#"{{"event":"tick","data":{{"t":{sent_us}}}}}"#).into_bytes(),
@@ -225,15 +227,16 @@ struct Shared {
     server_closes: AtomicU64,
     publishes: AtomicU64,
     publish_errors: AtomicU64,
-    /// Failed publishes by HTTP status; 0 the connection closed before an answer, 2 a 30 s timeout,
-    /// 3 another transport error.
+    /// Failed publishes by HTTP status; 0 the connection closed before an answer, 2 a 30 s
+    /// timeout, 3 another transport error.
     publish_failures: std::sync::Mutex<std::collections::BTreeMap<u16, u64>>,
     reopened_max_us: AtomicU64,
     recovered_max_us: AtomicU64,
     recovered: AtomicUsize,
 }
 
-/// Commands to the connection tasks: bump `kill` to drop and resume every stream, set `stop` to end.
+/// Commands to the connection tasks: bump `kill` to drop and resume every stream, set `stop` to
+/// end.
 #[derive(Debug, Clone, Copy, Default)]
 struct Control {
     kill: u64,
@@ -379,7 +382,8 @@ async fn connection(
             Ended::Stop => return cursor,
             Ended::Kill => {}
             Ended::Lost => {
-                // The server ended the stream (a `lagging` close, a restart): counted, then resumed.
+                // The server ended the stream (a `lagging` close, a restart): counted, then
+                // resumed.
                 shared.server_closes.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -489,7 +493,8 @@ async fn publisher(
                         .publish_latency
                         .record(now_us().saturating_sub(sent_us));
                 }
-                // Herald numbers the event: its answer must name the seq the subscribers will check.
+                // Herald numbers the event: its answer must name the seq the subscribers will
+                // check.
                 let assigned = match target.kind {
                     Kind::Herald => String::from_utf8_lossy(&body)
                         .rsplit('-')
@@ -680,7 +685,8 @@ pub(crate) async fn run(
         });
     }
 
-    // 4. Stop publishing, let the last events arrive, then check every stream reached its hub's end.
+    // 4. Stop publishing, let the last events arrive, then check every stream reached its hub's
+    //    end.
     shared.publishing.store(false, Ordering::Relaxed);
     for publisher in publishers {
         let _ = publisher.await;

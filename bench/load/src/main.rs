@@ -1,36 +1,39 @@
 //! `herald-load`: the load benchmark behind `scripts/bench-load.sh`.
 //!
 //! Runs each phase on Herald's worker and on baseline workers (bench/baseline-worker: Durable
-//! Objects that only fan pre-encoded frames out), each on a fresh server (so every side sees the same
-//! background load and no phase inherits another's leftovers), and prints tables with Herald's ratios
-//! to the same-shape baseline and the targets. `HERALD_LOAD_KEEP=1` keeps each run's logs under
-//! .e2e/. Options (all optional):
+//! Objects that only fan pre-encoded frames out), each on a fresh server (so every side sees the
+//! same background load and no phase inherits another's leftovers), and prints tables with Herald's
+//! ratios to the same-shape baseline and the targets. `HERALD_LOAD_KEEP=1` keeps each run's logs
+//! under .e2e/. Options (all optional):
 //!
-//! - `--quick`: short windows, one flat-out run instead of three, and 2,000 instead of 5,000 streams.
+//! - `--quick`: short windows, one flat-out run instead of three, and 2,000 instead of 5,000
+//!   streams.
 //! - `--measure-s S`: the measured window of each phase (default 10).
 //! - `--streams-per-hub K`: how the streams are spread over hubs (default 100 per hub).
 //! - `--sides herald,baseline-ws,...` (default herald,baseline-ws): what to load, from `herald`,
 //!   `baseline-ws` (the same-shape baseline: the Worker holds the SSE response and relays from a
-//!   hibernatable Durable Object over a WebSocket, through a Rust `Stream`), `baseline-wsjs` (the same
-//!   relay writing JS streams: that shape's ceiling), `baseline-wsdb` (`baseline-ws` storing each
-//!   frame in SQLite before sending it: Herald's durability), `baseline` (the Durable Object writes a JS
-//!   stream it returned itself: the old shape's ceiling) and `baseline-rs` (that, through a Rust
-//!   `Stream`). The first baseline named is the one Herald's ratios are taken against.
+//!   hibernatable Durable Object over a WebSocket, through a Rust `Stream`), `baseline-wsjs` (the
+//!   same relay writing JS streams: that shape's ceiling), `baseline-wsdb` (`baseline-ws` storing
+//!   each frame in SQLite before sending it: Herald's durability), `baseline` (the Durable Object
+//!   writes a JS stream it returned itself: the old shape's ceiling) and `baseline-rs` (that,
+//!   through a Rust `Stream`). The first baseline named is the one Herald's ratios are taken
+//!   against.
 //! - `--phases max,s100,s1000,s5000`: run only these phases.
 //! - `--window W` (default 8): flat out, each hub publishes its next event once every one of its
-//!   streams is at most W events behind, so the phase measures what the server delivers rather
-//!   than how fast it accepts publishes into queues that grow (0: no bound, the old behaviour).
-//! - `--runtime workerd|workerd-entry|workerd-inspector|workerd-inspected|wrangler|wrangler-proxy` (default
-//!   workerd; a comma list runs each in turn): `workerd` runs the worker on the workerd binary
-//!   wrangler ships, from a config written from its wrangler.toml, with no inspector;
+//!   streams is at most W events behind, so the phase measures what the server delivers rather than
+//!   how fast it accepts publishes into queues that grow (0: no bound, the old behaviour).
+//! - `--runtime workerd|workerd-entry|workerd-inspector|workerd-inspected|wrangler|wrangler-proxy`
+//!   (default workerd; a comma list runs each in turn): `workerd` runs the worker on the workerd
+//!   binary wrangler ships, from a config written from its wrangler.toml, with no inspector;
 //!   `workerd-inspector` the same with the inspector port open and nothing attached;
 //!   `workerd-inspected` with a session attached that enabled the Runtime domain (what wrangler
 //!   dev's inspector proxy keeps open); `workerd-entry` with a pass-through worker in front (as
-//!   Miniflare's entry worker is under wrangler dev); `wrangler` under `wrangler dev` loading its user workerd's
-//!   own socket (through Miniflare's entry worker, inspector attached); `wrangler-proxy` wrangler
-//!   dev's port (its dev proxy relays everything through Node). `--via direct|proxy|both` is the
-//!   old spelling of the last two. `external:PORT:PGID` loads a server started by hand on PORT
-//!   (one worker for every side: run one side at a time) and counts the CPU of process group PGID.
+//!   Miniflare's entry worker is under wrangler dev); `wrangler` under `wrangler dev` loading its
+//!   user workerd's own socket (through Miniflare's entry worker, inspector attached);
+//!   `wrangler-proxy` wrangler dev's port (its dev proxy relays everything through Node). `--via
+//!   direct|proxy|both` is the old spelling of the last two. `external:PORT:PGID` loads a server
+//!   started by hand on PORT (one worker for every side: run one side at a time) and counts the CPU
+//!   of process group PGID.
 //! - `--storage tmpfs|disk` (default tmpfs): where workerd keeps Durable Object storage (SQLite).
 //!   `tmpfs` (/dev/shm) measures the runtime's and the workers' work; `disk` adds this machine's
 //!   disk flushes to every commit, which land only on the sides that store (Herald, baseline-wsdb)
@@ -39,9 +42,9 @@
 //!   always persist under .e2e/.
 //! - `--ceiling E|measured`: the runtime's flat-out ceiling in delivered events/s. The fixed-rate
 //!   phases (s100, s1000, s5000) each deliver `--load-pct` (default 50) percent of it in total.
-//!   Default `CEILING_EVENTS_PER_S_DEFAULT`, measured on the 2-core machine, so every run loads the same rates;
-//!   `measured` takes this run's flat-out phase instead (it runs first): the reference baseline's
-//!   best run.
+//!   Default `CEILING_EVENTS_PER_S_DEFAULT`, measured on the 2-core machine, so every run loads the
+//!   same rates; `measured` takes this run's flat-out phase instead (it runs first): the reference
+//!   baseline's best run.
 
 mod http;
 mod inspector;
@@ -63,10 +66,10 @@ const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
 
 /// Delivered events/s of the same-shape baseline (baseline-ws) flat out with the default window, on
 /// workerd without inspector, on the 2-core machine while nothing else ran (2026-11-30: 17,100 to
-/// 22,700 in 8 runs, 45 to 60 server CPU microseconds per event; see bench/load/NOTES.md). With other builds and tests on the
-/// machine the same measured 5,200 to 13,600: pass `--ceiling measured` there. With workerd's
-/// inspector port open it measured 14,500 to 15,400, with a session attached 14,100 to 15,500, under
-/// wrangler dev 10,900 to 12,700.
+/// 22,700 in 8 runs, 45 to 60 server CPU microseconds per event; see bench/load/NOTES.md). With
+/// other builds and tests on the machine the same measured 5,200 to 13,600: pass `--ceiling
+/// measured` there. With workerd's inspector port open it measured 14,500 to 15,400, with a session
+/// attached 14,100 to 15,500, under wrangler dev 10,900 to 12,700.
 const CEILING_EVENTS_PER_S_DEFAULT: f64 = 20_000.0;
 
 #[derive(Debug)]

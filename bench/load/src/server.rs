@@ -1,7 +1,7 @@
 //! Runs a worker for one phase: on workerd directly, from a configuration written from its
 //! wrangler.toml (`workerd.rs`), or under `wrangler dev` the way tests/e2e does. Either way with a
-//! fresh state directory, a free loopback port, vars from the command line, in its own process group
-//! (killed whole with `kill -9 -- -PGID`, since wrangler leaves workerd behind otherwise).
+//! fresh state directory, a free loopback port, vars from the command line, in its own process
+//! group (killed whole with `kill -9 -- -PGID`, since wrangler leaves workerd behind otherwise).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,7 +24,8 @@ pub(crate) struct Server {
 /// Where `--storage tmpfs` puts each server's Durable Object storage.
 const SHM: &str = "/dev/shm";
 
-/// Set once from `--storage`: `true` keeps Durable Object storage in memory (tmpfs) instead of on disk.
+/// Set once from `--storage`: `true` keeps Durable Object storage in memory (tmpfs) instead of on
+/// disk.
 pub(crate) static STATE_IN_MEMORY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// Whether `--storage tmpfs` can be honoured here.
@@ -81,10 +82,10 @@ fn probe(port: u16, path: &str) -> Option<u16> {
 }
 
 /// A private copy of a worker's configuration and build for one run: the config without `[build]`
-/// (wrangler would rebuild and reload whenever someone edits the sources mid-run), without `[assets]`
-/// (the live page is not under load, and assets put a router worker in front of the one measured) and with `main`
-/// pointing at a copy of the build directory (so a rebuild elsewhere cannot swap it either).
-/// Returns the config's path, the build copy and `main` relative to it.
+/// (wrangler would rebuild and reload whenever someone edits the sources mid-run), without
+/// `[assets]` (the live page is not under load, and assets put a router worker in front of the one
+/// measured) and with `main` pointing at a copy of the build directory (so a rebuild elsewhere
+/// cannot swap it either). Returns the config's path, the build copy and `main` relative to it.
 fn private_config(root: &Path, config: &str, dir: &Path) -> (PathBuf, PathBuf, String) {
     let source = root.join(config);
     let text = std::fs::read_to_string(&source).expect("wrangler config");
@@ -290,7 +291,8 @@ impl Server {
             .arg(port.to_string())
             .args(["--inspector-port", "0", "--persist-to"])
             .arg(dir.join("state"))
-            // wrangler's `#!/usr/bin/env node` must find the Node 22 from npm, not the system's Node 20.
+            // wrangler's `#!/usr/bin/env node` must find the Node 22 from npm, not the system's
+            // Node 20.
             .env("PATH", node_path(root))
             .env("CI", "true")
             .env("WRANGLER_SEND_METRICS", "false")

@@ -39,8 +39,8 @@ pub(crate) fn event_json(
     Ok((item, data_bytes))
 }
 
-/// Events gathered into publish bodies (`{"events":[...]}`) of at most `batch_events_max` events and
-/// `batch_bytes_max` bytes.
+/// Events gathered into publish bodies (`{"events":[...]}`) of at most `batch_events_max` events
+/// and `batch_bytes_max` bytes.
 #[derive(Debug)]
 pub(crate) struct Batcher {
     limits: PublishLimits,
@@ -69,8 +69,8 @@ impl Batcher {
         self.items.len() >= self.limits.batch_events_max
     }
 
-    /// Adds an event (from [`event_json`]); returns the batch to send before it when it does not fit
-    /// with the events held. An event that fits in no batch is an error.
+    /// Adds an event (from [`event_json`]); returns the batch to send before it when it does not
+    /// fit with the events held. An event that fits in no batch is an error.
     pub(crate) fn push(
         &mut self,
         item: String,

@@ -41,8 +41,9 @@ enum Step {
     Failed(String),
 }
 
-/// The wait before reconnecting after `failures` failed attempts in a row (at least 1): the stream's
-/// `retry:` time (at least 250 ms), doubling, at most 10 s (or the `retry:` time if longer).
+/// The wait before reconnecting after `failures` failed attempts in a row (at least 1): the
+/// stream's `retry:` time (at least 250 ms), doubling, at most 10 s (or the `retry:` time if
+/// longer).
 fn failure_wait(retry_ms: u64, failures: u32) -> Duration {
     let base = retry_ms.max(250);
     let doubled = base.saturating_mul(1 << failures.saturating_sub(1).min(16));
@@ -57,8 +58,8 @@ struct Tail {
     agent: ureq::Agent,
     parser: Parser,
     printer: Printer<io::Stdout>,
-    /// The ticket in use with `--via-ticket`, and whether it was fetched since the last stream opened
-    /// (a fresh ticket that is refused will not be better the next time).
+    /// The ticket in use with `--via-ticket`, and whether it was fetched since the last stream
+    /// opened (a fresh ticket that is refused will not be better the next time).
     ticket: Option<String>,
     ticket_fresh: bool,
 }

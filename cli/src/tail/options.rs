@@ -81,7 +81,8 @@ impl Family {
         }
     }
 
-    /// Whether its heartbeats are comments, which a parser never dispatches, unless asked for as events.
+    /// Whether its heartbeats are comments, which a parser never dispatches, unless asked for as
+    /// events.
     fn heartbeats_are_comments(self) -> bool {
         matches!(self, Family::Generic | Family::Runner)
     }

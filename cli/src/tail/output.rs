@@ -1,5 +1,5 @@
-//! What `herald tail` prints: events as lines or JSON lines, heartbeats when asked, and never half a
-//! line, even on Ctrl-C.
+//! What `herald tail` prints: events as lines or JSON lines, heartbeats when asked, and never half
+//! a line, even on Ctrl-C.
 
 use std::io::{self, Write};
 use std::sync::{Mutex, PoisonError, TryLockError};
@@ -11,8 +11,8 @@ use herald_core::{Message, STREAM_COMPLETE};
 /// Held while a line is written, so that Ctrl-C never cuts one in half.
 static LINE: Mutex<()> = Mutex::new(());
 
-/// On Ctrl-C (and SIGTERM), waits for the line being written (at most a second: a reader that stopped
-/// reading must not keep us), then exits with 130, the shell's status for an interrupt.
+/// On Ctrl-C (and SIGTERM), waits for the line being written (at most a second: a reader that
+/// stopped reading must not keep us), then exits with 130, the shell's status for an interrupt.
 pub(crate) fn exit_on_interrupt() {
     let handler = || {
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -91,7 +91,8 @@ mod tests {
     use super::*;
     use herald_core::Parser;
 
-    /// Feeds `stream` through a parser into a printer, returning the output and whether it completed.
+    /// Feeds `stream` through a parser into a printer, returning the output and whether it
+    /// completed.
     fn print(stream: &str, json: bool, verbose: bool) -> (String, bool) {
         let mut printer = Printer::new(Vec::new(), json, verbose);
         let mut parser = Parser::new();

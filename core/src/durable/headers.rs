@@ -6,7 +6,8 @@ use core::fmt;
 
 use super::time::parse_rfc3339_ms;
 
-/// The largest producer epoch or sequence number (§5.2.1: "≤ 2^53-1 (for JavaScript interoperability)").
+/// The largest producer epoch or sequence number (§5.2.1: "≤ 2^53-1 (for JavaScript
+/// interoperability)").
 pub const PRODUCER_NUMBER_MAX: u64 = (1 << 53) - 1;
 
 /// The longest `Producer-Id` Herald stores, in bytes.
@@ -153,7 +154,8 @@ impl Expiry {
     }
 
     /// A fork's expiry (§4.2's table): its own when the fork request sets one, else its source's
-    /// (a TTL is the same sliding window, refreshed independently; an Expires-At the same deadline).
+    /// (a TTL is the same sliding window, refreshed independently; an Expires-At the same
+    /// deadline).
     #[must_use]
     pub fn for_fork(requested: Expiry, source: Expiry) -> Expiry {
         match requested {
@@ -195,7 +197,8 @@ fn producer_number(value: &str) -> Result<u64, HeaderError> {
 
 impl ProducerHeaders {
     /// Parses the three headers: §5.2.1 "All three producer headers MUST be provided together or
-    /// none at all", the id "MUST be a non-empty string", the numbers "non-negative integer ≤ 2^53-1".
+    /// none at all", the id "MUST be a non-empty string", the numbers "non-negative integer ≤
+    /// 2^53-1".
     pub fn from_headers(
         id: Option<&str>,
         epoch: Option<&str>,

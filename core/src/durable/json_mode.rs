@@ -11,9 +11,11 @@ use crate::json::{check, JsonFlaw, JSON_DEPTH_MAX};
 /// Why a JSON-mode body was refused (`400 Bad Request`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JsonModeError {
-    /// The body is not one JSON value (§9.1.4 "Servers MUST validate that appended data is valid JSON").
+    /// The body is not one JSON value (§9.1.4 "Servers MUST validate that appended data is valid
+    /// JSON").
     Invalid,
-    /// A POST body of `[]` (§9.1.3 "Servers MUST reject POST requests containing empty JSON arrays").
+    /// A POST body of `[]` (§9.1.3 "Servers MUST reject POST requests containing empty JSON
+    /// arrays").
     EmptyArray,
     /// Nesting deeper than [`JSON_DEPTH_MAX`] or a lone surrogate escape.
     Unsafe,

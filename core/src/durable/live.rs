@@ -12,8 +12,8 @@ use super::offset::Offset;
 /// streams that "may contain user-specific or confidential data").
 pub const CACHE_CONTROL_CATCH_UP: &str = "private, max-age=60, stale-while-revalidate=300";
 
-/// `Cache-Control` of `HEAD`, `offset=now` and long-poll `204` answers (§5.5, §8, §10.1): never cached,
-/// since they describe the tail, which moves.
+/// `Cache-Control` of `HEAD`, `offset=now` and long-poll `204` answers (§5.5, §8, §10.1): never
+/// cached, since they describe the tail, which moves.
 pub const CACHE_CONTROL_NO_STORE: &str = "no-store";
 
 /// `Cache-Control` of an SSE response: a live stream is never served from a cache.

@@ -1,5 +1,5 @@
-//! The Durable Streams protocol (PROTOCOL.md 1.0, `durable-streams/durable-streams`): every rule the
-//! worker's `/ds/` routes apply, without I/O or a clock.
+//! The Durable Streams protocol (PROTOCOL.md 1.0, `durable-streams/durable-streams`): every rule
+//! the worker's `/ds/` routes apply, without I/O or a clock.
 //!
 //! - [`offset`](Offset): opaque, sortable offsets and the `-1` / `now` sentinels (§8).
 //! - headers: `Stream-Closed`, `Stream-TTL`, `Stream-Expires-At`, `Stream-Seq`, producer headers,
@@ -85,8 +85,8 @@ pub fn check_stream_path(path: &str) -> Result<(), StreamPathError> {
 }
 
 /// The name of a stream's Durable Object: tenant and path, so no tenant can address another's
-/// stream (as [`hub_name`](crate::hub_name) does for hubs). The tenant id has no `/`, so the split is
-/// unambiguous.
+/// stream (as [`hub_name`](crate::hub_name) does for hubs). The tenant id has no `/`, so the split
+/// is unambiguous.
 #[must_use]
 pub fn durable_stream_name(tenant: &TenantId, path: &str) -> String {
     alloc::format!("ds/{}/{}", tenant.as_str(), path)

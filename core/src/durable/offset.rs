@@ -5,7 +5,8 @@
 //! 10^16 + low`: fixed width, so string order is numeric order, and every `u64` fits. It has the
 //! shape of the reference server's offsets (the conformance suite writes the zero offset as
 //! `0000000000000000_0000000000000000`). §8: "Offsets are single tokens and MUST NOT contain `,`,
-//! `&`, `=`, `?`, or `/`"; digits and `_` never do, and neither sentinel (`-1`, `now`) can be minted.
+//! `&`, `=`, `?`, or `/`"; digits and `_` never do, and neither sentinel (`-1`, `now`) can be
+//! minted.
 
 use alloc::string::String;
 use core::fmt;

@@ -91,8 +91,9 @@ fn a_warm_parser_reuses_its_buffers() {
 
 #[test]
 fn a_cr_before_an_unfinished_line_with_invalid_bytes_is_a_whole_line_end() {
-    // The chunk's tail (after the CR) is not valid UTF-8, so only its complete lines are decoded: the
-    // CR that ends them is followed by the tail, and the next chunk's LF is a line end of its own.
+    // The chunk's tail (after the CR) is not valid UTF-8, so only its complete lines are decoded:
+    // the CR that ends them is followed by the tail, and the next chunk's LF is a line end of
+    // its own.
     let input = b"data: a\rdata: \xFF\n\ndata: b\n\n";
     let whole = parse(&mut Parser::new(), &[input]);
     assert_eq!(whole.len(), 2);
@@ -106,12 +107,13 @@ fn a_cr_before_an_unfinished_line_with_invalid_bytes_is_a_whole_line_end() {
     }
 }
 
-/// What a stream gave: its events (type, data, last event id), then the last event id, the retry and
-/// the count of oversized events.
+/// What a stream gave: its events (type, data, last event id), then the last event id, the retry
+/// and the count of oversized events.
 #[cfg(not(target_arch = "wasm32"))]
 type Outcome = (Vec<(String, String, String)>, String, Option<u64>, u64);
 
-/// The WHATWG algorithm with the line limit, written as plainly as possible on the whole input at once.
+/// The WHATWG algorithm with the line limit, written as plainly as possible on the whole input at
+/// once.
 #[cfg(not(target_arch = "wasm32"))]
 fn model(input: &[u8], line_bytes_max: usize) -> Outcome {
     let input = input.strip_prefix(&BOM[..]).unwrap_or(input);

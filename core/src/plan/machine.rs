@@ -1,26 +1,31 @@
 //! The plan state machine: a closed set of states and one pure transition function.
 //!
-//! BE ADVISED: the session trusts this function completely. It mutates trackers only after `transition` says
-//! yes, and only in the way the returned [`Effect`] names, so every rule lives here. The invariants:
+//! BE ADVISED: the session trusts this function completely. It mutates trackers only after
+//! `transition` says yes, and only in the way the returned [`Effect`] names, so every rule lives
+//! here. The invariants:
 //!
-//! 1. At most one runner stage runs at a time (the cancel stage is the session's own and does not count).
+//! 1. At most one runner stage runs at a time (the cancel stage is the session's own and does not
+//!    count).
 //! 2. A stage starts at most once per plan; only a running stage takes updates or stops.
-//! 3. A stage belongs to one tracker, and a tracker takes stages only while open: overview stages before the
-//!    overview finishes, apply stages only in an apply plan and only after the overview succeeded.
-//! 4. Any failure (a stage stopped with `success: false`, or a tracker finished so) ends the plan and fails every
-//!    open tracker, as SQLMesh's console does.
-//! 5. After a cancel, the only runner move accepted is the failing stop of the running stage (or failing finish of
-//!    an open tracker): it completes the cancel. Then, as after a finish, every runner move is refused until the
-//!    next open. The runner's keep-alive (`alive`) is accepted while cancelling and changes nothing.
-//! 6. Opening while a plan runs starts nothing (single flight); cancelling with nothing running fails the cancel
-//!    stage (and, as in SQLMesh, leaves the cancel tracker `success`).
+//! 3. A stage belongs to one tracker, and a tracker takes stages only while open: overview stages
+//!    before the overview finishes, apply stages only in an apply plan and only after the overview
+//!    succeeded.
+//! 4. Any failure (a stage stopped with `success: false`, or a tracker finished so) ends the plan
+//!    and fails every open tracker, as SQLMesh's console does.
+//! 5. After a cancel, the only runner move accepted is the failing stop of the running stage (or
+//!    failing finish of an open tracker): it completes the cancel. Then, as after a finish, every
+//!    runner move is refused until the next open. The runner's keep-alive (`alive`) is accepted
+//!    while cancelling and changes nothing.
+//! 6. Opening while a plan runs starts nothing (single flight); cancelling with nothing running
+//!    fails the cancel stage (and, as in SQLMesh, leaves the cancel tracker `success`).
 //! 7. A running plan whose runner has not reported within its lease is ended by the session
 //!    (`PlanSession::expire_lease`) through the same move as the runner failing its open tracker.
 //!
-//! To add a state: add the variant and put it in [`PlanState::ALL`]; give it a row in `transition` (the compiler
-//! insists: there are no `_` arms on states); if the runner drives trackers in it, add a `Running` variant and
-//! its tracker roles; update the predicates, `PlanSession::check` (restore validation) and the state table in
-//! `core/tests/plan_table.rs`, which fails until the new row is written.
+//! To add a state: add the variant and put it in [`PlanState::ALL`]; give it a row in `transition`
+//! (the compiler insists: there are no `_` arms on states); if the runner drives trackers in it,
+//! add a `Running` variant and its tracker roles; update the predicates, `PlanSession::check`
+//! (restore validation) and the state table in `core/tests/plan_table.rs`, which fails until the
+//! new row is written.
 
 use core::fmt;
 
@@ -34,11 +39,13 @@ pub enum PlanState {
     Idle,
     /// A preview plan (`POST /api/plan`) is running its overview; it ends with the overview.
     Overview,
-    /// An apply plan (`POST /api/commands/apply`) is running its overview; apply stages wait for it.
+    /// An apply plan (`POST /api/commands/apply`) is running its overview; apply stages wait for
+    /// it.
     ApplyOverview,
     /// An apply plan's overview succeeded and its apply tracker is open.
     Applying,
-    /// A cancel was requested; waiting for the runner to stop the running stage with `success: false`.
+    /// A cancel was requested; waiting for the runner to stop the running stage with `success:
+    /// false`.
     Cancelling,
     /// The plan ended (successfully or not). Terminal until the next open.
     Finished,
@@ -58,7 +65,8 @@ impl PlanState {
         PlanState::Cancelled,
     ];
 
-    /// Whether a plan is in flight (SQLMesh's "task not done"): opening resumes, cancelling cancels.
+    /// Whether a plan is in flight (SQLMesh's "task not done"): opening resumes, cancelling
+    /// cancels.
     pub fn is_running(self) -> bool {
         matches!(
             self,
@@ -99,8 +107,8 @@ impl fmt::Display for PlanState {
     }
 }
 
-/// A refused move: the body was well formed but the plan is not in a state that accepts it (HTTP 409). Compare
-/// [`super::BodyError`] (HTTP 400).
+/// A refused move: the body was well formed but the plan is not in a state that accepts it (HTTP
+/// 409). Compare [`super::BodyError`] (HTTP 400).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlanError {
     /// No plan has been opened.
@@ -111,8 +119,8 @@ pub enum PlanError {
     PlanCancelled,
     /// The plan is being cancelled: stop the running stage with `success: false`.
     Cancelling,
-    /// The stage belongs to a tracker the runner does not drive in this plan (an apply stage in a preview plan, or
-    /// the cancel stage).
+    /// The stage belongs to a tracker the runner does not drive in this plan (an apply stage in a
+    /// preview plan, or the cancel stage).
     WrongTracker(Stage),
     /// The tracker is not part of this plan (`apply` in a preview plan, or `cancel`).
     TrackerNotOpen(Tracker),
@@ -340,7 +348,8 @@ impl Running {
         }
     }
 
-    /// Invariant 3: which tracker takes moves in this state. The cancel tracker is never the runner's.
+    /// Invariant 3: which tracker takes moves in this state. The cancel tracker is never the
+    /// runner's.
     fn role(self, tracker: Tracker) -> Role {
         match (self, tracker) {
             (Running::Overview | Running::ApplyOverview | Running::Applying, Tracker::Cancel) => {

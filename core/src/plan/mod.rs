@@ -1,13 +1,15 @@
-//! SQLMesh-compatible plan progress: the overview, apply and cancel stage trackers of SQLMesh's web server
-//! (`web/server/models.py`, `web/server/console.py`), and [`PlanSession`], the state machine that drives them.
+//! SQLMesh-compatible plan progress: the overview, apply and cancel stage trackers of SQLMesh's web
+//! server (`web/server/models.py`, `web/server/console.py`), and [`PlanSession`], the state machine
+//! that drives them.
 //!
 //! The flow, as in SQLMesh: a client opens a plan ([`PlanSession::open`] for `POST /api/plan`,
-//! [`PlanSession::open_apply`] for `POST /api/commands/apply`), a runner reports progress with [`PlanCommand`]s,
-//! a client may cancel ([`PlanCommand::Cancel`] for `POST /api/plan/cancel`), and every accepted move returns the
-//! whole trackers to emit as `plan-overview`, `plan-apply` and `plan-cancel` events. Errors split by fault:
-//! [`BodyError`] is a bad body (HTTP 400; 422 on SQLMesh's plan bodies, as its FastAPI answers), [`PlanError`] a
-//! refused move (HTTP 409). A running plan whose runner stops reporting ends by its lease
-//! ([`PlanSession::expire_lease`]); the request that opened it, categories included, stays readable for the
+//! [`PlanSession::open_apply`] for `POST /api/commands/apply`), a runner reports progress with
+//! [`PlanCommand`]s, a client may cancel ([`PlanCommand::Cancel`] for `POST /api/plan/cancel`), and
+//! every accepted move returns the whole trackers to emit as `plan-overview`, `plan-apply` and
+//! `plan-cancel` events. Errors split by fault: [`BodyError`] is a bad body (HTTP 400; 422 on
+//! SQLMesh's plan bodies, as its FastAPI answers), [`PlanError`] a refused move (HTTP 409). A
+//! running plan whose runner stops reporting ends by its lease ([`PlanSession::expire_lease`]); the
+//! request that opened it, categories included, stays readable for the
 //! runner ([`PlanSession::request`]).
 //!
 //! ```

@@ -1,4 +1,5 @@
-//! The two bodies the plan session reads: SQLMesh's `POST /api/plan` request and the runner's progress command.
+//! The two bodies the plan session reads: SQLMesh's `POST /api/plan` request and the runner's
+//! progress command.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -11,8 +12,8 @@ use serde_json::{Map, Number, Value};
 use super::stage::{Stage, Tracker};
 use crate::json::{self, Escape, JsonFlaw, JSON_DEPTH_MAX};
 
-/// A plan date as SQLMesh's `TimeLike` arrives in JSON: a date or datetime string, or an epoch number. Kept
-/// verbatim; the runner interprets it.
+/// A plan date as SQLMesh's `TimeLike` arrives in JSON: a date or datetime string, or an epoch
+/// number. Kept verbatim; the runner interprets it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PlanDate {
@@ -33,8 +34,8 @@ pub struct PlanDates {
     pub end: Option<PlanDate>,
 }
 
-/// SQLMesh's `PlanOptions`. Booleans default to `false` and are always serialised (as pydantic does); the two
-/// optional strings are omitted when absent.
+/// SQLMesh's `PlanOptions`. Booleans default to `false` and are always serialised (as pydantic
+/// does); the two optional strings are omitted when absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOptions {
     /// Skip unit tests.
@@ -58,8 +59,8 @@ pub struct PlanOptions {
     /// The environment to create the target from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_from: Option<String>,
-    /// Models to restate. SQLMesh takes a comma-separated string and stores the split list, so this accepts
-    /// either form and always serialises the list.
+    /// Models to restate. SQLMesh takes a comma-separated string and stores the split list, so
+    /// this accepts either form and always serialises the list.
     #[serde(
         default,
         deserialize_with = "restate_models",
@@ -146,8 +147,9 @@ impl<'de> Deserialize<'de> for ChangeCategory {
     }
 }
 
-/// The body of SQLMesh's `POST /api/plan` (and `POST /api/commands/apply`). Every field is optional, as in SQLMesh;
-/// unknown fields are ignored, as FastAPI does. Parse with [`PlanRequest::from_json`] for typed errors.
+/// The body of SQLMesh's `POST /api/plan` (and `POST /api/commands/apply`). Every field is
+/// optional, as in SQLMesh; unknown fields are ignored, as FastAPI does. Parse with
+/// [`PlanRequest::from_json`] for typed errors.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanRequest {
     /// Target environment.
@@ -165,8 +167,8 @@ pub struct PlanRequest {
 }
 
 impl PlanRequest {
-    /// Parses a request body. An empty body (or only whitespace) is the default request, as SQLMesh accepts it
-    /// (every field of its body is optional).
+    /// Parses a request body. An empty body (or only whitespace) is the default request, as SQLMesh
+    /// accepts it (every field of its body is optional).
     pub fn from_json(body: &[u8]) -> Result<PlanRequest, BodyError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(PlanRequest::default());
@@ -175,7 +177,8 @@ impl PlanRequest {
         // Unknown fields are skipped without a depth count, so the limit applies to them too.
         check_json(body)?;
         serde_json::from_slice(body).map_err(|error| {
-            // The derived parser only says "unknown category" in prose; re-read the body to name the value.
+            // The derived parser only says "unknown category" in prose; re-read the body to name
+            // the value.
             let unknown = serde_json::from_slice::<Value>(body)
                 .ok()
                 .and_then(|value| {
@@ -208,10 +211,11 @@ impl PlanRequest {
 /// {"op":"cancel"}
 /// ```
 ///
-/// `details` is a JSON object merged into the stage with JSON Merge Patch (RFC 7386): nested objects merge, `null`
-/// deletes a key, anything else (arrays included) replaces. It may not set `meta`. The stage names its tracker:
-/// `validation`, `changes`, `backfills` are the overview's; `creation`, `restate`, `backfill`, `promote` the apply's;
-/// `cancel` is the session's own and is refused from the runner.
+/// `details` is a JSON object merged into the stage with JSON Merge Patch (RFC 7386): nested
+/// objects merge, `null` deletes a key, anything else (arrays included) replaces. It may not set
+/// `meta`. The stage names its tracker: `validation`, `changes`, `backfills` are the overview's;
+/// `creation`, `restate`, `backfill`, `promote` the apply's; `cancel` is the session's own and is
+/// refused from the runner.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum PlanCommand {
@@ -230,8 +234,8 @@ pub enum PlanCommand {
         /// The patch.
         details: Map<String, Value>,
     },
-    /// Stop a running stage. `success: false` ends the plan: its trackers fail (SQLMesh's console does the same),
-    /// or, while cancelling, completes the cancellation.
+    /// Stop a running stage. `success: false` ends the plan: its trackers fail (SQLMesh's console
+    /// does the same), or, while cancelling, completes the cancellation.
     Stop {
         /// The stage.
         stage: Stage,
@@ -241,15 +245,16 @@ pub enum PlanCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         details: Option<Map<String, Value>>,
     },
-    /// Finish a tracker (`overview` or `apply`). Success needs no stage of it running; failure stops a running one
-    /// with `fail` and ends the plan.
+    /// Finish a tracker (`overview` or `apply`). Success needs no stage of it running; failure
+    /// stops a running one with `fail` and ends the plan.
     Finish {
         /// The tracker.
         tracker: Tracker,
         /// Whether it succeeded.
         success: bool,
     },
-    /// Set the plan's resolved start and end dates on the open trackers (SQLMesh sets them once the plan is built).
+    /// Set the plan's resolved start and end dates on the open trackers (SQLMesh sets them once
+    /// the plan is built).
     Dates {
         /// Start; unchanged when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -258,8 +263,9 @@ pub enum PlanCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         end: Option<PlanDate>,
     },
-    /// The runner's keep-alive: renews its lease on the running plan (see `HERALD_PLAN_LEASE_S`) and emits
-    /// nothing. Refused, like every runner move, once the plan has ended: that tells the runner to stop.
+    /// The runner's keep-alive: renews its lease on the running plan (see `HERALD_PLAN_LEASE_S`)
+    /// and emits nothing. Refused, like every runner move, once the plan has ended: that tells
+    /// the runner to stop.
     Alive,
     /// Cancel the running plan (SQLMesh's `POST /api/plan/cancel`).
     Cancel,
@@ -269,8 +275,8 @@ impl PlanCommand {
     /// Parses a command body.
     pub fn from_json(body: &[u8]) -> Result<PlanCommand, BodyError> {
         expect_object(body)?;
-        // Before serde_json, whose recursion limit would only say "malformed": details are stored in the
-        // session (about 3 levels deeper) and must be read back.
+        // Before serde_json, whose recursion limit would only say "malformed": details are stored
+        // in the session (about 3 levels deeper) and must be read back.
         check_json(body)?;
         let command: PlanCommand =
             serde_json::from_slice(body).map_err(|error| BodyError::malformed(&error))?;
@@ -298,8 +304,8 @@ impl PlanCommand {
     }
 }
 
-/// Refuses a body nested deeper than [`JSON_DEPTH_MAX`] or with a lone surrogate escape, with an error
-/// that says so.
+/// Refuses a body nested deeper than [`JSON_DEPTH_MAX`] or with a lone surrogate escape, with an
+/// error that says so.
 fn check_json(body: &[u8]) -> Result<(), BodyError> {
     json::check(body, JSON_DEPTH_MAX).map_err(|flaw| match flaw {
         JsonFlaw::TooDeep => BodyError::TooDeep {
@@ -309,7 +315,8 @@ fn check_json(body: &[u8]) -> Result<(), BodyError> {
     })
 }
 
-/// serde reads a struct from a JSON array too (fields by position); FastAPI wants an object, and so do we.
+/// serde reads a struct from a JSON array too (fields by position); FastAPI wants an object, and so
+/// do we.
 fn expect_object(body: &[u8]) -> Result<(), BodyError> {
     let (mut line, mut column) = (1, 1);
     for &byte in body {
@@ -323,8 +330,8 @@ fn expect_object(body: &[u8]) -> Result<(), BodyError> {
     Err(BodyError::Malformed { line, column })
 }
 
-/// A body the session cannot read. Every variant is the client's fault (HTTP 400, or 422 for SQLMesh's plan
-/// request as its FastAPI answers); compare [`super::PlanError`],
+/// A body the session cannot read. Every variant is the client's fault (HTTP 400, or 422 for
+/// SQLMesh's plan request as its FastAPI answers); compare [`super::PlanError`],
 /// which is a refused move (HTTP 409).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyError {
@@ -342,8 +349,8 @@ pub enum BodyError {
     },
     /// Command details tried to set `meta`, which only the session writes.
     ReservedKey,
-    /// The body nests arrays and objects deeper than [`JSON_DEPTH_MAX`] (so `details` deeper than one
-    /// level less): the stored session holding them could not be read back.
+    /// The body nests arrays and objects deeper than [`JSON_DEPTH_MAX`] (so `details` deeper than
+    /// one level less): the stored session holding them could not be read back.
     TooDeep {
         /// The limit, in levels.
         depth_max: usize,

@@ -18,8 +18,8 @@ use super::tracker::{
     ApplyTracker, CancelTracker, OverviewTracker, StageMeta, StageState, Status, TrackerBase,
 };
 
-/// Whole-tracker events to emit, in order: `(event name, tracker JSON)`. SQLMesh re-sends the whole tracker on
-/// every change, never a delta; an absent tracker is `{}`, as SQLMesh sends it.
+/// Whole-tracker events to emit, in order: `(event name, tracker JSON)`. SQLMesh re-sends the whole
+/// tracker on every change, never a delta; an absent tracker is `{}`, as SQLMesh sends it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlanUpdate {
     events: Vec<(EventName, String)>,
@@ -46,8 +46,8 @@ impl PlanUpdate {
         self.events.is_empty()
     }
 
-    /// The trackers as one JSON object keyed by event name, e.g. `{"plan-overview":{…},"plan-apply":{…}}`:
-    /// the `snapshot` a `reset` event carries.
+    /// The trackers as one JSON object keyed by event name, e.g.
+    /// `{"plan-overview":{…},"plan-apply":{…}}`: the `snapshot` a `reset` event carries.
     pub fn to_json_object(&self) -> String {
         let mut object = String::from("{");
         for (index, (name, json)) in self.events.iter().enumerate() {
@@ -74,13 +74,14 @@ impl IntoIterator for PlanUpdate {
     }
 }
 
-/// What opening a plan did. Never an error: like SQLMesh, opening while a plan runs starts nothing and re-emits.
+/// What opening a plan did. Never an error: like SQLMesh, opening while a plan runs starts nothing
+/// and re-emits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Opened {
     /// A new plan started; emit its fresh trackers.
     Started(PlanUpdate),
-    /// A plan was already running and keeps running (the request is ignored); re-emit its overview and apply
-    /// trackers.
+    /// A plan was already running and keeps running (the request is ignored); re-emit its overview
+    /// and apply trackers.
     Resumed(PlanUpdate),
 }
 
@@ -107,8 +108,8 @@ impl Opened {
 
 /// The current plan of one hub: a state and SQLMesh's three trackers.
 ///
-/// Serialises to JSON for storage and validates on the way back in: a restored session satisfies the same
-/// invariants as a live one. The trackers inside keep SQLMesh's shapes.
+/// Serialises to JSON for storage and validates on the way back in: a restored session satisfies
+/// the same invariants as a live one. The trackers inside keep SQLMesh's shapes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlanSession {
     state: PlanState,
@@ -124,7 +125,8 @@ pub struct PlanSession {
     /// When the plan opened, epoch ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     opened_ms: Option<u64>,
-    /// When the plan opened or its runner last reported, epoch ms: the start of the runner's lease.
+    /// When the plan opened or its runner last reported, epoch ms: the start of the runner's
+    /// lease.
     #[serde(skip_serializing_if = "Option::is_none")]
     reported_ms: Option<u64>,
 }
@@ -149,13 +151,15 @@ impl PlanSession {
         }
     }
 
-    /// Opens a preview plan (SQLMesh's `POST /api/plan`): an overview tracker only. Emits `plan-overview`.
+    /// Opens a preview plan (SQLMesh's `POST /api/plan`): an overview tracker only. Emits
+    /// `plan-overview`.
     pub fn open(&mut self, request: PlanRequest, now_ms: u64) -> Opened {
         self.open_kind(PlanKind::Preview, request, now_ms)
     }
 
-    /// Opens an apply plan (SQLMesh's `POST /api/commands/apply`): an apply tracker, open from the start so a cancel
-    /// is never lost between phases, then the overview. Emits `plan-apply`, `plan-overview`, in SQLMesh's order.
+    /// Opens an apply plan (SQLMesh's `POST /api/commands/apply`): an apply tracker, open from the
+    /// start so a cancel is never lost between phases, then the overview. Emits `plan-apply`,
+    /// `plan-overview`, in SQLMesh's order.
     pub fn open_apply(&mut self, request: PlanRequest, now_ms: u64) -> Opened {
         self.open_kind(PlanKind::Apply, request, now_ms)
     }
@@ -164,7 +168,8 @@ impl PlanSession {
         match self.step(Input::Open(kind), Some(request), None, now_ms) {
             Ok((Effect::Open(_), update)) => Opened::Started(update),
             Ok((_, update)) => Opened::Resumed(update),
-            // `transition` accepts every open; should that ever change, re-emitting is the safe answer.
+            // `transition` accepts every open; should that ever change, re-emitting is the safe
+            // answer.
             Err(_) => Opened::Resumed(self.resume_events()),
         }
     }
@@ -186,11 +191,12 @@ impl PlanSession {
             .map(|(_, update)| update)
     }
 
-    /// All three trackers, for a client that connects mid-plan: SQLMesh's `GET /api/meta` re-emits exactly these.
-    /// As in SQLMesh, which forgets its apply and cancel trackers once they have ended, a finished apply or cancel
-    /// tracker is `{}` here (its last state went out live): SQLMesh's UI answers a finished `plan-apply` by
-    /// starting a new plan, so re-sending one to every new connection would start a plan on every reconnect. An
-    /// absent tracker is `{}` too; the overview is sent as it is, finished or not.
+    /// All three trackers, for a client that connects mid-plan: SQLMesh's `GET /api/meta` re-emits
+    /// exactly these. As in SQLMesh, which forgets its apply and cancel trackers once they have
+    /// ended, a finished apply or cancel tracker is `{}` here (its last state went out live):
+    /// SQLMesh's UI answers a finished `plan-apply` by starting a new plan, so re-sending one
+    /// to every new connection would start a plan on every reconnect. An absent tracker is `{}`
+    /// too; the overview is sent as it is, finished or not.
     pub fn snapshot(&self) -> PlanUpdate {
         let mut update = PlanUpdate::default();
         for tracker in Tracker::ALL {
@@ -207,9 +213,9 @@ impl PlanSession {
         update
     }
 
-    /// All three trackers as they stand, finished ones included (`{}` only where absent): what a client that wants
-    /// to show how the last plan ended asks for (Herald's live page), unlike SQLMesh's UI, which
-    /// [`PlanSession::snapshot`] serves.
+    /// All three trackers as they stand, finished ones included (`{}` only where absent): what a
+    /// client that wants to show how the last plan ended asks for (Herald's live page), unlike
+    /// SQLMesh's UI, which [`PlanSession::snapshot`] serves.
     pub fn last_trackers(&self) -> PlanUpdate {
         let mut update = PlanUpdate::default();
         for tracker in Tracker::ALL {
@@ -218,8 +224,8 @@ impl PlanSession {
         update
     }
 
-    /// The request that opened the current (or last) plan: environment, dates, options and the per-model change
-    /// categories the user chose, for the runner to build the plan with.
+    /// The request that opened the current (or last) plan: environment, dates, options and the
+    /// per-model change categories the user chose, for the runner to build the plan with.
     pub fn request(&self) -> Option<&PlanRequest> {
         self.request.as_ref()
     }
@@ -229,18 +235,20 @@ impl PlanSession {
         self.opened_ms
     }
 
-    /// When the runner's lease on the running plan ends if it reports nothing more, epoch ms: `lease_ms` after
-    /// the plan opened or the runner's last accepted report. `None` when no plan runs.
+    /// When the runner's lease on the running plan ends if it reports nothing more, epoch ms:
+    /// `lease_ms` after the plan opened or the runner's last accepted report. `None` when no
+    /// plan runs.
     pub fn lease_deadline_ms(&self, lease_ms: u64) -> Option<u64> {
         self.state
             .is_running()
             .then(|| self.reported_ms.unwrap_or(0).saturating_add(lease_ms))
     }
 
-    /// Ends a plan whose runner has not reported for `lease_ms` at `now_ms`, as if the runner had failed its open
-    /// tracker: the running stage and every open tracker fail and the plan finishes; a plan being cancelled
-    /// completes its cancel (the cancel succeeds, the plan ends cancelled). `None` (and nothing changes) when no
-    /// plan runs or its lease has not ended.
+    /// Ends a plan whose runner has not reported for `lease_ms` at `now_ms`, as if the runner had
+    /// failed its open tracker: the running stage and every open tracker fail and the plan
+    /// finishes; a plan being cancelled completes its cancel (the cancel succeeds, the plan
+    /// ends cancelled). `None` (and nothing changes) when no plan runs or its lease has not
+    /// ended.
     pub fn expire_lease(&mut self, now_ms: u64, lease_ms: u64) -> Option<PlanUpdate> {
         if now_ms < self.lease_deadline_ms(lease_ms)? {
             return None;
@@ -265,7 +273,8 @@ impl PlanSession {
         self.state
     }
 
-    /// Whether a cancel is waiting for the runner: tell it to stop its running stage with `success: false`.
+    /// Whether a cancel is waiting for the runner: tell it to stop its running stage with `success:
+    /// false`.
     pub fn is_cancelling(&self) -> bool {
         self.state.is_cancelling()
     }
@@ -434,8 +443,8 @@ impl PlanSession {
         self.emit(update, Tracker::Cancel);
     }
 
-    /// Stops the running stage (after a last patch) and every open runner tracker with `fail`; returns the trackers
-    /// that changed, in emission order.
+    /// Stops the running stage (after a last patch) and every open runner tracker with `fail`;
+    /// returns the trackers that changed, in emission order.
     fn fail_open(&mut self, details: Option<&Map<String, Value>>, now_ms: u64) -> Vec<Tracker> {
         let mut changed = Vec::new();
         for tracker in [Tracker::Overview, Tracker::Apply] {
@@ -480,8 +489,9 @@ impl PlanSession {
     }
 
     fn emit(&self, update: &mut PlanUpdate, tracker: Tracker) {
-        // These types hold only strings, integers, booleans and serde_json values under string keys, so serialising
-        // them cannot fail; an empty object (SQLMesh's "no tracker") is the fallback rather than a panic.
+        // These types hold only strings, integers, booleans and serde_json values under string
+        // keys, so serialising them cannot fail; an empty object (SQLMesh's "no tracker")
+        // is the fallback rather than a panic.
         let json = match tracker {
             Tracker::Overview => self
                 .overview

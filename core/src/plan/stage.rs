@@ -1,6 +1,6 @@
 //! The names of a plan's parts: its stages ([`Stage`]) and the trackers they belong to
-//! ([`Tracker`]), with the event each tracker is emitted under. Requests, commands and the trackers'
-//! JSON all refer to them, so they stand apart from each.
+//! ([`Tracker`]), with the event each tracker is emitted under. Requests, commands and the
+//! trackers' JSON all refer to them, so they stand apart from each.
 
 use core::fmt;
 

@@ -1,6 +1,6 @@
-//! The three SQLMesh stage trackers and their parts, serialised to the JSON shapes SQLMesh's web client reads
-//! (`web/server/models.py`: `TrackableMeta`, `PlanStage*`, `Plan*StageTracker`; emitted with `exclude_none`, so an
-//! absent field is omitted, never `null`).
+//! The three SQLMesh stage trackers and their parts, serialised to the JSON shapes SQLMesh's web
+//! client reads (`web/server/models.py`: `TrackableMeta`, `PlanStage*`, `Plan*StageTracker`;
+//! emitted with `exclude_none`, so an absent field is omitted, never `null`).
 
 use alloc::string::String;
 
@@ -26,8 +26,9 @@ pub enum Status {
 
 /// SQLMesh's `TrackableMeta`: `{status, start, end?, done, duration?}`, times in Unix epoch ms.
 ///
-/// The fields are private so that its invariants hold by construction: `done` iff `end` is set iff the status is
-/// not `init`, and `end >= start` (a clock that steps back is clamped, so `duration` is never negative).
+/// The fields are private so that its invariants hold by construction: `done` iff `end` is set iff
+/// the status is not `init`, and `end >= start` (a clock that steps back is clamped, so `duration`
+/// is never negative).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StageMeta {
     status: Status,
@@ -130,9 +131,9 @@ impl<'de> Deserialize<'de> for StageMeta {
     }
 }
 
-/// One stage of a tracker: its meta plus the payload SQLMesh carries for that stage (`added`, `removed`,
-/// `modified`, `models`, `total_tasks`, `num_tasks`, `queue`, `tasks`, `target_environment`), kept as opaque JSON
-/// set by the runner and flattened beside `meta`.
+/// One stage of a tracker: its meta plus the payload SQLMesh carries for that stage (`added`,
+/// `removed`, `modified`, `models`, `total_tasks`, `num_tasks`, `queue`, `tasks`,
+/// `target_environment`), kept as opaque JSON set by the runner and flattened beside `meta`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageState {
     /// Timing and status.
@@ -143,7 +144,8 @@ pub struct StageState {
 }
 
 impl StageState {
-    /// A stage started at `now_ms` with SQLMesh's required fields defaulted, then `details` merged over them.
+    /// A stage started at `now_ms` with SQLMesh's required fields defaulted, then `details` merged
+    /// over them.
     pub(super) fn start(
         stage: Stage,
         environment: Option<&str>,
@@ -160,14 +162,16 @@ impl StageState {
         state
     }
 
-    /// Applies `patch` with JSON Merge Patch semantics (RFC 7386): objects merge recursively, `null` deletes a key,
-    /// anything else replaces. So a runner can report one backfill task's progress without resending the others.
+    /// Applies `patch` with JSON Merge Patch semantics (RFC 7386): objects merge recursively,
+    /// `null` deletes a key, anything else replaces. So a runner can report one backfill task's
+    /// progress without resending the others.
     pub(super) fn merge(&mut self, patch: &Map<String, Value>) {
         merge_object(&mut self.details, patch);
     }
 }
 
-/// SQLMesh's pydantic models require these fields, so the client may read them before the runner sets them.
+/// SQLMesh's pydantic models require these fields, so the client may read them before the runner
+/// sets them.
 fn stage_defaults(stage: Stage, environment: Option<&str>) -> Map<String, Value> {
     let mut details = Map::new();
     match stage {
@@ -217,8 +221,8 @@ fn merge_object(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     }
 }
 
-/// The fields every tracker shares (SQLMesh's `PlanStageTracker`): its own meta, the environment, the plan
-/// options, and the plan's start and end dates.
+/// The fields every tracker shares (SQLMesh's `PlanStageTracker`): its own meta, the environment,
+/// the plan options, and the plan's start and end dates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrackerBase {
     /// The tracker's own timing and status.

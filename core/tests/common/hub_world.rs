@@ -1,12 +1,12 @@
-//! The Durable Object and its clients, simulated around the engine for `hub_model.rs` (which includes
-//! this file with `#[path]`).
+//! The Durable Object and its clients, simulated around the engine for `hub_model.rs` (which
+//! includes this file with `#[path]`).
 //!
-//! The worker side is driven exactly as the Durable Object drives it: a storage `Vec` of log entries
-//! plus the stored summary and complete flag, `NeedsLog` answered from storage, `stored_oldest` passed
-//! only when the hub asks, fan-out as encoded `HubMessage`s into each subscriber's `Relay`. Clients
-//! parse what their relay writes and reconnect with their last id as EventSource does. The model is
-//! a plain list of every event ever published; what each connection must receive is computed from
-//! it, and every step is checked against it.
+//! The worker side is driven exactly as the Durable Object drives it: a storage `Vec` of log
+//! entries plus the stored summary and complete flag, `NeedsLog` answered from storage,
+//! `stored_oldest` passed only when the hub asks, fan-out as encoded `HubMessage`s into each
+//! subscriber's `Relay`. Clients parse what their relay writes and reconnect with their last id as
+//! EventSource does. The model is a plain list of every event ever published; what each connection
+//! must receive is computed from it, and every step is checked against it.
 
 use herald_core::heartbeat::{HeartbeatPolicy, HeartbeatProfile};
 use herald_core::hub::{LogSummary, Refused, SubscriberRecord, Subscription};
@@ -120,7 +120,8 @@ struct Published {
 /// How the model says a subscription starts.
 enum Expect {
     Finished,
-    /// The connection gets `reset` (when set, its data), then every matching event after `start_seq`.
+    /// The connection gets `reset` (when set, its data), then every matching event after
+    /// `start_seq`.
     Accept {
         reset: Option<String>,
         start_seq: u64,
@@ -301,7 +302,8 @@ impl World {
         }
     }
 
-    /// Writes what client `index`'s relay has, checks it against the model, and says whether it ended.
+    /// Writes what client `index`'s relay has, checks it against the model, and says whether it
+    /// ended.
     fn drain(&mut self, index: usize, cut: bool) -> bool {
         let filter = self.clients[index].filter;
         let client = &mut self.clients[index];
@@ -312,7 +314,8 @@ impl World {
                     let (got, newest) = (&mut conn.got, &mut client.newest_seq);
                     client.parser.feed(&chunk, |m| {
                         got.push((m.event_type.into(), m.data.into(), m.last_event_id.into()));
-                        // Over the client's whole life, across reconnects: each event once, in order.
+                        // Over the client's whole life, across reconnects: each event once, in
+                        // order.
                         if m.event_type != "reset" {
                             let seq = Position::parse(m.last_event_id).unwrap().seq;
                             assert!(newest.is_none_or(|newest| seq > newest), "{seq} again");
@@ -401,7 +404,8 @@ impl World {
         assert_eq!(batch.completes, events.iter().any(|e| e.name == 3));
         self.complete |= batch.completes;
 
-        // The Durable Object: store the batch (before or after the hub takes it in), delete evicted.
+        // The Durable Object: store the batch (before or after the hub takes it in), delete
+        // evicted.
         if store_first {
             self.storage.extend(batch.entries.iter().cloned());
         }
@@ -502,7 +506,8 @@ impl World {
                         assert!(self.drain(index, true));
                     }
                 }
-                // Every client still listening reconnects, cut ones at once, ended ones after `retry`.
+                // Every client still listening reconnects, cut ones at once, ended ones after
+                // `retry`.
                 for index in 0..self.clients.len() {
                     if !self.clients[index].done {
                         let last = self.clients[index].parser.last_event_id();

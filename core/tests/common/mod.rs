@@ -5,7 +5,8 @@ use herald_core::Parser;
 /// A dispatched event: (type, data, last event id).
 pub(crate) type Event = (String, String, String);
 
-/// Feeds `chunks` to a new parser, then finishes; returns the events, the last event id and the retry.
+/// Feeds `chunks` to a new parser, then finishes; returns the events, the last event id and the
+/// retry.
 pub(crate) fn parse_chunks(chunks: &[&[u8]]) -> (Vec<Event>, String, Option<u64>) {
     let mut parser = Parser::new();
     let mut events = Vec::new();

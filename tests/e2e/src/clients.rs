@@ -1,6 +1,7 @@
-//! Helpers for driving clients Herald did not write: Node scripts in `tests/clients/` (Chromium through
-//! playwright-core, npm `eventsource`) that print one JSON line, `curl -N` read as it streams, and the
-//! request log `wrangler dev` writes, which shows what those clients actually sent.
+//! Helpers for driving clients Herald did not write: Node scripts in `tests/clients/` (Chromium
+//! through playwright-core, npm `eventsource`) that print one JSON line, `curl -N` read as it
+//! streams, and the request log `wrangler dev` writes, which shows what those clients actually
+//! sent.
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -50,8 +51,8 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Starts `command` from the repository root in its own process group (so that [`kill_group`] reaches
-/// everything it starts), with stdout and stderr read on threads as they arrive.
+/// Starts `command` from the repository root in its own process group (so that [`kill_group`]
+/// reaches everything it starts), with stdout and stderr read on threads as they arrive.
 fn spawn_in_group(command: &mut Command) -> (Child, Receiver<Vec<u8>>, Receiver<Vec<u8>>) {
     use std::os::unix::process::CommandExt;
     let mut child = command
@@ -141,7 +142,8 @@ pub fn request_log(wrangler: &Wrangler) -> Vec<Logged> {
         .collect()
 }
 
-/// A `curl -N -s` child whose stdout is read as it arrives, to prove a stream is live, not buffered.
+/// A `curl -N -s` child whose stdout is read as it arrives, to prove a stream is live, not
+/// buffered.
 #[derive(Debug)]
 pub struct Curl {
     child: Child,
@@ -194,7 +196,8 @@ impl Curl {
         }
     }
 
-    /// Waits for curl to exit on its own; its exit code, or `None` if it still runs after `timeout`.
+    /// Waits for curl to exit on its own; its exit code, or `None` if it still runs after
+    /// `timeout`.
     pub fn exit_within(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -218,8 +221,8 @@ impl Drop for Curl {
     }
 }
 
-/// `scripts/dev.sh`, the README's first command, on a free port with its own state directory and the
-/// worker `scripts/build-worker.sh` already built. Dropping it kills its process group.
+/// `scripts/dev.sh`, the README's first command, on a free port with its own state directory and
+/// the worker `scripts/build-worker.sh` already built. Dropping it kills its process group.
 #[derive(Debug)]
 pub struct DevCommand {
     child: Child,
@@ -235,7 +238,8 @@ pub struct DevCommand {
 impl DevCommand {
     /// Runs the command and waits until it has printed the page link, its wrangler says it listens
     /// on the port, and the worker answers `/healthz`. A port taken by another process between our
-    /// probe and wrangler's bind makes wrangler exit: the command is then run again on another port.
+    /// probe and wrangler's bind makes wrangler exit: the command is then run again on another
+    /// port.
     pub fn start(timeout: Duration) -> DevCommand {
         let deadline = Instant::now() + timeout;
         let mut attempt = 1;
@@ -278,7 +282,8 @@ impl DevCommand {
                 .find(|word| word.starts_with(&format!("{}/#token=", dev.base)));
             if let Some(link) = link.filter(|_| crate::wrangler_listens(&printed, &dev.base)) {
                 dev.link = link.to_string();
-                // Not listening yet is a transport error, which `crate::request` treats as a failure.
+                // Not listening yet is a transport error, which `crate::request` treats as a
+                // failure.
                 let health = ureq::get(&dev.url("/healthz"))
                     .timeout(Duration::from_secs(2))
                     .call();

@@ -22,8 +22,8 @@ pub fn subscribers(base: &str, connection: &str, token: &str) -> u64 {
         .expect("subscribers is a number")
 }
 
-/// Polls the stats until `subscribers` equals `want`; returns how long that took, or `None` (with the
-/// last count seen) if it did not happen within `timeout`.
+/// Polls the stats until `subscribers` equals `want`; returns how long that took, or `None` (with
+/// the last count seen) if it did not happen within `timeout`.
 pub fn wait_subscribers(
     base: &str,
     connection: &str,
@@ -90,7 +90,8 @@ impl Quiet {
         }
     }
 
-    /// Reads only the status line and headers (the body stays unread in the socket), returning the status.
+    /// Reads only the status line and headers (the body stays unread in the socket), returning the
+    /// status.
     pub fn read_status(&mut self, timeout: Duration) -> u16 {
         self.stream
             .set_read_timeout(Some(timeout))

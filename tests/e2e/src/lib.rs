@@ -31,8 +31,9 @@ pub fn repo_root() -> PathBuf {
         .expect("repo root")
 }
 
-/// PATH with the repository's `node_modules/.bin` first, so wrangler (`#!/usr/bin/env node`) runs on the
-/// Node 22 that npm installs (package `node`, see scripts/setup.sh), not on the system's Node 20.
+/// PATH with the repository's `node_modules/.bin` first, so wrangler (`#!/usr/bin/env node`) runs
+/// on the Node 22 that npm installs (package `node`, see scripts/setup.sh), not on the system's
+/// Node 20.
 fn node_path() -> std::ffi::OsString {
     let system = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::iter::once(repo_root().join("node_modules/.bin"));
@@ -63,10 +64,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The repository's wrangler.toml without its `[build]` section, with `main` and the assets `directory`
-/// made absolute (the copy lives in the persist directory): the tests run the worker that
-/// `scripts/build-worker.sh` built, and an edit to the sources during a run must not make every
-/// running instance rebuild and reload (wrangler watches `[build] watch_dir`).
+/// The repository's wrangler.toml without its `[build]` section, with `main` and the assets
+/// `directory` made absolute (the copy lives in the persist directory): the tests run the worker
+/// that `scripts/build-worker.sh` built, and an edit to the sources during a run must not make
+/// every running instance rebuild and reload (wrangler watches `[build] watch_dir`).
 fn test_config(root: &Path) -> String {
     let text = std::fs::read_to_string(root.join("wrangler.toml")).expect("wrangler.toml");
     let shim = root.join("edge-worker/build/worker/shim.mjs");
@@ -250,8 +251,9 @@ impl Wrangler {
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
-            // The whole group: wrangler, its node child, esbuild and workerd. `kill` the command keeps
-            // this crate free of libc; `--` makes the negative pid a process group, not an option.
+            // The whole group: wrangler, its node child, esbuild and workerd. `kill` the command
+            // keeps this crate free of libc; `--` makes the negative pid a process
+            // group, not an option.
             let _ = Command::new("kill")
                 .args(["-9", "--", &format!("-{pid}")])
                 .status();

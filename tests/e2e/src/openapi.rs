@@ -1,5 +1,5 @@
-//! Reading OpenAPI documents and the worker's route table, for `tests/openapi.rs`: `$ref` resolution, the
-//! documented operations, and the route table the worker's router matches against
+//! Reading OpenAPI documents and the worker's route table, for `tests/openapi.rs`: `$ref`
+//! resolution, the documented operations, and the route table the worker's router matches against
 //! (`edge-worker/src/route_table.rs`, included as it is).
 
 use std::collections::BTreeSet;

@@ -1,5 +1,5 @@
-//! Tickets for header-less clients, CORS for pages on other origins, tenancy, and the seed dialects'
-//! streams (sluice's named heartbeats and `types=`, runner jobs).
+//! Tickets for header-less clients, CORS for pages on other origins, tenancy, and the seed
+//! dialects' streams (sluice's named heartbeats and `types=`, runner jobs).
 
 use std::time::Duration;
 

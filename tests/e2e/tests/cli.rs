@@ -1,6 +1,6 @@
-//! The `herald` command line against `wrangler dev`: `tail` through a server cut (the runtime killed
-//! and restarted) with no gap and no duplicate, to `stream.complete` and a 204, with tickets that
-//! expire on the way, and stopped by Ctrl-C; `publish` from stdin in batches that respect the
+//! The `herald` command line against `wrangler dev`: `tail` through a server cut (the runtime
+//! killed and restarted) with no gap and no duplicate, to `stream.complete` and a 204, with tickets
+//! that expire on the way, and stopped by Ctrl-C; `publish` from stdin in batches that respect the
 //! worker's limits; `token` and `ticket` minted for the worker, and refused for a short key.
 //!
 //! The binary is built once per run with `cargo build -p herald-cli` (this crate cannot depend on a
@@ -161,7 +161,8 @@ impl Tail {
         rest
     }
 
-    /// Waits until the worker counts the tail's subscription: a publish before it would not reach it.
+    /// Waits until the worker counts the tail's subscription: a publish before it would not reach
+    /// it.
     fn wait_subscribed(&self, wrangler: &Wrangler, stream: &str, token: &str) {
         let stats = wrangler.url(&format!("/v1/streams/{stream}/stats"));
         let deadline = Instant::now() + WAIT;

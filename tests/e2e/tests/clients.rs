@@ -1,7 +1,8 @@
-//! Clients nobody on this project wrote: headless Chromium's own EventSource (from a page on another
-//! origin, with a ticket), npm `eventsource` in Node, and `curl -N`. Each must get every event exactly
-//! once and in order across a server-side cut, and stop at a complete stream; curl must see a runner
-//! job's steps live. The Node scripts (`tests/clients/`) only drive and report; the assertions are here.
+//! Clients nobody on this project wrote: headless Chromium's own EventSource (from a page on
+//! another origin, with a ticket), npm `eventsource` in Node, and `curl -N`. Each must get every
+//! event exactly once and in order across a server-side cut, and stop at a complete stream; curl
+//! must see a runner job's steps live. The Node scripts (`tests/clients/`) only drive and report;
+//! the assertions are here.
 
 use std::time::Duration;
 
@@ -30,8 +31,8 @@ fn events(list: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The expected sequence, built here rather than taken from the script: event n (1-based) alternates
-/// between two names and carries `{"n":n,"stage":"s<n>"}`.
+/// The expected sequence, built here rather than taken from the script: event n (1-based)
+/// alternates between two names and carries `{"n":n,"stage":"s<n>"}`.
 fn expected_events(published: &[(String, String, String)]) -> Vec<(String, String, String)> {
     let epoch = split_id(&published[0].1).0;
     (1..=BEFORE_CUT + AFTER_CUT)
@@ -70,7 +71,8 @@ fn assert_resumes_and_stops(wrangler: &Wrangler, token: &str, stream: &str, resu
     );
     assert_eq!(state["unnamed"], 0, "named events never reach onmessage");
 
-    // The complete stream: its last event arrives, then the reconnect gets 204 and the client stops.
+    // The complete stream: its last event arrives, then the reconnect gets 204 and the client
+    // stops.
     let complete_id = result["completeId"].as_str().expect("completeId");
     assert_eq!(seq_of(complete_id), (BEFORE_CUT + AFTER_CUT + 1) as u64);
     let mut with_complete = expected.clone();
@@ -93,8 +95,9 @@ fn assert_resumes_and_stops(wrangler: &Wrangler, token: &str, stream: &str, resu
         "nothing changed during the quiet period"
     );
 
-    // What the client sent: a first GET without Last-Event-ID, a reconnect resuming from an event it
-    // had before the cut, and one resuming from the end, answered 204. No request after that.
+    // What the client sent: a first GET without Last-Event-ID, a reconnect resuming from an event
+    // it had before the cut, and one resuming from the end, answered 204. No request after
+    // that.
     let requests = result["requests"].as_array().expect("requests");
     assert_eq!(requests.len(), 3, "stream requests: {}", result["requests"]);
     assert_eq!(
@@ -149,7 +152,8 @@ fn assert_resumes_and_stops(wrangler: &Wrangler, token: &str, stream: &str, resu
 fn chromium_eventsource_on_another_origin_resumes_after_a_cut_and_stops_at_complete() {
     let page_port = free_port();
     let page_origin = format!("http://localhost:{page_port}");
-    // Only the page's origin is allowed: the ticket fetch carries Authorization, so it is preflighted.
+    // Only the page's origin is allowed: the ticket fetch carries Authorization, so it is
+    // preflighted.
     let wrangler = Wrangler::start(&[
         ("HERALD_CORS_ORIGINS", &page_origin),
         ("HERALD_RETRY_MS", "500"),
@@ -337,8 +341,9 @@ fn curl_sees_runner_job_steps_live_and_exits_at_complete() {
     );
     let mut transcript = open;
 
-    // Bodies as a CI runner sends them (the first is the README's). JSON data comes back compact on one
-    // line with the publisher's key order; text data with a line break becomes two data: lines.
+    // Bodies as a CI runner sends them (the first is the README's). JSON data comes back compact on
+    // one line with the publisher's key order; text data with a line break becomes two data:
+    // lines.
     let steps = [
         (
             r#"{"event":"step.started","data":{"stepId":"s1","name":"Running tests","phase":"validation"}}"#,

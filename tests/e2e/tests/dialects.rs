@@ -389,7 +389,8 @@ fn curl_joining_a_running_job_sees_its_output_so_far_then_live() {
     ));
     assert_eq!(curl.text(), transcript);
 
-    // A resume with an id still gets only what follows it; a generic stream's joiner gets live only.
+    // A resume with an id still gets only what follows it; a generic stream's joiner gets live
+    // only.
     let stream = unique("feed");
     publish(&wrangler.base, &stream, &token, r#"{"event":"old"}"#);
     let live_only = wrangler.subscribe_stream(&stream, &token, &[]);

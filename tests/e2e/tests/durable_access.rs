@@ -1,7 +1,7 @@
-//! Durable Streams under `/ds/`: credentials as on every other route (no unauthenticated access, tenants
-//! apart, stream-limited tokens, scopes, tickets for reads, forks need read access to their source), and
-//! live readers through the hibernating design: a stream's object with a waiting long-poll and SSE
-//! reader is evicted while idle, and the next append reaches both.
+//! Durable Streams under `/ds/`: credentials as on every other route (no unauthenticated access,
+//! tenants apart, stream-limited tokens, scopes, tickets for reads, forks need read access to their
+//! source), and live readers through the hibernating design: a stream's object with a waiting
+//! long-poll and SSE reader is evicted while idle, and the next append reaches both.
 
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc::channel;

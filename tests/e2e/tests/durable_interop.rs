@@ -1,7 +1,7 @@
-//! Interop across a crash: the Durable Streams TypeScript client (`@durable-streams/client`) and the
-//! Python client (`durable-streams` on PyPI) append through idempotent producers while `wrangler dev`
-//! is killed and restarted mid-stream; a reader from offset `-1` then sees every message exactly once,
-//! in order. Also: the same producer headers on Herald's own publish route.
+//! Interop across a crash: the Durable Streams TypeScript client (`@durable-streams/client`) and
+//! the Python client (`durable-streams` on PyPI) append through idempotent producers while
+//! `wrangler dev` is killed and restarted mid-stream; a reader from offset `-1` then sees every
+//! message exactly once, in order. Also: the same producer headers on Herald's own publish route.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

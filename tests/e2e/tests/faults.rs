@@ -153,7 +153,8 @@ fn restart_mid_stream_loses_and_duplicates_nothing() {
     wrangler.restart();
     eprintln!("kill and restart took {:?}", killed.elapsed());
 
-    // What storage kept: every acknowledged event, and perhaps the one whose answer the kill cut off.
+    // What storage kept: every acknowledged event, and perhaps the one whose answer the kill cut
+    // off.
     let mut totals = Vec::new();
     for (s, stream) in streams.iter().enumerate() {
         let st = stats(&wrangler.base, stream, &token);
@@ -216,9 +217,10 @@ fn restart_mid_stream_loses_and_duplicates_nothing() {
     }
 }
 
-/// Fault 2: One subscriber stops reading while three read normally. The three get everything; the hub
-/// stays responsive with a bounded subscriber list; the slow one, once it reads, finds a gap-free
-/// prefix and a final `lagging` naming where to resume, and resuming from there gets the rest.
+/// Fault 2: One subscriber stops reading while three read normally. The three get everything; the
+/// hub stays responsive with a bounded subscriber list; the slow one, once it reads, finds a
+/// gap-free prefix and a final `lagging` naming where to resume, and resuming from there gets the
+/// rest.
 #[test]
 fn slow_consumer_is_cut_with_lagging_and_resumes_without_gap() {
     // A small queue and large events make the slow subscriber overflow after a few MiB (most of
@@ -312,7 +314,8 @@ fn slow_consumer_is_cut_with_lagging_and_resumes_without_gap() {
         .expect("the slow subscriber is removed");
 
     // Resume like EventSource: reconnect with the last id. The queue is smaller than the remaining
-    // log, so a replay may itself end in `lagging`; each hop must continue exactly where it stopped.
+    // log, so a replay may itself end in `lagging`; each hop must continue exactly where it
+    // stopped.
     let mut cursor = resume;
     let mut rest = Vec::new();
     let mut hops = 0;
@@ -431,7 +434,8 @@ fn thousand_abrupt_disconnects_are_all_removed() {
     assert_eq!(take_events(&sub, 1, WAIT)[0].id, ids[0]);
 }
 
-/// Fault 4: A batch with one bad event among good ones is refused whole: nothing stored, nothing sent.
+/// Fault 4: A batch with one bad event among good ones is refused whole: nothing stored, nothing
+/// sent.
 #[test]
 fn bad_batch_mid_stream_stores_and_sends_nothing() {
     let wrangler = Wrangler::start(&[("HERALD_EVENT_BYTES_MAX", "1024")]);
@@ -532,8 +536,8 @@ fn bad_batch_mid_stream_stores_and_sends_nothing() {
     }
 }
 
-/// Fault 5: Two tenants on the same connection id get two separate hubs; a token limited to some streams
-/// is refused the others.
+/// Fault 5: Two tenants on the same connection id get two separate hubs; a token limited to some
+/// streams is refused the others.
 #[test]
 fn tenants_sharing_a_connection_id_are_isolated() {
     let wrangler = Wrangler::start(&[]);
@@ -549,7 +553,8 @@ fn tenants_sharing_a_connection_id_are_isolated() {
             publish(&wrangler.base, &shared, &token_b, &event("b", n));
         }
     }
-    // A marker from each tenant last: whatever arrives before it is all that tenant's subscriber got.
+    // A marker from each tenant last: whatever arrives before it is all that tenant's subscriber
+    // got.
     let marker_a = publish(&wrangler.base, &shared, &token_a, &event("a", 99));
     let marker_b = publish(&wrangler.base, &shared, &token_b, &event("b", 99));
     for (sub, tenant, marker, count) in [(&sub_a, "a", &marker_a, 4), (&sub_b, "b", &marker_b, 3)] {
@@ -584,7 +589,8 @@ fn tenants_sharing_a_connection_id_are_isolated() {
     assert_eq!(split_id(&marker_a[0]).1, 4);
     assert_eq!(split_id(&marker_b[0]).1, 3);
 
-    // A token for tenant A limited to the shared id: its own hub only, and nothing outside the list.
+    // A token for tenant A limited to the shared id: its own hub only, and nothing outside the
+    // list.
     let b_only = unique("b-only");
     publish(&wrangler.base, &b_only, &token_b, &event("b", 1));
     let limited = token(

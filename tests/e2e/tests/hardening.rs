@@ -1,9 +1,9 @@
 //! What a hostile or broken client could do, each refused or bounded (issue 10): bodies over their
-//! limit refused before they are read, access tokens in URLs refused on every route, CORS that never
-//! echoes `null` nor allows credentials for a wildcard, a per-credential subscriber cap, clients that
-//! never read dropped at the drain bound, an isolate-wide queue budget, a storage failure that
-//! stores, sends and breaks nothing, an unreadable stored plan that counts as none, and settings
-//! refused when out of range.
+//! limit refused before they are read, access tokens in URLs refused on every route, CORS that
+//! never echoes `null` nor allows credentials for a wildcard, a per-credential subscriber cap,
+//! clients that never read dropped at the drain bound, an isolate-wide queue budget, a storage
+//! failure that stores, sends and breaks nothing, an unreadable stored plan that counts as none,
+//! and settings refused when out of range.
 //!
 //! Figures are printed to stderr; run with `-- --nocapture` to see them.
 
@@ -490,8 +490,8 @@ fn prefix_and_resume(messages: &[Msg]) -> (Vec<Msg>, Option<String>) {
     (events, data["resume"].as_str().map(String::from))
 }
 
-/// Resumes from `cursor` until event `total` arrives (a replay may itself end in `lagging`; each hop
-/// continues exactly where the previous stopped) and returns the events' numbers.
+/// Resumes from `cursor` until event `total` arrives (a replay may itself end in `lagging`; each
+/// hop continues exactly where the previous stopped) and returns the events' numbers.
 fn resume_rest(
     wrangler: &Wrangler,
     stream: &str,
@@ -768,8 +768,8 @@ fn an_unreadable_stored_plan_counts_as_no_plan() {
 }
 
 /// Item 10: a setting out of its range is refused, never truncated (4,294,967,296 was 0 as a 32-bit
-/// `usize`, so the log kept nothing): every request, `/healthz` included, answers 500 with a message
-/// naming the variable and its range.
+/// `usize`, so the log kept nothing): every request, `/healthz` included, answers 500 with a
+/// message naming the variable and its range.
 #[test]
 fn a_setting_out_of_range_is_refused_naming_the_variable() {
     let wrangler = Wrangler::start_answering(&[("HERALD_LOG_BYTES_MAX", "4294967296")]);

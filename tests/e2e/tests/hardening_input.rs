@@ -1,6 +1,6 @@
-//! Hostile or broken input (issue 10, items 1, 8 and 9): JSON nested too deep to store or parse, lone
-//! surrogate escapes, the Bearer scheme and `typ` in any case, and tokens' time bounds, each answered
-//! with a clear 4xx before anything is stored.
+//! Hostile or broken input (issue 10, items 1, 8 and 9): JSON nested too deep to store or parse,
+//! lone surrogate escapes, the Bearer scheme and `typ` in any case, and tokens' time bounds, each
+//! answered with a clear 4xx before anything is stored.
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! hibernatable WebSockets, is evicted while idle. These tests watch `hub_started_ms` (when the
 //! Hub's in-memory instance started) across idle periods, with a subscriber still connected.
 //!
-//! workerd evicts an idle object about 10 s after its last request or event; the tests leave 25 s of
-//! silence and touch the hub in nothing meanwhile (a stats request would wake it).
+//! workerd evicts an idle object about 10 s after its last request or event; the tests leave 25 s
+//! of silence and touch the hub in nothing meanwhile (a stats request would wake it).
 //! Figures are printed to stderr; run with `-- --nocapture` to see them.
 
 use std::thread;
@@ -35,7 +35,8 @@ fn batch(numbers: std::ops::Range<u64>) -> String {
 
 #[test]
 fn a_hub_with_an_open_subscriber_hibernates_and_the_next_publish_reaches_it() {
-    // Heartbeats every 2 s keep the SSE response busy (the Worker sends them; the Hub must not wake).
+    // Heartbeats every 2 s keep the SSE response busy (the Worker sends them; the Hub must not
+    // wake).
     let wrangler = Wrangler::start(&[("HERALD_HEARTBEAT_MS", "2000")]);
     let token = full_token("acme");
     let stream = unique("sleepy");

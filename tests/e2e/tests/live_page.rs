@@ -1,8 +1,8 @@
-//! The live page the worker serves at `/`, in headless Chromium: a person connects with a token from the
-//! link `scripts/dev.sh` prints, watches a SQLMesh plan move through its stages, cancels it with the
-//! page's button, sees heartbeats, a reconnect and a reset, and follows a runner job to its end. The
-//! script (`tests/clients/live_page.mjs`) drives the page and reports what it shows; the assertions are
-//! here. Screenshots land in `target/e2e-artifacts/`.
+//! The live page the worker serves at `/`, in headless Chromium: a person connects with a token
+//! from the link `scripts/dev.sh` prints, watches a SQLMesh plan move through its stages, cancels
+//! it with the page's button, sees heartbeats, a reconnect and a reset, and follows a runner job to
+//! its end. The script (`tests/clients/live_page.mjs`) drives the page and reports what it shows;
+//! the assertions are here. Screenshots land in `target/e2e-artifacts/`.
 
 use std::time::Duration;
 
@@ -160,8 +160,8 @@ fn live_page_shows_a_plan_a_cancel_heartbeats_reconnects_resets_and_a_job() {
         "a running plan can be cancelled"
     );
 
-    // The Cancel button went through Herald: the cancel stage runs until the runner stops its stage,
-    // then the plan ends cancelled, the apply tracker failed.
+    // The Cancel button went through Herald: the cancel stage runs until the runner stops its
+    // stage, then the plan ends cancelled, the apply tracker failed.
     let cancelling = &result["cancelling"];
     assert_eq!(cancelling["plan"], "cancelling");
     assert_eq!(

@@ -1,7 +1,8 @@
-//! The OpenAPI document served at `/openapi.json`, held against the worker it describes: it is well formed
-//! (OpenAPI 3.1, every `$ref` resolves, unique operationIds, real statuses); it lists exactly the routes of
-//! the worker's route table (`edge-worker/src/route_table.rs`, which the router matches against); every documented operation answers the live worker with a
-//! documented status, headers and error code; every other method on a documented path is a 405 naming the
+//! The OpenAPI document served at `/openapi.json`, held against the worker it describes: it is well
+//! formed (OpenAPI 3.1, every `$ref` resolves, unique operationIds, real statuses); it lists
+//! exactly the routes of the worker's route table (`edge-worker/src/route_table.rs`, which the
+//! router matches against); every documented operation answers the live worker with a documented
+//! status, headers and error code; every other method on a documented path is a 405 naming the
 //! documented one; and an OpenAPI validator from npm accepts it (and refuses a broken copy).
 
 use std::collections::BTreeSet;
@@ -170,9 +171,9 @@ fn allowed_codes(doc: &Value, schema: &Value) -> BTreeSet<String> {
     codes
 }
 
-/// Checks an answer against one documented response: its media type, its required headers (and their
-/// `const` values), an empty body where no content is documented, and for errors the Error schema's
-/// required fields and a documented code.
+/// Checks an answer against one documented response: its media type, its required headers (and
+/// their `const` values), an empty body where no content is documented, and for errors the Error
+/// schema's required fields and a documented code.
 fn check_response(doc: &Value, what: &str, response: &Value, seen: &Seen) {
     let response = resolve(doc, response);
     let content_type = seen.header("content-type").map(|v| {
@@ -271,8 +272,8 @@ fn is_stream(doc: &Value, op: &Operation) -> bool {
         .is_some()
 }
 
-/// Sends one request for `op`. A stream is opened over a raw socket, its headers read and the connection
-/// dropped; any other answer is read whole.
+/// Sends one request for `op`. A stream is opened over a raw socket, its headers read and the
+/// connection dropped; any other answer is read whole.
 fn send(
     base: &str,
     doc: &Value,
@@ -499,7 +500,8 @@ fn every_documented_operation_answers_a_documented_status() {
                 );
             }
         }
-        // Every documented example body gets a documented answer (some need state a fresh tenant lacks).
+        // Every documented example body gets a documented answer (some need state a fresh tenant
+        // lacks).
         for (name, example) in body_examples(op) {
             let tenant = unique("openapi");
             let bearer = bearer_for(op, &tenant, &id);
@@ -511,8 +513,8 @@ fn every_documented_operation_answers_a_documented_status() {
                 Some(&example),
             );
         }
-        // A ticket, where the operation takes one (minted for the stream it reads: the SQLMesh stream
-        // is the connection id `default`).
+        // A ticket, where the operation takes one (minted for the stream it reads: the SQLMesh
+        // stream is the connection id `default`).
         if op.spec["security"]
             .as_array()
             .is_some_and(|schemes| schemes.iter().any(|s| s.get("ticket").is_some()))

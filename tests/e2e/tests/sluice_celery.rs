@@ -1,10 +1,11 @@
-//! sluice's own SDK against Herald: a real Celery worker (kombu's filesystem transport as the broker,
-//! in a directory this test creates) instrumented with PyPI's `sluice-celery`, pointed at Herald with
-//! `SLUICE_BASE_URL`. Tasks that succeed, fail and retry show up on
+//! sluice's own SDK against Herald: a real Celery worker (kombu's filesystem transport as the
+//! broker, in a directory this test creates) instrumented with PyPI's `sluice-celery`, pointed at
+//! Herald with `SLUICE_BASE_URL`. Tasks that succeed, fail and retry show up on
 //! `/api/events/stream?connectionId=...&types=job` as `job:state_change` events with the states the
 //! SDK reports (each with its `previousState`), in order, each once.
 //!
-//! Needs `.venv-e2e/` (`scripts/setup.sh --test` installs it from `tests/e2e/python-requirements.txt`).
+//! Needs `.venv-e2e/` (`scripts/setup.sh --test` installs it from
+//! `tests/e2e/python-requirements.txt`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -187,8 +188,9 @@ fn celery_tasks_reach_the_sluice_stream_through_sluice_celery() {
     let task = |name: &str| ids[name].as_str().expect("id").to_string();
     let (add, fail, flaky) = (task("add"), task("fail"), task("flaky"));
 
-    // The expected states, as sluice-celery maps Celery's signals (received: queued, prerun: active,
-    // success: completed, failure: failed, retry: retrying; the retried message is received again).
+    // The expected states, as sluice-celery maps Celery's signals (received: queued, prerun:
+    // active, success: completed, failure: failed, retry: retrying; the retried message is
+    // received again).
     let expected: BTreeMap<String, (&str, Vec<&str>)> = BTreeMap::from([
         (
             add,

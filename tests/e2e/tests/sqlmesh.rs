@@ -1,6 +1,6 @@
 //! SQLMesh's web API: `/api/events` with JSON pings, `/api/plan` and `/api/commands/apply` opening
-//! plans, the runner's `/api/plan/stages`, `/api/plan/cancel` and its circuit breaker, single flight,
-//! and trackers for clients that connect mid-plan.
+//! plans, the runner's `/api/plan/stages`, `/api/plan/cancel` and its circuit breaker, single
+//! flight, and trackers for clients that connect mid-plan.
 
 use std::time::Duration;
 

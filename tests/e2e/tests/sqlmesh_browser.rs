@@ -3,9 +3,9 @@
 //! EventSource with `withCredentials: true` on `/api/events`, `fetch` with `credentials: "include"`
 //! to `/api/meta`, `/api/plan` and `/api/plan/cancel`. It receives the plan's trackers and pings; a
 //! page on an origin Herald does not list sends the same cookie and is refused (403, no plan).
-//! Both deployment shapes: the page on another origin of the same site with Herald's URL (its origin
-//! listed in `HERALD_CORS_ORIGINS`), and Herald behind the page's own host, as a Worker route would
-//! put it, with SQLMesh's relative URLs and nothing listed.
+//! Both deployment shapes: the page on another origin of the same site with Herald's URL (its
+//! origin listed in `HERALD_CORS_ORIGINS`), and Herald behind the page's own host, as a Worker
+//! route would put it, with SQLMesh's relative URLs and nothing listed.
 //! The Node script (`tests/clients/sqlmesh_page.mjs`) drives and reports; the assertions are here.
 
 use std::time::Duration;

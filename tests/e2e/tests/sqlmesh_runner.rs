@@ -1,13 +1,14 @@
-//! A real SQLMesh plan through Herald: the Python plan runner in `integrations/sqlmesh` (SQLMesh and
-//! DuckDB from the virtualenv that `scripts/setup.sh --test` makes in `.venv-sqlmesh/`) follows
-//! `/api/events` of a `wrangler dev`, runs the plan that `POST /api/commands/apply` opens on SQLMesh's
-//! own example project (`sqlmesh init duckdb`), and reports every stage. The trackers a UI reads must
-//! name the models that are in the project and that SQLMesh built (read independently: from the
-//! model files, and from the DuckDB warehouse after the runner exits); after an edit, the next plan
-//! names the edited model as directly modified and its downstream model as indirectly modified. A cancel mid-backfill must trip
-//! SQLMesh's circuit breaker: fewer batches built than planned, nothing promoted, the runner's plan
-//! ends as cancelled. A cancel while the plan is still being built ends it before any apply stage.
-//! Batches longer than Herald's runner lease do not lose the plan: the runner says it is alive.
+//! A real SQLMesh plan through Herald: the Python plan runner in `integrations/sqlmesh` (SQLMesh
+//! and DuckDB from the virtualenv that `scripts/setup.sh --test` makes in `.venv-sqlmesh/`) follows
+//! `/api/events` of a `wrangler dev`, runs the plan that `POST /api/commands/apply` opens on
+//! SQLMesh's own example project (`sqlmesh init duckdb`), and reports every stage. The trackers a
+//! UI reads must name the models that are in the project and that SQLMesh built (read
+//! independently: from the model files, and from the DuckDB warehouse after the runner exits);
+//! after an edit, the next plan names the edited model as directly modified and its downstream
+//! model as indirectly modified. A cancel mid-backfill must trip SQLMesh's circuit breaker: fewer
+//! batches built than planned, nothing promoted, the runner's plan ends as cancelled. A cancel
+//! while the plan is still being built ends it before any apply stage. Batches longer than Herald's
+//! runner lease do not lose the plan: the runner says it is alive.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -70,8 +71,8 @@ fn example_project() -> Project {
     Project(dir)
 }
 
-/// The model names the project's files declare (`name x.y` in a SQL model's `MODEL (...)`, the first
-/// string of a Python model's `@model(`), read without SQLMesh.
+/// The model names the project's files declare (`name x.y` in a SQL model's `MODEL (...)`, the
+/// first string of a Python model's `@model(`), read without SQLMesh.
 fn declared_models(project: &Path) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for entry in std::fs::read_dir(project.join("models")).expect("models dir") {
@@ -118,7 +119,8 @@ fn warehouse(project: &Path, code: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-/// The plan runner as a child process (`--once`), with its stdout lines on a channel; killed on drop.
+/// The plan runner as a child process (`--once`), with its stdout lines on a channel; killed on
+/// drop.
 struct Runner {
     child: Child,
     lines: Receiver<Value>,
@@ -489,8 +491,8 @@ fn a_cancel_mid_backfill_trips_sqlmesh_circuit_breaker() {
     );
     assert!(reported < total, "the backfill stopped early: {task}");
 
-    // The runner's plan ends as cancelled (exit 3), and SQLMesh stopped: the slow model's table holds
-    // fewer batches than planned, and `dev` was never promoted.
+    // The runner's plan ends as cancelled (exit 3), and SQLMesh stopped: the slow model's table
+    // holds fewer batches than planned, and `dev` was never promoted.
     assert_eq!(runner.line(PLAN_WAIT)["outcome"], "cancelled");
     assert_eq!(runner.wait(PLAN_WAIT).code(), Some(3), "{}", runner.logs());
     let rows = warehouse(

@@ -1,6 +1,6 @@
-//! Generic streams (`/v1/streams/{id}`): wire headers and first bytes, publish and fan-out, batches,
-//! filters, resume with `Last-Event-ID` (header and query), in-band `reset` on every kind of gap,
-//! heartbeats, stats and terminal streams.
+//! Generic streams (`/v1/streams/{id}`): wire headers and first bytes, publish and fan-out,
+//! batches, filters, resume with `Last-Event-ID` (header and query), in-band `reset` on every kind
+//! of gap, heartbeats, stats and terminal streams.
 
 use std::time::Duration;
 
