@@ -51,7 +51,7 @@ fn event_data_at_the_depth_limit_is_kept_and_one_more_level_is_refused() {
     };
     assert_eq!(publish(&nested(JSON_DEPTH_MAX + 1)), Err(over.clone()));
     assert!(!over.is_too_large(), "a 400, not a 413");
-    // The body of the issue: 30,000 levels. serde_json keeps `data` raw without counting its depth.
+    // A body 30,000 levels deep. serde_json keeps `data` raw without counting its depth.
     assert_eq!(publish(&nested(30_000)), Err(over));
     // Brackets inside strings are text, whatever their number.
     let text = format!(r#"["{}"]"#, "[{".repeat(1000));

@@ -1,4 +1,4 @@
-//! What a hostile or broken client could do, each refused or bounded (issue 10): bodies over their
+//! What a hostile or broken client could do, each refused or bounded: bodies over their
 //! limit refused before they are read, access tokens in URLs refused on every route, CORS that
 //! never echoes `null` nor allows credentials for a wildcard, a per-credential subscriber cap,
 //! clients that never read dropped at the drain bound, an isolate-wide queue budget, a storage

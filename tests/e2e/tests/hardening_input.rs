@@ -1,4 +1,4 @@
-//! Hostile or broken input (issue 10, items 1, 8 and 9): JSON nested too deep to store or parse,
+//! Hostile or broken input: JSON nested too deep to store or parse,
 //! lone surrogate escapes, the Bearer scheme and `typ` in any case, and tokens' time bounds, each
 //! answered with a clear 4xx before anything is stored.
 
@@ -98,7 +98,7 @@ fn event_data_too_deep_or_with_a_lone_surrogate_is_a_400_and_stores_nothing() {
 
     // At the limit: stored.
     assert_eq!(post(&nested(64)).status, 200);
-    // One level more, and the issue's 30,000 (60 KB of brackets, under the size limits).
+    // One level more, and 30,000 levels (60 KB of brackets, under the size limits).
     for depth in [65, 30_000] {
         assert_refused(
             &post(&nested(depth)),
@@ -148,7 +148,7 @@ fn plan_bodies_too_deep_to_store_are_refused_and_the_hub_survives_a_restart() {
     // Details at their limit (the body at 64): stored in the session.
     let at_limit = post(&wrangler, "/api/plan/stages", &stage("start", 63));
     assert_eq!(at_limit.status, 200, "{}", at_limit.body);
-    // One more level; the issue's 125 (under serde_json's limit, but not once stored); 30,000.
+    // One more level; 125 (under serde_json's limit, but not once stored); 30,000.
     for depth in [64, 125, 30_000] {
         assert_refused(
             &post(&wrangler, "/api/plan/stages", &stage("update", depth)),
