@@ -4,20 +4,18 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use herald_core::plan::{PlanCommand, PlanError, PlanRequest, PlanSession, PlanState, Status};
+use herald_core::plan::{PlanError, PlanRequest, PlanSession, PlanState, Status};
 use herald_core::EventName;
 use serde_json::Value;
 
-fn cmd(json: &str) -> PlanCommand {
-    PlanCommand::from_json(json.as_bytes()).unwrap_or_else(|error| panic!("{json}: {error}"))
-}
+#[path = "common/plan.rs"]
+mod plan;
+
+use plan::{accept, cmd};
 
 /// Applies a command that must be accepted; returns the event names and the parsed tracker JSON.
 fn ok(session: &mut PlanSession, json: &str, now_ms: u64) -> Vec<(EventName, Value)> {
-    let update = session
-        .apply(cmd(json), now_ms)
-        .unwrap_or_else(|error| panic!("{json} refused: {error}"));
-    update
+    accept(session, json, now_ms)
         .into_iter()
         .map(|(name, text)| (name, serde_json::from_str(&text).expect("tracker JSON")))
         .collect()
@@ -52,16 +50,9 @@ fn dev() -> PlanRequest {
         .expect("valid")
 }
 
-/// An apply plan opened at 0 ms whose overview succeeded at 1 ms: the apply tracker is next.
+/// An apply plan for `dev()` opened at 0 ms whose overview succeeded at 1 ms.
 fn applying() -> PlanSession {
-    let mut session = PlanSession::new();
-    session.open_apply(dev(), 0);
-    ok(
-        &mut session,
-        r#"{"op":"finish","tracker":"overview","success":true}"#,
-        1,
-    );
-    session
+    plan::applying(dev())
 }
 
 #[test]

@@ -9,9 +9,10 @@ use herald_core::plan::{
 };
 use herald_core::EventName;
 
-fn cmd(json: &str) -> PlanCommand {
-    PlanCommand::from_json(json.as_bytes()).unwrap_or_else(|error| panic!("{json}: {error}"))
-}
+#[path = "common/plan.rs"]
+mod plan;
+
+use plan::{accept, cmd};
 
 /// A tracker's event name as the literal the assertions compare with.
 fn tracker_name(name: &EventName) -> &'static str {
@@ -32,13 +33,7 @@ fn named(update: PlanUpdate) -> Vec<(&'static str, String)> {
 }
 
 fn step(session: &mut PlanSession, json: &str, now_ms: u64) -> Vec<(&'static str, String)> {
-    match session.apply(cmd(json), now_ms) {
-        Ok(update) => update
-            .into_iter()
-            .map(|(name, json)| (tracker_name(&name), json))
-            .collect(),
-        Err(error) => panic!("{json} refused: {error}"),
-    }
+    named(accept(session, json, now_ms))
 }
 
 const ALL_FALSE: &str = r#"{"skip_tests":false,"skip_backfill":false,"no_gaps":false,"forward_only":false,"no_auto_categorization":false,"include_unmodified":false,"auto_apply":false}"#;
@@ -155,20 +150,10 @@ fn changes_details_sit_beside_meta() {
 
 /// An apply plan with its overview done, ready for apply stages.
 fn applying(environment: Option<&str>) -> PlanSession {
-    let mut session = PlanSession::new();
-    session.open_apply(
-        PlanRequest {
-            environment: environment.map(String::from),
-            ..Default::default()
-        },
-        0,
-    );
-    step(
-        &mut session,
-        r#"{"op":"finish","tracker":"overview","success":true}"#,
-        1,
-    );
-    session
+    plan::applying(PlanRequest {
+        environment: environment.map(String::from),
+        ..Default::default()
+    })
 }
 
 fn stage_json(session: &PlanSession, stage: Stage) -> String {
