@@ -2,7 +2,7 @@
 //!
 //! The stateless Worker (`fetch`) authenticates each request, validates what it can before any
 //! stream opens, and calls the Hub Durable Object named by (tenant, connection id) with a typed
-//! call (`call.rs`). The Hub (`hub.rs`) numbers events, keeps the replay log in its SQLite storage
+//! call (`call.rs`). The Hub (`hub/`) numbers events, keeps the replay log in its SQLite storage
 //! and sends each subscriber one WebSocket message per batch; it holds no request and no timer, so
 //! it hibernates between publishes. The Worker holds each SSE response (`stream.rs`): first bytes,
 //! outbox, heartbeats, maximum age. Every protocol rule is herald-core's; this crate only adapts it

@@ -11,29 +11,31 @@
 use std::cell::RefCell;
 
 use herald_core::durable::ProducerState;
-use herald_core::hub::{Batch, Refused, SubscriberRecord, Subscription};
+use herald_core::hub::{Refused, Subscription};
 use herald_core::plan::{PlanCommand, PlanError, PlanRequest, PlanSession, PlanUpdate};
 use herald_core::resume::JoinPolicy;
 use herald_core::sluice::{fill_previous_states, fresh_ingest_events, parse_ingest, IngestEvent};
 use herald_core::{parse_publish, Filter, Hub as StreamHub, NewEvent, PublishLimits};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use worker::js_sys::Uint8Array;
-use worker::wasm_bindgen_futures::spawn_local;
 use worker::{
-    console_error, durable_object, DurableObject, Env, Request, Response, ScheduledTime, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    console_error, durable_object, DurableObject, Env, Request, Response, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::body::read_capped;
 use crate::call::HubCall;
 use crate::config::Config;
-use crate::directory::{self, HubAction, HubReport};
+use crate::directory::HubReport;
 use crate::error::{ApiError, ApiResult};
 use crate::producer_gate::{producer_of, Gate, ProducerTable};
 use crate::routes::{ingest_error, publish_error, Family};
-use crate::storage::{Ingested, Store, NAME, PLAN};
+use crate::storage::{Ingested, Store, PLAN};
 use crate::stream::now_ms;
+
+mod fanout;
+mod timers;
+
+use fanout::{filter_tag, Filters};
 
 /// What the Hub keeps in memory once it has read its meta rows.
 #[derive(Debug)]
@@ -58,40 +60,6 @@ pub struct Hub {
     /// This hub's entry in its tenant's stream directory: made at the first call (it needs the
     /// settings) and kept in memory.
     directory: RefCell<Option<HubReport>>,
-}
-
-/// The distinct filters of a hub's open sockets, each keyed by the tag its sockets carry
-/// (`f:` and a hash of the filter). A publish encodes one message per filter and sends it to the
-/// sockets with that tag, so it reads no socket's attachment.
-///
-/// An instance that starts (a wake, a restart) does not know the filters of the sockets it
-/// inherited: its first publish reads every attachment once (`complete` then holds); sockets it
-/// accepts itself are added as they come.
-#[derive(Debug, Default)]
-struct Filters {
-    by_tag: Vec<(String, Filter)>,
-    complete: bool,
-}
-
-impl Filters {
-    fn learn(&mut self, tag: String, filter: Filter) {
-        if !self.by_tag.iter().any(|(known, _)| *known == tag) {
-            self.by_tag.push((tag, filter));
-        }
-    }
-}
-
-/// The tag of the sockets whose subscribers share `filter`: `f:` and 128 bits of SHA-256 of the
-/// filter's JSON (a filter may be kilobytes; a tag is at most 256 characters).
-fn filter_tag(filter: &Filter) -> ApiResult<String> {
-    let json = serde_json::to_vec(filter).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let digest = Sha256::digest(&json);
-    let mut tag = String::with_capacity(34);
-    tag.push_str("f:");
-    for byte in &digest[..16] {
-        tag.push_str(&format!("{byte:02x}"));
-    }
-    Ok(tag)
 }
 
 impl core::fmt::Debug for Hub {
@@ -292,78 +260,8 @@ impl Hub {
                     last_trackers,
                 },
             ),
-            HubCall::Publish => {
-                let events = parse_publish(&body, &config.publish).map_err(publish_error)?;
-                // Idempotent producers (producer_gate.rs): a retried batch is answered, not stored.
-                let gate = match producer_of(request)? {
-                    Some(producer) => {
-                        let table = ProducerTable::open(&self.state)?;
-                        match table.check(&producer)? {
-                            Gate::Answer(response) => return Ok(response),
-                            Gate::Store(next) => Some((table, producer.id, next)),
-                        }
-                    }
-                    None => None,
-                };
-                let producer = gate.as_ref().map(|(_, id, next)| (id.as_str(), *next));
-                let ids = self.publish(config, events, producer)?;
-                let response = Response::from_json(&Published { ids })?;
-                match gate {
-                    Some((_, _, next)) => {
-                        let headers = response.headers().clone();
-                        headers.set("producer-epoch", &next.epoch.to_string())?;
-                        headers.set("producer-seq", &next.last_seq.to_string())?;
-                        Ok(response.with_headers(headers))
-                    }
-                    None => Ok(response),
-                }
-            }
-            HubCall::Ingest => {
-                let events = parse_ingest(&body, &config.publish).map_err(ingest_error)?;
-                let fresh = self.with_loaded(|loaded| {
-                    let store = &loaded.store;
-                    let mut failure = None;
-                    let kept = fresh_ingest_events(&events, |fingerprint| {
-                        store.seen(fingerprint).unwrap_or_else(|error| {
-                            failure.get_or_insert(error);
-                            true
-                        })
-                    });
-                    let mut fresh: Vec<IngestEvent> = kept
-                        .into_iter()
-                        .filter_map(|index| events.get(index).cloned())
-                        .collect();
-                    fill_previous_states(&mut fresh, |external_id| {
-                        store.job_state(external_id).unwrap_or_else(|error| {
-                            failure.get_or_insert(error);
-                            None
-                        })
-                    });
-                    match failure {
-                        Some(error) => Err(ApiError::from(error)),
-                        None => Ok(fresh),
-                    }
-                })?;
-                let duplicates = events.len() - fresh.len();
-                let ingested: Vec<Ingested<'_>> = fresh
-                    .iter()
-                    .map(|e| Ingested {
-                        fingerprint: &e.fingerprint,
-                        job: e.job_state(),
-                    })
-                    .collect();
-                let ids = if fresh.is_empty() {
-                    Vec::new()
-                } else {
-                    let new_events = fresh.iter().map(|e| e.event.clone()).collect();
-                    self.publish_remembering(config, new_events, &ingested, None)?
-                };
-                Ok(Response::from_json(&serde_json::json!({
-                    "ids": ids,
-                    "accepted": ids.len(),
-                    "duplicates": duplicates,
-                }))?)
-            }
+            HubCall::Publish => self.publish_call(request, config, &body),
+            HubCall::Ingest => self.ingest(config, &body),
             HubCall::Stats => self.stats(),
             HubCall::Disconnect => {
                 let sockets = self.state.get_websockets();
@@ -458,109 +356,6 @@ impl Hub {
         }
     }
 
-    /// Sets the alarm for the end of the runner's lease on the running plan (each accepted move
-    /// renews it). The alarm only checks; a plan that ended meanwhile makes it do nothing.
-    async fn arm_lease(&self, config: &Config) -> ApiResult<()> {
-        if let Some(at_ms) = self.alarm_at_ms(config, None) {
-            self.state
-                .storage()
-                .set_alarm(ScheduledTime::new(js_sys::Date::new(
-                    &(at_ms as f64).into(),
-                )))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// When the Hub's one alarm must ring: the earliest of the runner's lease end, a directory
-    /// report that waits, and `also_ms`.
-    fn alarm_at_ms(&self, config: &Config, also_ms: Option<u64>) -> Option<u64> {
-        let lease_ms = config.plan_lease_s.saturating_mul(1000);
-        let lease = self
-            .with_loaded(|loaded| {
-                Ok(loaded
-                    .plan
-                    .as_ref()
-                    .and_then(|plan| plan.lease_deadline_ms(lease_ms)))
-            })
-            .ok()
-            .flatten();
-        let report = self
-            .directory
-            .borrow()
-            .as_ref()
-            .and_then(HubReport::pending_at_ms);
-        [lease, report, also_ms].into_iter().flatten().min()
-    }
-
-    /// Tells the tenant's directory about this hub if its entry changed (at most once per
-    /// `HERALD_DIRECTORY_REPORT_MS`; a change within the interval sets the alarm for its end). The
-    /// report is sent without holding up the call that changed the hub; one that fails is logged,
-    /// and the hub's next change reports again.
-    fn report_to_directory(&self, config: &Config) {
-        let Ok((last_event_id, complete)) = self.with_loaded(|loaded| {
-            Ok((
-                loaded.hub.summary().last_position().map(|p| p.to_string()),
-                loaded.hub.is_complete(),
-            ))
-        }) else {
-            return;
-        };
-        let subscribers = self.state.get_websockets().len();
-        let action = self.with_report(config, |report| {
-            report.next(subscribers, last_event_id, complete, now_ms())
-        });
-        match action {
-            HubAction::Send { tenant, entry } => {
-                let env = self.env.clone();
-                spawn_local(async move {
-                    if let Err(error) = directory::report(&env, &tenant, &entry).await {
-                        console_error!("directory report not sent: {error}");
-                    }
-                });
-            }
-            HubAction::Alarm(at_ms) => {
-                let at_ms = self.alarm_at_ms(config, Some(at_ms)).unwrap_or(at_ms);
-                let storage = self.state.storage();
-                spawn_local(async move {
-                    let at = ScheduledTime::new(js_sys::Date::new(&(at_ms as f64).into()));
-                    if let Err(error) = storage.set_alarm(at).await {
-                        console_error!("directory alarm not set: {error}");
-                    }
-                });
-            }
-            HubAction::Nothing => {}
-        }
-    }
-
-    /// Ends a plan whose lease has run out; if the runner reported meanwhile, sets the alarm anew.
-    async fn check_lease(&self, config: &Config) -> ApiResult<()> {
-        self.ensure_loaded(config)?;
-        self.expire_lease(config)?;
-        self.arm_lease(config).await
-    }
-
-    /// Fails the running plan (or completes its cancel) if its runner's lease has ended.
-    fn expire_lease(&self, config: &Config) -> ApiResult<()> {
-        let lease_ms = config.plan_lease_s.saturating_mul(1000);
-        let now = now_ms();
-        let due = self.with_loaded(|loaded| {
-            Ok(loaded
-                .plan
-                .as_ref()
-                .and_then(|plan| plan.lease_deadline_ms(lease_ms))
-                .is_some_and(|deadline| now >= deadline))
-        })?;
-        if due {
-            self.plan_step(config, |session, now| {
-                session
-                    .expire_lease(now, lease_ms)
-                    .ok_or_else(|| ApiError::Internal("the plan's lease had not ended".into()))
-            })?;
-        }
-        Ok(())
-    }
-
     fn ensure_loaded(&self, config: &Config) -> ApiResult<()> {
         if self.loaded.borrow().is_some() {
             return Ok(());
@@ -594,24 +389,6 @@ impl Hub {
         Ok(())
     }
 
-    /// Runs `f` on this hub's directory reporter, made at first use.
-    fn with_report<T>(&self, config: &Config, f: impl FnOnce(&mut HubReport) -> T) -> T {
-        let mut directory = self.directory.borrow_mut();
-        f(directory.get_or_insert_with(|| HubReport::new(config.directory_report_ms)))
-    }
-
-    /// Learns the hub's name from a call, and stores it once, for a woken hub's directory reports.
-    fn learn_name(&self, config: &Config, name: &str) -> ApiResult<()> {
-        self.with_report(config, |report| report.learn_name(name));
-        self.with_loaded(|loaded| {
-            if !loaded.name_stored {
-                loaded.store.set_meta(NAME, name)?;
-                loaded.name_stored = true;
-            }
-            Ok(())
-        })
-    }
-
     /// Runs `f` on the loaded state; an error if a failed write made the Hub forget it meanwhile.
     fn with_loaded<T>(&self, f: impl FnOnce(&mut Loaded) -> ApiResult<T>) -> ApiResult<T> {
         let mut loaded = self.loaded.borrow_mut();
@@ -633,6 +410,84 @@ impl Hub {
             })
         })?;
         Ok(Response::from_json(&stats)?)
+    }
+
+    /// `POST .../events`: a publish, gated by an idempotent producer's headers if it sent them
+    /// (producer_gate.rs): a retried batch is answered, not stored.
+    fn publish_call(&self, request: &Request, config: &Config, body: &[u8]) -> ApiResult<Response> {
+        let events = parse_publish(body, &config.publish).map_err(publish_error)?;
+        // Idempotent producers (producer_gate.rs): a retried batch is answered, not stored.
+        let gate = match producer_of(request)? {
+            Some(producer) => {
+                let table = ProducerTable::open(&self.state)?;
+                match table.check(&producer)? {
+                    Gate::Answer(response) => return Ok(response),
+                    Gate::Store(next) => Some((table, producer.id, next)),
+                }
+            }
+            None => None,
+        };
+        let producer = gate.as_ref().map(|(_, id, next)| (id.as_str(), *next));
+        let ids = self.publish(config, events, producer)?;
+        let response = Response::from_json(&Published { ids })?;
+        match gate {
+            Some((_, _, next)) => {
+                let headers = response.headers().clone();
+                headers.set("producer-epoch", &next.epoch.to_string())?;
+                headers.set("producer-seq", &next.last_seq.to_string())?;
+                Ok(response.with_headers(headers))
+            }
+            None => Ok(response),
+        }
+    }
+
+    /// sluice's ingest for this stream: the events it does not hold yet (by fingerprint), with
+    /// `previousState` filled in, stored with their fingerprints in one write.
+    fn ingest(&self, config: &Config, body: &[u8]) -> ApiResult<Response> {
+        let events = parse_ingest(body, &config.publish).map_err(ingest_error)?;
+        let fresh = self.with_loaded(|loaded| {
+            let store = &loaded.store;
+            let mut failure = None;
+            let kept = fresh_ingest_events(&events, |fingerprint| {
+                store.seen(fingerprint).unwrap_or_else(|error| {
+                    failure.get_or_insert(error);
+                    true
+                })
+            });
+            let mut fresh: Vec<IngestEvent> = kept
+                .into_iter()
+                .filter_map(|index| events.get(index).cloned())
+                .collect();
+            fill_previous_states(&mut fresh, |external_id| {
+                store.job_state(external_id).unwrap_or_else(|error| {
+                    failure.get_or_insert(error);
+                    None
+                })
+            });
+            match failure {
+                Some(error) => Err(ApiError::from(error)),
+                None => Ok(fresh),
+            }
+        })?;
+        let duplicates = events.len() - fresh.len();
+        let ingested: Vec<Ingested<'_>> = fresh
+            .iter()
+            .map(|e| Ingested {
+                fingerprint: &e.fingerprint,
+                job: e.job_state(),
+            })
+            .collect();
+        let ids = if fresh.is_empty() {
+            Vec::new()
+        } else {
+            let new_events = fresh.iter().map(|e| e.event.clone()).collect();
+            self.publish_remembering(config, new_events, &ingested, None)?
+        };
+        Ok(Response::from_json(&serde_json::json!({
+            "ids": ids,
+            "accepted": ids.len(),
+            "duplicates": duplicates,
+        }))?)
     }
 
     /// Numbers, encodes, stores and fans out a batch. Everything that can fail is checked before
@@ -706,50 +561,6 @@ impl Hub {
             report.saw_publish(now_ms());
         }
         Ok(batch.ids(epoch))
-    }
-
-    /// Sends each subscriber what the batch holds for it: one message per distinct filter, encoded
-    /// once and handed to the runtime as one buffer for all the sockets of that filter.
-    ///
-    /// A subscriber's cursor needs no check here: accepting a socket and publishing are each one
-    /// synchronous step of the Hub, so every open socket's cursor is below the batch's first
-    /// sequence number (the cursor matters to the relay, across the replay/live seam).
-    fn fan_out(&self, epoch: u64, batch: &Batch) {
-        let mut filters = self.filters.borrow_mut();
-        if !filters.complete {
-            for socket in self.state.get_websockets() {
-                let record = socket.deserialize_attachment::<SubscriberRecord>();
-                match record
-                    .ok()
-                    .flatten()
-                    .map(|r| (filter_tag(&r.filter), r.filter))
-                {
-                    Some((Ok(tag), filter)) => filters.learn(tag, filter),
-                    _ => {
-                        let _ = socket.close(Some(1011), Some("subscriber record unreadable"));
-                    }
-                }
-            }
-            filters.complete = true;
-        }
-        filters.by_tag.retain(|(tag, filter)| {
-            let sockets = self.state.get_websockets_with_tag(tag);
-            if sockets.is_empty() {
-                return false;
-            }
-            let record = SubscriberRecord {
-                filter: filter.clone(),
-                cursor_seq: 0,
-            };
-            if let Some(message) = record.message_for(epoch, batch) {
-                let bytes = Uint8Array::from(message.encode().as_slice());
-                for socket in sockets {
-                    // A socket that is closing refuses the send; its relay is gone anyway.
-                    let _ = socket.as_ref().send_with_array_buffer_view(&bytes);
-                }
-            }
-            true
-        });
     }
 
     /// Runs one plan transition and publishes the trackers it changed, persisting the session in

@@ -1,0 +1,130 @@
+//! The Hub's one alarm and what rings it: the runner's lease on a running plan, and a report to the
+//! tenant's stream directory that had to wait for its interval. An alarm does not keep the Hub
+//! awake while it waits.
+
+use worker::wasm_bindgen_futures::spawn_local;
+use worker::{console_error, ScheduledTime};
+
+use super::Hub;
+use crate::config::Config;
+use crate::directory::{self, HubAction, HubReport};
+use crate::error::{ApiError, ApiResult};
+use crate::storage::NAME;
+use crate::stream::now_ms;
+
+impl Hub {
+    /// Sets the alarm for the end of the runner's lease on the running plan (each accepted move
+    /// renews it). The alarm only checks; a plan that ended meanwhile makes it do nothing.
+    pub(super) async fn arm_lease(&self, config: &Config) -> ApiResult<()> {
+        if let Some(at_ms) = self.alarm_at_ms(config, None) {
+            self.state
+                .storage()
+                .set_alarm(ScheduledTime::new(js_sys::Date::new(
+                    &(at_ms as f64).into(),
+                )))
+                .await?;
+        }
+        Ok(())
+    }
+    /// When the Hub's one alarm must ring: the earliest of the runner's lease end, a directory
+    /// report that waits, and `also_ms`.
+    pub(super) fn alarm_at_ms(&self, config: &Config, also_ms: Option<u64>) -> Option<u64> {
+        let lease_ms = config.plan_lease_s.saturating_mul(1000);
+        let lease = self
+            .with_loaded(|loaded| {
+                Ok(loaded
+                    .plan
+                    .as_ref()
+                    .and_then(|plan| plan.lease_deadline_ms(lease_ms)))
+            })
+            .ok()
+            .flatten();
+        let report = self
+            .directory
+            .borrow()
+            .as_ref()
+            .and_then(HubReport::pending_at_ms);
+        [lease, report, also_ms].into_iter().flatten().min()
+    }
+    /// Tells the tenant's directory about this hub if its entry changed (at most once per
+    /// `HERALD_DIRECTORY_REPORT_MS`; a change within the interval sets the alarm for its end). The
+    /// report is sent without holding up the call that changed the hub; one that fails is logged,
+    /// and the hub's next change reports again.
+    pub(super) fn report_to_directory(&self, config: &Config) {
+        let Ok((last_event_id, complete)) = self.with_loaded(|loaded| {
+            Ok((
+                loaded.hub.summary().last_position().map(|p| p.to_string()),
+                loaded.hub.is_complete(),
+            ))
+        }) else {
+            return;
+        };
+        let subscribers = self.state.get_websockets().len();
+        let action = self.with_report(config, |report| {
+            report.next(subscribers, last_event_id, complete, now_ms())
+        });
+        match action {
+            HubAction::Send { tenant, entry } => {
+                let env = self.env.clone();
+                spawn_local(async move {
+                    if let Err(error) = directory::report(&env, &tenant, &entry).await {
+                        console_error!("directory report not sent: {error}");
+                    }
+                });
+            }
+            HubAction::Alarm(at_ms) => {
+                let at_ms = self.alarm_at_ms(config, Some(at_ms)).unwrap_or(at_ms);
+                let storage = self.state.storage();
+                spawn_local(async move {
+                    let at = ScheduledTime::new(js_sys::Date::new(&(at_ms as f64).into()));
+                    if let Err(error) = storage.set_alarm(at).await {
+                        console_error!("directory alarm not set: {error}");
+                    }
+                });
+            }
+            HubAction::Nothing => {}
+        }
+    }
+    /// Ends a plan whose lease has run out; if the runner reported meanwhile, sets the alarm anew.
+    pub(super) async fn check_lease(&self, config: &Config) -> ApiResult<()> {
+        self.ensure_loaded(config)?;
+        self.expire_lease(config)?;
+        self.arm_lease(config).await
+    }
+    /// Fails the running plan (or completes its cancel) if its runner's lease has ended.
+    pub(super) fn expire_lease(&self, config: &Config) -> ApiResult<()> {
+        let lease_ms = config.plan_lease_s.saturating_mul(1000);
+        let now = now_ms();
+        let due = self.with_loaded(|loaded| {
+            Ok(loaded
+                .plan
+                .as_ref()
+                .and_then(|plan| plan.lease_deadline_ms(lease_ms))
+                .is_some_and(|deadline| now >= deadline))
+        })?;
+        if due {
+            self.plan_step(config, |session, now| {
+                session
+                    .expire_lease(now, lease_ms)
+                    .ok_or_else(|| ApiError::Internal("the plan's lease had not ended".into()))
+            })?;
+        }
+        Ok(())
+    }
+    /// Runs `f` on this hub's directory reporter, made at first use.
+    pub(super) fn with_report<T>(&self, config: &Config, f: impl FnOnce(&mut HubReport) -> T) -> T {
+        let mut directory = self.directory.borrow_mut();
+        f(directory.get_or_insert_with(|| HubReport::new(config.directory_report_ms)))
+    }
+    /// Learns the hub's name from a call, and stores it once, for a woken hub's directory reports.
+    pub(super) fn learn_name(&self, config: &Config, name: &str) -> ApiResult<()> {
+        self.with_report(config, |report| report.learn_name(name));
+        self.with_loaded(|loaded| {
+            if !loaded.name_stored {
+                loaded.store.set_meta(NAME, name)?;
+                loaded.name_stored = true;
+            }
+            Ok(())
+        })
+    }
+}
