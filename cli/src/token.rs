@@ -261,6 +261,16 @@ mod tests {
     use super::*;
     use herald_core::verify;
 
+    /// The streams a token is limited to, as text.
+    fn streams_of(claims: &Claims) -> Vec<&str> {
+        claims
+            .streams
+            .iter()
+            .flatten()
+            .map(|s| s.as_str())
+            .collect()
+    }
+
     const KEY: &str = "cli-test-key-0123456789abcdef0123";
     const NOW_S: u64 = 1_800_000_000;
 
@@ -300,12 +310,7 @@ mod tests {
         ];
         let claims = verify(&token(KEY, &items).unwrap(), KEY.as_bytes(), NOW_S).unwrap();
         assert_eq!(claims.scopes, Scopes::only(Scope::Subscribe));
-        let streams: Vec<&str> = claims
-            .streams
-            .iter()
-            .flatten()
-            .map(|s| s.as_str())
-            .collect();
+        let streams = streams_of(&claims);
         assert_eq!(streams, ["a", "b"]);
         assert_eq!(claims.exp_s, NOW_S + 60);
         assert!(matches!(
@@ -382,12 +387,7 @@ mod tests {
         let claims = verify(&ticket, KEY.as_bytes(), NOW_S).unwrap();
         assert_eq!(claims.kind, TokenKind::Ticket);
         assert_eq!(claims.scopes, Scopes::only(Scope::Subscribe));
-        let streams: Vec<&str> = claims
-            .streams
-            .iter()
-            .flatten()
-            .map(|s| s.as_str())
-            .collect();
+        let streams = streams_of(&claims);
         assert_eq!(streams, ["build-42"]);
         assert_eq!(claims.exp_s, NOW_S + 300);
         let ticket = super::ticket(

@@ -228,6 +228,23 @@ pub fn hub_name(tenant: &TenantId, connection: &ConnectionId) -> String {
     name
 }
 
+/// The tenant and connection id a hub's name ([`hub_name`]) was made from, if `name` is one.
+///
+/// ```
+/// use herald_core::auth::parse_hub_name;
+/// let (tenant, connection) = parse_hub_name("acme/plan-1").unwrap();
+/// assert_eq!((tenant.as_str(), connection.as_str()), ("acme", "plan-1"));
+/// assert!(parse_hub_name("no-slash").is_none());
+/// ```
+pub fn parse_hub_name(name: &str) -> Option<(TenantId, ConnectionId)> {
+    // A tenant id holds no `/`, so the first one ends it.
+    let (tenant, connection) = name.split_once('/')?;
+    Some((
+        TenantId::new(tenant).ok()?,
+        ConnectionId::new(connection).ok()?,
+    ))
+}
+
 /// One permission a token can grant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {

@@ -9,19 +9,7 @@ use herald_core::json::JSON_DEPTH_MAX;
 use herald_core::plan::{BodyError, PlanCommand, PlanRequest, PlanSession};
 use herald_core::publish::PublishError;
 use herald_core::{parse_publish, PublishLimits};
-
-/// A JSON value nesting `depth` levels: alternately arrays and objects, `1` at the bottom.
-fn nested(depth: usize) -> String {
-    let mut text = String::new();
-    for level in 0..depth {
-        text.push_str(if level % 2 == 0 { "[" } else { "{\"k\":" });
-    }
-    text.push('1');
-    for level in (0..depth).rev() {
-        text.push(if level % 2 == 0 { ']' } else { '}' });
-    }
-    text
-}
+use herald_test_support::nested_json;
 
 fn publish(data: &str) -> Result<String, PublishError> {
     let body = format!(r#"{{"event":"e","data":{data}}}"#);
@@ -43,16 +31,16 @@ const _: () = assert!(JSON_DEPTH_MAX + 8 < 128);
 
 #[test]
 fn event_data_at_the_depth_limit_is_kept_and_one_more_level_is_refused() {
-    let at_limit = nested(JSON_DEPTH_MAX);
+    let at_limit = nested_json(JSON_DEPTH_MAX);
     assert_eq!(publish(&at_limit), Ok(at_limit.clone()));
     let over = PublishError::DataTooDeep {
         index: 0,
         depth_max: JSON_DEPTH_MAX,
     };
-    assert_eq!(publish(&nested(JSON_DEPTH_MAX + 1)), Err(over.clone()));
+    assert_eq!(publish(&nested_json(JSON_DEPTH_MAX + 1)), Err(over.clone()));
     assert!(!over.is_too_large(), "a 400, not a 413");
     // A body 30,000 levels deep. serde_json keeps `data` raw without counting its depth.
-    assert_eq!(publish(&nested(30_000)), Err(over));
+    assert_eq!(publish(&nested_json(30_000)), Err(over));
     // Brackets inside strings are text, whatever their number.
     let text = format!(r#"["{}"]"#, "[{".repeat(1000));
     assert_eq!(publish(&text), Ok(text.clone()));
@@ -63,8 +51,8 @@ fn event_data_at_the_depth_limit_is_kept_and_one_more_level_is_refused() {
 fn a_too_deep_event_in_a_batch_is_named_and_refuses_the_batch() {
     let body = format!(
         r#"{{"events":[{{"event":"a","data":{}}},{{"event":"b","data":{}}}]}}"#,
-        nested(3),
-        nested(JSON_DEPTH_MAX + 1)
+        nested_json(3),
+        nested_json(JSON_DEPTH_MAX + 1)
     );
     assert_eq!(
         parse_publish(body.as_bytes(), &PublishLimits::default()),
@@ -118,7 +106,7 @@ fn start(details_depth: usize) -> String {
     // `details` is an object: its own level plus a value nesting one level less.
     format!(
         r#"{{"op":"start","stage":"validation","details":{{"k":{}}}}}"#,
-        nested(details_depth - 1)
+        nested_json(details_depth - 1)
     )
 }
 
@@ -162,11 +150,11 @@ fn plan_bodies_over_the_limit_are_refused_with_a_clear_error() {
     assert_eq!(PlanCommand::from_json(start(30_000).as_bytes()), too_deep);
     let update = format!(
         r#"{{"op":"update","stage":"backfill","details":{{"tasks":{}}}}}"#,
-        nested(200)
+        nested_json(200)
     );
     assert_eq!(PlanCommand::from_json(update.as_bytes()), too_deep);
     // A plan request ignores unknown fields, which serde_json skips without counting: limited too.
-    let request = format!(r#"{{"environment":"dev","x":{}}}"#, nested(30_000));
+    let request = format!(r#"{{"environment":"dev","x":{}}}"#, nested_json(30_000));
     assert_eq!(PlanRequest::from_json(request.as_bytes()), request_too_deep);
     assert_eq!(
         BodyError::TooDeep { depth_max: 64 }.to_string(),

@@ -4,8 +4,9 @@
 //! most `HERALD_DIRECTORY_ENTRIES_MAX` of them. It is named from the tenant alone, so a tenant's
 //! requests never reach another's directory.
 
+use herald_core::auth::parse_hub_name;
 use herald_core::directory::{self, Entry, ListQuery};
-use herald_core::TenantId;
+use herald_core::{ConnectionId, TenantId};
 use worker::{
     console_error, durable_object, DurableObject, Env, Method, Request, RequestInit, Response,
     SqlStorage, SqlStorageValue, State,
@@ -222,7 +223,7 @@ pub(crate) enum HubAction {
 pub(crate) struct HubReport {
     reporter: directory::Reporter,
     tenant: Option<TenantId>,
-    connection_id: Option<String>,
+    connection_id: Option<ConnectionId>,
     family: Option<Family>,
     last_event_ms: Option<u64>,
     /// When the alarm was asked for, for a report that had to wait.
@@ -247,11 +248,9 @@ impl HubReport {
         if self.tenant.is_some() {
             return;
         }
-        if let Some((tenant, connection)) = hub_name.split_once('/') {
-            if let Ok(tenant) = TenantId::new(tenant) {
-                self.tenant = Some(tenant);
-                self.connection_id = Some(connection.to_owned());
-            }
+        if let Some((tenant, connection)) = parse_hub_name(hub_name) {
+            self.tenant = Some(tenant);
+            self.connection_id = Some(connection);
         }
     }
 
@@ -286,7 +285,7 @@ impl HubReport {
             return HubAction::Nothing;
         };
         let entry = Entry {
-            connection_id: connection_id.clone(),
+            connection_id: connection_id.as_str().to_owned(),
             family: self.family.map(|family| family.name().to_owned()),
             last_event_id,
             last_event_ms: self.last_event_ms,

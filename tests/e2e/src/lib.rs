@@ -397,10 +397,13 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Answer {
     let headers = response
         .headers_names()
         .into_iter()
-        .filter_map(|name| {
+        // Every value of a repeated header, so that a test can see a header sent twice.
+        .flat_map(|name| {
             response
-                .header(&name)
+                .all(&name)
+                .into_iter()
                 .map(|v| (name.to_ascii_lowercase(), v.to_string()))
+                .collect::<Vec<_>>()
         })
         .collect();
     let body = response.into_string().unwrap_or_default();

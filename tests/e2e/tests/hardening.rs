@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use herald_core::Scope;
 use herald_e2e::faults::{number_of, split_id, subscribers, wait_subscribers, Quiet};
 use herald_e2e::{
-    full_token, publish, request, stats, token, unique, Answer, Msg, Subscription, Wrangler,
+    full_token, publish, request, request_with, stats, token, unique, Answer, Msg, Subscription,
+    Wrangler,
 };
 
 /// Generous: the machine is small and shared.
@@ -267,41 +268,21 @@ fn access_tokens_in_the_url_are_refused_on_every_route() {
     assert_eq!(stats["subscribers"], 0);
 }
 
-/// Sends `method path` with an `Origin` header (if any) and returns the answer.
+/// Sends `method path` with an `Origin` header (if any) and returns the answer: a preflight for a
+/// GET with `Authorization`, or the request itself with a token.
 fn with_origin(wrangler: &Wrangler, method: &str, path: &str, origin: Option<&str>) -> Answer {
-    let mut req = ureq::request(method, &wrangler.url(path)).timeout(Duration::from_secs(30));
+    let bearer = format!("Bearer {}", full_token("acme"));
+    let mut headers = vec![];
     if let Some(origin) = origin {
-        req = req.set("origin", origin);
+        headers.push(("origin", origin));
     }
     if method == "OPTIONS" {
-        req = req
-            .set("access-control-request-method", "GET")
-            .set("access-control-request-headers", "authorization");
+        headers.push(("access-control-request-method", "GET"));
+        headers.push(("access-control-request-headers", "authorization"));
     } else {
-        req = req.set("authorization", &format!("Bearer {}", full_token("acme")));
+        headers.push(("authorization", bearer.as_str()));
     }
-    let response = match req.call() {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(error) => panic!("transport error: {error}"),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .flat_map(|name| {
-            response
-                .all(&name)
-                .into_iter()
-                .map(|v| (name.to_ascii_lowercase(), v.to_string()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    Answer {
-        status,
-        body: response.into_string().unwrap_or_default(),
-        headers,
-    }
+    request_with(method, &wrangler.url(path), &headers, None)
 }
 
 fn varies_on_origin(answer: &Answer) -> bool {

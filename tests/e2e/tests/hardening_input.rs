@@ -9,19 +9,7 @@ use herald_core::{mint, Claims, Scope, Scopes, TenantId, TokenKind};
 use herald_e2e::{
     full_token, now_s, repo_root, request, stats, token, unique, Answer, Wrangler, TEST_KEY,
 };
-
-/// A JSON value nesting `depth` levels: alternately arrays and objects, `1` at the bottom.
-fn nested(depth: usize) -> String {
-    let mut text = String::new();
-    for level in 0..depth {
-        text.push_str(if level % 2 == 0 { "[" } else { "{\"k\":" });
-    }
-    text.push('1');
-    for level in (0..depth).rev() {
-        text.push(if level % 2 == 0 { ']' } else { '}' });
-    }
-    text
-}
+use herald_test_support::nested_json;
 
 fn assert_refused(answer: &Answer, status: u16, code: &str, says: &str) {
     assert_eq!(answer.status, status, "body: {}", answer.body);
@@ -97,11 +85,11 @@ fn event_data_too_deep_or_with_a_lone_surrogate_is_a_400_and_stores_nothing() {
     };
 
     // At the limit: stored.
-    assert_eq!(post(&nested(64)).status, 200);
+    assert_eq!(post(&nested_json(64)).status, 200);
     // One level more, and 30,000 levels (60 KB of brackets, under the size limits).
     for depth in [65, 30_000] {
         assert_refused(
-            &post(&nested(depth)),
+            &post(&nested_json(depth)),
             400,
             "invalid_event",
             "deeper than 64",
@@ -110,7 +98,7 @@ fn event_data_too_deep_or_with_a_lone_surrogate_is_a_400_and_stores_nothing() {
     // In a batch, the event is named and the batch refused whole.
     let batch = format!(
         r#"[{{"event":"ok"}},{{"event":"deep","data":{}}}]"#,
-        nested(100)
+        nested_json(100)
     );
     assert_refused(
         &request("POST", &events, Some(&token), Some(&batch)),
@@ -141,7 +129,7 @@ fn plan_bodies_too_deep_to_store_are_refused_and_the_hub_survives_a_restart() {
         // `details` is an object, so its value nests one level less.
         format!(
             r#"{{"op":"{op}","stage":"validation","details":{{"k":{}}}}}"#,
-            nested(details_depth - 1)
+            nested_json(details_depth - 1)
         )
     };
     assert_eq!(post(&wrangler, "/api/plan", "{}").status, 204);
@@ -166,7 +154,7 @@ fn plan_bodies_too_deep_to_store_are_refused_and_the_hub_survives_a_restart() {
     );
     // A plan request ignores unknown fields, but not their depth (422, as SQLMesh's FastAPI answers
     // a body that does not validate).
-    let request_body = format!(r#"{{"environment":"dev","extra":{}}}"#, nested(30_000));
+    let request_body = format!(r#"{{"environment":"dev","extra":{}}}"#, nested_json(30_000));
     assert_refused(
         &post(&wrangler, "/api/plan", &request_body),
         422,

@@ -1,6 +1,7 @@
-//! What Herald's end-to-end tests and load benchmark share: one decoder for HTTP/1.1 chunked
-//! bodies ([`Dechunker`], and [`DechunkRead`] over a blocking reader). Herald's SSE responses are
-//! chunked, and the tests read them off raw sockets to see every byte as it arrives.
+//! What Herald's tests and load benchmark share: one decoder for HTTP/1.1 chunked bodies
+//! ([`Dechunker`], and [`DechunkRead`] over a blocking reader; Herald's SSE responses are chunked,
+//! and the tests read them off raw sockets to see every byte as it arrives), and JSON nested to a
+//! given depth ([`nested_json`]) for the depth limits.
 
 use std::io::Read;
 
@@ -81,6 +82,19 @@ impl Dechunker {
             ChunkState::Data
         };
     }
+}
+
+/// A JSON value nesting `depth` levels: alternately arrays and objects, `1` at the bottom.
+pub fn nested_json(depth: usize) -> String {
+    let mut text = String::new();
+    for level in 0..depth {
+        text.push_str(if level % 2 == 0 { "[" } else { "{\"k\":" });
+    }
+    text.push('1');
+    for level in (0..depth).rev() {
+        text.push(if level % 2 == 0 { ']' } else { '}' });
+    }
+    text
 }
 
 /// A chunked body read from `inner` as a plain byte stream: each read returns the data of whatever
