@@ -144,14 +144,6 @@ impl Reporter {
         }
     }
 
-    /// When the next report may go, if a report went less than the interval before `now_ms`: until
-    /// then a change needs only the wake-up at that time, not the entry (see [`Reporter::decide`]).
-    pub fn waiting_until_ms(&self, now_ms: u64) -> Option<u64> {
-        let (_, sent_ms) = self.last.as_ref()?;
-        let at_ms = sent_ms.saturating_add(self.interval_ms);
-        (now_ms < at_ms).then_some(at_ms)
-    }
-
     /// Records that `entry` was sent at `now_ms`.
     pub fn sent(&mut self, entry: &Entry, now_ms: u64) {
         self.last = Some((entry.clone(), now_ms));
@@ -263,10 +255,6 @@ mod tests {
         // A change that goes back to what was sent needs nothing.
         current.subscribers = 0;
         assert_eq!(reporter.decide(&current, 500), Report::Nothing);
-        // Within the interval the wake-up time is known without the entry.
-        assert_eq!(reporter.waiting_until_ms(500), Some(1_100));
-        assert_eq!(reporter.waiting_until_ms(1_100), None);
-        assert_eq!(Reporter::new(1_000).waiting_until_ms(0), None);
     }
 
     #[test]

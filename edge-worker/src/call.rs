@@ -96,12 +96,6 @@ impl HubCall {
         )
     }
 
-    /// Whether the call can change the hub (its log, subscribers, completion or plan); `stats` and
-    /// the plan request only read it.
-    pub(crate) fn may_change_hub(&self) -> bool {
-        !matches!(self, HubCall::Stats | HubCall::PlanRequest)
-    }
-
     /// The Hub URL for this call on hub `name`.
     pub(crate) fn url(&self, name: &str) -> ApiResult<Url> {
         let mut url = Url::parse(&format!("{ORIGIN}/{}", self.op()))

@@ -272,26 +272,16 @@ impl HubReport {
         self.pending_at_ms
     }
 
-    /// What to do at `now_ms`. Within the report interval the answer is only the wake-up at its
-    /// end (set once), so the hub's state (`state`: subscribers, last event id, complete) is read
-    /// at most once an interval, not on every publish. A hub that does not know its name yet (no
+    /// What to do, given the hub's state at `now_ms`. A hub that does not know its name yet (no
     /// call from the Worker since it woke) reports nothing.
     pub(crate) fn next(
         &mut self,
+        subscribers: usize,
+        last_event_id: Option<String>,
+        complete: bool,
         now_ms: u64,
-        state: impl FnOnce() -> Option<(usize, Option<String>, bool)>,
     ) -> HubAction {
         let (Some(tenant), Some(connection_id)) = (&self.tenant, &self.connection_id) else {
-            return HubAction::Nothing;
-        };
-        if let Some(at_ms) = self.reporter.waiting_until_ms(now_ms) {
-            if self.pending_at_ms.is_some() {
-                return HubAction::Nothing;
-            }
-            self.pending_at_ms = Some(at_ms);
-            return HubAction::Alarm(at_ms);
-        }
-        let Some((subscribers, last_event_id, complete)) = state() else {
             return HubAction::Nothing;
         };
         let entry = Entry {

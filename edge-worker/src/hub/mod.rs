@@ -83,10 +83,8 @@ impl DurableObject for Hub {
     }
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
-        let mut may_change = false;
-        let served = self.serve(&mut request, &mut may_change).await;
-        // Only a call that may change what the directory lists is reported (not `stats`).
-        if let (true, Ok(config)) = (may_change, Config::get(&self.env)) {
+        let served = self.serve(&mut request).await;
+        if let Ok(config) = Config::get(&self.env) {
             self.report_to_directory(config);
         }
         match served {
@@ -220,13 +218,10 @@ fn not_loaded() -> ApiError {
 }
 
 impl Hub {
-    /// Answers one call; `may_change` says whether it was one that can change the hub's entry in
-    /// the stream directory.
-    async fn serve(&self, request: &mut Request, may_change: &mut bool) -> ApiResult<Response> {
+    async fn serve(&self, request: &mut Request) -> ApiResult<Response> {
         let config = Config::get(&self.env)?;
         let url = request.url()?;
         let call = HubCall::decode(&request.method(), &url)?;
-        *may_change = call.may_change_hub();
         let name = url
             .query_pairs()
             .find(|(key, _)| key == "hub")

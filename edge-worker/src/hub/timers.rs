@@ -51,18 +51,18 @@ impl Hub {
     /// report is sent without holding up the call that changed the hub; one that fails is logged,
     /// and the hub's next change reports again.
     pub(super) fn report_to_directory(&self, config: &Config) {
-        let state = || {
-            let (last_event_id, complete) = self
-                .with_loaded(|loaded| {
-                    Ok((
-                        loaded.hub.summary().last_position().map(|p| p.to_string()),
-                        loaded.hub.is_complete(),
-                    ))
-                })
-                .ok()?;
-            Some((self.state.get_websockets().len(), last_event_id, complete))
+        let Ok((last_event_id, complete)) = self.with_loaded(|loaded| {
+            Ok((
+                loaded.hub.summary().last_position().map(|p| p.to_string()),
+                loaded.hub.is_complete(),
+            ))
+        }) else {
+            return;
         };
-        let action = self.with_report(config, |report| report.next(now_ms(), state));
+        let subscribers = self.state.get_websockets().len();
+        let action = self.with_report(config, |report| {
+            report.next(subscribers, last_event_id, complete, now_ms())
+        });
         match action {
             HubAction::Send { tenant, entry } => {
                 let env = self.env.clone();
