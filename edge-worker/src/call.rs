@@ -84,6 +84,11 @@ impl HubCall {
         }
     }
 
+    /// Whether the call only reads the hub (so its stream directory entry cannot change).
+    pub(crate) fn reads_only(&self) -> bool {
+        matches!(self, HubCall::Stats | HubCall::PlanRequest)
+    }
+
     /// Whether the call carries the client's request body.
     pub(crate) fn has_body(&self) -> bool {
         matches!(

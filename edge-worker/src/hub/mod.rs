@@ -18,8 +18,8 @@ use herald_core::sluice::{fill_previous_states, fresh_ingest_events, parse_inges
 use herald_core::{parse_publish, Filter, Hub as StreamHub, NewEvent, PublishLimits};
 use serde::Serialize;
 use worker::{
-    console_error, durable_object, DurableObject, Env, Request, Response, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
+    console_error, durable_object, web_sys, DurableObject, Env, Request, Response, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::body::read_capped;
@@ -83,11 +83,7 @@ impl DurableObject for Hub {
     }
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
-        let served = self.serve(&mut request).await;
-        if let Ok(config) = Config::get(&self.env) {
-            self.report_to_directory(config);
-        }
-        match served {
+        match self.serve(&mut request).await {
             Ok(response) => Ok(response),
             Err(error) => error.into_response(),
         }
@@ -112,7 +108,7 @@ impl DurableObject for Hub {
                 "the plan lease check failed".into(),
             ));
         }
-        self.report_to_directory(config);
+        self.report_to_directory_now(config).await;
         Response::empty()
     }
 
@@ -133,12 +129,14 @@ impl DurableObject for Hub {
         _was_clean: bool,
     ) -> worker::Result<()> {
         // The relay went away (its client left or its stream ended). Completing the close handshake
-        // takes the socket out of `get_websockets` at once; the runtime may already have done so.
+        // leaves the socket closing, which `subscriber_count` does not count, even while
+        // `get_websockets` still lists it.
         let _ = ws.close(Some(1000), Some("relay closed"));
-        // The directory's subscriber count (a woken hub does not know its name yet: nothing).
+        // The directory's subscriber count, sent before the handler returns: no request follows
+        // that would send it, and the hub may be evicted after this.
         if let Ok(config) = Config::get(&self.env) {
             if self.ensure_loaded(config).is_ok() {
-                self.report_to_directory(config);
+                self.report_to_directory_now(config).await;
             }
         }
         Ok(())
@@ -241,7 +239,9 @@ impl Hub {
         if let Some(name) = name {
             self.learn_name(config, &name)?;
         }
-        match call {
+        // A call that only reads (stats, the plan's request) changes no directory entry.
+        let reads_only = call.reads_only();
+        let response = match call {
             HubCall::Subscribe {
                 filter,
                 last_event_id,
@@ -353,7 +353,11 @@ impl Hub {
                 })?;
                 Ok(Response::from_json(&answer)?)
             }
+        }?;
+        if !reads_only {
+            self.report_to_directory(config);
         }
+        Ok(response)
     }
 
     fn ensure_loaded(&self, config: &Config) -> ApiResult<()> {
@@ -395,11 +399,24 @@ impl Hub {
         f(loaded.as_mut().ok_or_else(not_loaded)?)
     }
 
+    /// The relays whose sockets are open: a socket whose close has begun is still listed by
+    /// `get_websockets` for a while, but its subscriber has gone.
+    fn subscriber_count(&self) -> usize {
+        self.state
+            .get_websockets()
+            .iter()
+            .filter(|socket| {
+                let socket: &web_sys::WebSocket = (*socket).as_ref();
+                socket.ready_state() == web_sys::WebSocket::OPEN
+            })
+            .count()
+    }
+
     fn stats(&self) -> ApiResult<Response> {
         let stats = self.with_loaded(|loaded| {
             let summary = loaded.hub.summary();
             Ok(Stats {
-                subscribers: self.state.get_websockets().len(),
+                subscribers: self.subscriber_count(),
                 last_id: summary.last_position().map(|p| p.to_string()),
                 oldest_id: summary.oldest_position().map(|p| p.to_string()),
                 log_events: summary.events,
@@ -627,7 +644,7 @@ impl Hub {
                 "subscribe is a WebSocket upgrade",
             ));
         }
-        let open = self.state.get_websockets().len();
+        let open = self.subscriber_count();
         if open >= config.subscribers_max {
             return Err(ApiError::TooManySubscribers(format!(
                 "this stream has {open} subscribers, the most it takes (HERALD_SUBSCRIBERS_MAX)"

@@ -2,8 +2,10 @@
 //! tenant's stream directory that had to wait for its interval. An alarm does not keep the Hub
 //! awake while it waits.
 
+use herald_core::directory::Entry;
+use herald_core::TenantId;
 use worker::wasm_bindgen_futures::spawn_local;
-use worker::{console_error, ScheduledTime};
+use worker::{console_error, Env, ScheduledTime, Storage};
 
 use super::Hub;
 use crate::config::Config;
@@ -51,38 +53,43 @@ impl Hub {
     /// report is sent without holding up the call that changed the hub; one that fails is logged,
     /// and the hub's next change reports again.
     pub(super) fn report_to_directory(&self, config: &Config) {
-        let Ok((last_event_id, complete)) = self.with_loaded(|loaded| {
-            Ok((
-                loaded.hub.summary().last_position().map(|p| p.to_string()),
-                loaded.hub.is_complete(),
-            ))
-        }) else {
-            return;
-        };
-        let subscribers = self.state.get_websockets().len();
+        if let Some(work) = self.directory_work(config) {
+            spawn_local(work.run());
+        }
+    }
+    /// [`Hub::report_to_directory`] for the handlers that no request waits on (a relay's close,
+    /// the alarm): the report or the alarm is done before the handler returns, so the runtime
+    /// cannot evict the hub with it unsent.
+    pub(super) async fn report_to_directory_now(&self, config: &Config) {
+        if let Some(work) = self.directory_work(config) {
+            work.run().await;
+        }
+    }
+    /// What the directory needs from this hub now, if anything.
+    fn directory_work(&self, config: &Config) -> Option<DirectoryWork> {
+        let (last_event_id, complete) = self
+            .with_loaded(|loaded| {
+                Ok((
+                    loaded.hub.summary().last_position().map(|p| p.to_string()),
+                    loaded.hub.is_complete(),
+                ))
+            })
+            .ok()?;
+        let subscribers = self.subscriber_count();
         let action = self.with_report(config, |report| {
             report.next(subscribers, last_event_id, complete, now_ms())
         });
         match action {
-            HubAction::Send { tenant, entry } => {
-                let env = self.env.clone();
-                spawn_local(async move {
-                    if let Err(error) = directory::report(&env, &tenant, &entry).await {
-                        console_error!("directory report not sent: {error}");
-                    }
-                });
-            }
-            HubAction::Alarm(at_ms) => {
-                let at_ms = self.alarm_at_ms(config, Some(at_ms)).unwrap_or(at_ms);
-                let storage = self.state.storage();
-                spawn_local(async move {
-                    let at = ScheduledTime::new(js_sys::Date::new(&(at_ms as f64).into()));
-                    if let Err(error) = storage.set_alarm(at).await {
-                        console_error!("directory alarm not set: {error}");
-                    }
-                });
-            }
-            HubAction::Nothing => {}
+            HubAction::Send { tenant, entry } => Some(DirectoryWork::Send {
+                env: self.env.clone(),
+                tenant,
+                entry,
+            }),
+            HubAction::Alarm(at_ms) => Some(DirectoryWork::Alarm {
+                storage: self.state.storage(),
+                at_ms: self.alarm_at_ms(config, Some(at_ms)).unwrap_or(at_ms),
+            }),
+            HubAction::Nothing => None,
         }
     }
     /// Ends a plan whose lease has run out; if the runner reported meanwhile, sets the alarm anew.
@@ -126,5 +133,38 @@ impl Hub {
             }
             Ok(())
         })
+    }
+}
+
+/// A directory report to send, or the alarm that sends it when its interval ends.
+enum DirectoryWork {
+    Send {
+        env: Env,
+        tenant: TenantId,
+        entry: Entry,
+    },
+    Alarm {
+        storage: Storage,
+        at_ms: u64,
+    },
+}
+
+impl DirectoryWork {
+    /// Sends the report or sets the alarm; a failure is logged (the hub's next change reports
+    /// again).
+    async fn run(self) {
+        match self {
+            DirectoryWork::Send { env, tenant, entry } => {
+                if let Err(error) = directory::report(&env, &tenant, &entry).await {
+                    console_error!("directory report not sent: {error}");
+                }
+            }
+            DirectoryWork::Alarm { storage, at_ms } => {
+                let at = ScheduledTime::new(js_sys::Date::new(&(at_ms as f64).into()));
+                if let Err(error) = storage.set_alarm(at).await {
+                    console_error!("directory alarm not set: {error}");
+                }
+            }
+        }
     }
 }

@@ -104,6 +104,8 @@ fn the_directory_follows_publishes_subscribers_and_completion() {
         &token,
         r#"{"event":"stream.complete"}"#,
     );
+    // Stats calls report nothing to the directory: the subscriber's leaving reaches it only from
+    // the hub's close handler.
     subscriber.abort();
     let deadline = Instant::now() + WAIT;
     while herald_e2e::stats(&wrangler.base, "busy", &token)["subscribers"] != 0 {
