@@ -267,6 +267,12 @@ impl HubReport {
         self.pending_at_ms = None;
     }
 
+    /// Whether a report waits for the alarm: until it fires, the hub need not look at its state
+    /// (the alarm reads it then).
+    pub(crate) fn alarm_pending(&self) -> bool {
+        self.pending_at_ms.is_some()
+    }
+
     /// When a waiting report wants the alarm, if one does.
     pub(crate) fn pending_at_ms(&self) -> Option<u64> {
         self.pending_at_ms

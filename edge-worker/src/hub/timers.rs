@@ -67,6 +67,11 @@ impl Hub {
     }
     /// What the directory needs from this hub now, if anything.
     fn directory_work(&self, config: &Config) -> Option<DirectoryWork> {
+        // A busy hub reads its state (its sockets, its last id) at most once an interval: the
+        // alarm that a waiting report set reads it when it rings.
+        if self.with_report(config, |report| report.alarm_pending()) {
+            return None;
+        }
         let (last_event_id, complete) = self
             .with_loaded(|loaded| {
                 Ok((
