@@ -44,7 +44,10 @@
 //!   phases (s100, s1000, s5000) each deliver `--load-pct` (default 50) percent of it in total.
 //!   Default `measured`: this run's flat-out phase (it runs first), the reference baseline's best
 //!   run, so the fixed rates follow what the machine delivers now; when no flat-out phase runs
-//!   (`--phases s5000`), `CEILING_EVENTS_PER_S_DEFAULT` (15,000, the idle 2-core machine's).
+//!   (`--phases s5000`), `CEILING_EVENTS_PER_S_DEFAULT` (15,000, the idle 2-core machine's). A
+//!   phase with another number of streams (s100, s5000) first runs the reference baseline flat
+//!   out on its own streams and hubs, and takes the lower of the two ceilings: the runtime's
+//!   ceiling falls as streams rise. `--ceiling E` sets every phase's.
 
 mod http;
 mod inspector;
@@ -60,6 +63,7 @@ use std::sync::Arc;
 use herald_core::{mint, Claims, Scopes, TenantId, TokenKind};
 use load::{Kind, Report, Spec, Target};
 use server::{Inspector, Runtime, Server};
+use table::PhaseCeiling;
 
 /// The HMAC key the Herald instance is started with (a local, throwaway key).
 const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
@@ -72,6 +76,9 @@ const KEY: &str = "herald-load-key-0123456789abcdef0123456789abcdef";
 /// open it measured 14,500 to 15,400, with a session attached 14,100 to 15,500, under wrangler dev
 /// 10,900 to 12,700.
 const CEILING_EVENTS_PER_S_DEFAULT: f64 = 15_000.0;
+
+/// The streams of the flat-out phase, whose reference baseline run measures the ceiling.
+const FLAT_OUT_STREAMS: usize = 1_000;
 
 #[derive(Debug)]
 struct Options {
@@ -272,6 +279,54 @@ fn phases(options: &Options) -> Vec<Spec> {
     }
 }
 
+/// The ceiling `spec`'s rate is set from: `--ceiling E` if given, else the lower of the flat-out
+/// phase's `ceiling` (with whether this run measured it) and, for a phase of another shape, the
+/// reference baseline flat out once on that phase's own streams and hubs (`flat_out`, giving
+/// delivered events/s). Many streams cost the runtime more per event (the 5,000-stream phase's
+/// baseline spends about twice the 1,000-stream one's CPU per event), so half the 1,000-stream
+/// ceiling can be most of theirs.
+fn phase_ceiling(
+    options: &Options,
+    (ceiling, measured): (f64, bool),
+    spec: &Spec,
+    flat_out: impl FnOnce(&Spec) -> Option<(Kind, f64)>,
+) -> PhaseCeiling {
+    let mut chosen = PhaseCeiling {
+        label: spec.label.clone(),
+        events_per_s: ceiling,
+        source: if measured {
+            "the flat-out phase, measured in this run".to_owned()
+        } else {
+            "set".to_owned()
+        },
+    };
+    if options.ceiling.is_some() || spec.connections == FLAT_OUT_STREAMS {
+        return chosen;
+    }
+    let flat = Spec {
+        label: format!("{}-max", spec.label),
+        rate_per_hub: 0.0,
+        storm: false,
+        runs: 1,
+        ..spec.clone()
+    };
+    if let Some((kind, own)) = flat_out(&flat) {
+        if own > 0.0 && own < chosen.events_per_s {
+            chosen = PhaseCeiling {
+                label: spec.label.clone(),
+                events_per_s: own,
+                source: format!(
+                    "{} flat out on this phase's {} streams over {} hubs, measured in this run",
+                    kind.name(),
+                    spec.connections,
+                    spec.hubs
+                ),
+            };
+        }
+    }
+    chosen
+}
+
 /// A fixed-rate phase's publish rate per hub: its streams together receive `events_per_s`.
 fn with_rate(spec: &Spec, events_per_s: f64) -> Spec {
     let streams_per_hub = spec.connections as f64 / spec.hubs.max(1) as f64;
@@ -409,11 +464,25 @@ fn main() {
             .map(|kind| (*kind, Vec::new()))
             .collect();
         let mut ceiling = options.ceiling;
+        let mut ceiling_measured = false;
+        let mut ceilings = Vec::new();
         for spec in specs.iter_mut() {
             if spec.label != "max" {
-                let events_per_s =
-                    options.load_pct / 100.0 * *ceiling.get_or_insert(CEILING_EVENTS_PER_S_DEFAULT);
-                *spec = with_rate(spec, events_per_s);
+                let phase_ceiling = phase_ceiling(
+                    &options,
+                    (
+                        *ceiling.get_or_insert(CEILING_EVENTS_PER_S_DEFAULT),
+                        ceiling_measured,
+                    ),
+                    spec,
+                    |flat| {
+                        let kind = reference?;
+                        let report = run_once(&runtime, &root, setup, kind, flat, &token);
+                        Some((kind, report.delivered_per_s))
+                    },
+                );
+                *spec = with_rate(spec, options.load_pct / 100.0 * phase_ceiling.events_per_s);
+                ceilings.push(phase_ceiling);
             }
             let spec = spec.clone();
             for run in 0..spec.runs {
@@ -443,6 +512,7 @@ fn main() {
                     .and_then(|(_, reports)| reports.last())
                     .map(|report| report.delivered_per_s)
                     .filter(|rate| *rate > 0.0);
+                ceiling_measured = ceiling.is_some();
             }
         }
         let sides: Vec<(Kind, &[Report])> = results
@@ -454,14 +524,8 @@ fn main() {
             &specs,
             &sides,
             reference,
-            ceiling.map(|c| {
-                let source = if options.ceiling.is_some() || c == CEILING_EVENTS_PER_S_DEFAULT {
-                    "set"
-                } else {
-                    "measured in this run"
-                };
-                (c, options.load_pct, source)
-            }),
+            &ceilings,
+            options.load_pct,
         );
     }
 }

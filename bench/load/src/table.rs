@@ -35,15 +35,25 @@ fn times(value: Option<f64>) -> String {
     value.map_or("-".into(), |v| format!("{v:.2}x"))
 }
 
+/// The ceiling one fixed-rate phase's rate was set from.
+#[derive(Debug, Clone)]
+pub(crate) struct PhaseCeiling {
+    pub(crate) label: String,
+    /// Delivered events/s flat out.
+    pub(crate) events_per_s: f64,
+    /// Where it came from.
+    pub(crate) source: String,
+}
+
 /// Prints one setup's results. `reference` is the baseline Herald's ratios are taken against;
-/// `ceiling` the flat-out events/s the fixed rates were set from, the share used (percent) and
-/// where the ceiling came from.
+/// `ceilings` the flat-out events/s each fixed-rate phase was set from, and `pct` the share used.
 pub(crate) fn print(
     setup: &str,
     specs: &[Spec],
     sides: &[(Kind, &[Report])],
     reference: Option<Kind>,
-    ceiling: Option<(f64, f64, &str)>,
+    ceilings: &[PhaseCeiling],
+    pct: f64,
 ) {
     let side = |kind: Kind| {
         sides
@@ -56,10 +66,13 @@ pub(crate) fn print(
     let reference_name = reference.map_or("baseline", Kind::name);
     println!();
     println!("Load benchmark on {setup}, loopback");
-    if let Some((ceiling, pct, source)) = ceiling {
+    for ceiling in ceilings {
         println!(
-            "fixed-rate phases: {pct:.0}% of a ceiling of {ceiling:.0} delivered events/s ({source}) = {:.0} events/s per phase",
-            ceiling * pct / 100.0
+            "{}: {pct:.0}% of a ceiling of {:.0} delivered events/s ({}) = {:.0} events/s",
+            ceiling.label,
+            ceiling.events_per_s,
+            ceiling.source,
+            ceiling.events_per_s * pct / 100.0
         );
     }
     println!("latency = publish request sent to event parsed by the subscriber; cli%/srv% = CPU of load generator / server processes (100% = one core); us/ev = server CPU microseconds per delivered event");
