@@ -29,6 +29,8 @@ use core::mem;
 
 use memchr::{memchr, memchr2, memrchr2};
 
+use scan::LineEnds;
+
 /// The UTF-8 byte order mark.
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
@@ -135,7 +137,6 @@ pub struct Parser {
     line_bytes_max: usize,
     /// Reused for lines that need decoding with replacement characters.
     scratch: String,
-    line_ends: LineEnds,
 }
 
 impl Default for Parser {
@@ -174,7 +175,6 @@ impl Parser {
             oversized_events: 0,
             line_bytes_max: line_bytes_max.max(1),
             scratch: String::new(),
-            line_ends: LineEnds::new(),
         }
     }
 
@@ -360,6 +360,7 @@ impl Parser {
     /// a line can end."
     fn lines<F: FnMut(&Message<'_>)>(&mut self, text: &str, on_message: &mut F) -> usize {
         let bytes = text.as_bytes();
+        let mut line_ends = LineEnds::new(bytes);
         let mut borrowed = Borrowed::default();
         let mut start = 0;
         while let Some(&first) = bytes.get(start) {
@@ -367,9 +368,8 @@ impl Parser {
             let end = if first == b'\n' || first == b'\r' {
                 start
             } else {
-                let after = start + 1;
-                match self.line_ends.find(&bytes[after..]) {
-                    Some(at) => after + at,
+                match line_ends.find(start + 1) {
+                    Some(end) => end,
                     None => break,
                 }
             };
@@ -587,34 +587,6 @@ impl Parser {
     }
 }
 
-/// Finds the next CR or LF.
-///
-/// `memchr2` picks its implementation through a function pointer on every call; most lines are
-/// short, so the parser picks once, when it is created.
-#[derive(Clone, Copy, Debug)]
-struct LineEnds {
-    #[cfg(target_arch = "x86_64")]
-    avx2: Option<memchr::arch::x86_64::avx2::memchr::Two>,
-}
-
-impl LineEnds {
-    fn new() -> LineEnds {
-        LineEnds {
-            #[cfg(target_arch = "x86_64")]
-            avx2: memchr::arch::x86_64::avx2::memchr::Two::new(b'\r', b'\n'),
-        }
-    }
-
-    #[inline(always)]
-    fn find(&self, haystack: &[u8]) -> Option<usize> {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(avx2) = &self.avx2 {
-            return avx2.find(haystack);
-        }
-        memchr2(b'\r', b'\n', haystack)
-    }
-}
-
 /// Whether `bytes` holds a U+0000, read eight bytes at a time: an id is short, and for a short
 /// slice a call to `memchr` costs more than the search.
 #[inline(always)]
@@ -651,5 +623,6 @@ fn decode_lossy(bytes: &[u8], out: &mut String) {
     }
 }
 
+mod scan;
 #[cfg(test)]
 mod tests;
