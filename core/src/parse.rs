@@ -29,8 +29,6 @@ use core::mem;
 
 use memchr::{memchr, memchr2, memrchr2};
 
-use scan::LineEnds;
-
 /// The UTF-8 byte order mark.
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
@@ -360,28 +358,26 @@ impl Parser {
     /// a line can end."
     fn lines<F: FnMut(&Message<'_>)>(&mut self, text: &str, on_message: &mut F) -> usize {
         let bytes = text.as_bytes();
-        let mut line_ends = LineEnds::new(bytes);
         let mut borrowed = Borrowed::default();
         let mut start = 0;
-        while let Some(&first) = bytes.get(start) {
-            // A blank line (one event in four, typically) needs no search.
-            let end = if first == b'\n' || first == b'\r' {
-                start
-            } else {
-                match line_ends.find(start + 1) {
-                    Some(end) => end,
-                    None => break,
+        for (window_start, mut mask) in scan::line_end_masks(bytes) {
+            while mask != 0 {
+                let end = window_start + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                // The LF of a CRLF, already passed.
+                if end < start {
+                    continue;
                 }
-            };
-            self.line(&mut borrowed, &text[start..end], on_message);
-            start = match bytes.get(end..) {
-                Some([b'\r', b'\n', ..]) => end + 2,
-                Some([b'\r']) => {
-                    self.skip_lf = true;
-                    end + 1
+                self.line(&mut borrowed, &text[start..end], on_message);
+                start = end + 1;
+                if bytes.get(end) == Some(&b'\r') {
+                    match bytes.get(start) {
+                        Some(b'\n') => start += 1,
+                        Some(_) => {}
+                        None => self.skip_lf = true,
+                    }
                 }
-                _ => end + 1,
-            };
+            }
         }
         self.keep(borrowed);
         start

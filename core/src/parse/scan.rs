@@ -8,64 +8,23 @@
 /// One window's width: the bits of a `u64`.
 const WINDOW_BYTES: usize = 64;
 
-/// The line ends of a text, found in order.
-///
-/// Searches must not go backwards: each [`LineEnds::find`] starts at or after the previous one.
-#[derive(Debug)]
-pub(super) struct LineEnds<'b> {
-    bytes: &'b [u8],
-    /// Where the current window starts.
-    window_start: usize,
-    /// The current window's line ends not yet passed: bit `i` is `bytes[window_start + i]`.
-    mask: u64,
-}
-
-impl<'b> LineEnds<'b> {
-    pub(super) fn new(bytes: &'b [u8]) -> LineEnds<'b> {
-        LineEnds {
-            bytes,
-            window_start: 0,
-            mask: window_mask(bytes, 0),
-        }
-    }
-
-    /// The first CR or LF at or after `from` (which must not be before the previous search).
-    #[inline(always)]
-    pub(super) fn find(&mut self, from: usize) -> Option<usize> {
-        let mut offset = from.wrapping_sub(self.window_start);
-        loop {
-            if offset < WINDOW_BYTES {
-                let ahead = self.mask & (u64::MAX << offset);
-                if ahead != 0 {
-                    self.mask = ahead;
-                    return Some(self.window_start + ahead.trailing_zeros() as usize);
-                }
-            }
-            let next = self.window_start + WINDOW_BYTES;
-            if next >= self.bytes.len() {
-                self.mask = 0;
-                return None;
-            }
-            self.window_start = next;
-            self.mask = window_mask(self.bytes, next);
-            offset = offset.saturating_sub(WINDOW_BYTES);
-        }
-    }
-}
-
-/// The line ends of the 64 bytes at `start` (fewer at the end of `bytes`), as bits.
+/// The line ends of `bytes`, one 64-byte window at a time: the window's start and its mask, in
+/// which bit `i` is set when `bytes[start + i]` is a CR or LF.
 #[inline(always)]
-fn window_mask(bytes: &[u8], start: usize) -> u64 {
-    let rest = bytes.get(start..).unwrap_or_default();
-    match rest.first_chunk::<WINDOW_BYTES>() {
-        Some(window) => line_end_mask(window),
-        None => {
-            // The last, short window: padded with bytes that are not line ends.
-            let mut window = [0u8; WINDOW_BYTES];
-            window[..rest.len()].copy_from_slice(rest);
-            line_end_mask(&window)
-        }
-    }
+pub(super) fn line_end_masks(bytes: &[u8]) -> impl Iterator<Item = (usize, u64)> + '_ {
+    let (windows, tail) = bytes.as_chunks::<WINDOW_BYTES>();
+    let tail_start = windows.len() * WINDOW_BYTES;
+    let whole = windows
+        .iter()
+        .enumerate()
+        .map(|(at, window)| (at * WINDOW_BYTES, line_end_mask(window)));
+    // The last, short window: padded with bytes that are not line ends.
+    let short = (!tail.is_empty()).then(|| {
+        let mut window = [0u8; WINDOW_BYTES];
+        window[..tail.len()].copy_from_slice(tail);
+        (tail_start, line_end_mask(&window))
+    });
+    whole.chain(short)
 }
 
 /// Bit `i` is set when `window[i]` is a CR or LF.
@@ -131,12 +90,12 @@ mod tests {
     }
 
     fn found(bytes: &[u8]) -> Vec<usize> {
-        let mut ends = LineEnds::new(bytes);
         let mut seen = Vec::new();
-        let mut from = 0;
-        while let Some(at) = ends.find(from) {
-            seen.push(at);
-            from = at + 1;
+        for (start, mut mask) in line_end_masks(bytes) {
+            while mask != 0 {
+                seen.push(start + mask.trailing_zeros() as usize);
+                mask &= mask - 1;
+            }
         }
         seen
     }
@@ -159,20 +118,6 @@ mod tests {
         }
         let all = [b'\n'; 130];
         assert_eq!(found(&all), naive(&all));
-    }
-
-    #[test]
-    fn searches_may_skip_ahead_several_windows() {
-        let mut bytes = [b'x'; 300];
-        for at in [3, 70, 200, 299] {
-            bytes[at] = b'\n';
-        }
-        let mut ends = LineEnds::new(&bytes);
-        assert_eq!(ends.find(0), Some(3));
-        assert_eq!(ends.find(4), Some(70));
-        assert_eq!(ends.find(150), Some(200));
-        assert_eq!(ends.find(299), Some(299));
-        assert_eq!(ends.find(300), None);
     }
 
     #[test]
