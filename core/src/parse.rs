@@ -339,7 +339,7 @@ impl Parser {
                 }
             };
             let mut borrowed = Borrowed::default();
-            self.line(&mut borrowed, line, on_message);
+            self.line(&mut borrowed, line, 0, line.len(), on_message);
             self.keep(borrowed);
             self.scratch = scratch;
         }
@@ -368,15 +368,21 @@ impl Parser {
                 if end < start {
                     continue;
                 }
-                self.line(&mut borrowed, &text[start..end], on_message);
-                start = end + 1;
-                if bytes.get(end) == Some(&b'\r') {
-                    match bytes.get(start) {
-                        Some(b'\n') => start += 1,
-                        Some(_) => {}
-                        None => self.skip_lf = true,
-                    }
-                }
+                let next = match bytes.get(end) {
+                    Some(b'\n') => end + 1,
+                    Some(b'\r') => match bytes.get(end + 1) {
+                        Some(b'\n') => end + 2,
+                        Some(_) => end + 1,
+                        None => {
+                            self.skip_lf = true;
+                            end + 1
+                        }
+                    },
+                    // Another byte the scan could not tell from a line end.
+                    _ => continue,
+                };
+                self.line(&mut borrowed, text, start, end, on_message);
+                start = next;
             }
         }
         self.keep(borrowed);
@@ -403,17 +409,21 @@ impl Parser {
         }
     }
 
-    /// Processes one line, without its line end.
+    /// Processes one line, `text[start..end]` (without its line end).
     ///
     /// "Lines must be processed, in the order they are received, as follows:"
     #[inline(always)]
     fn line<'t, F: FnMut(&Message<'_>)>(
         &mut self,
         borrowed: &mut Borrowed<'t>,
-        line: &'t str,
+        text: &'t str,
+        start: usize,
+        end: usize,
         on_message: &mut F,
     ) {
-        let bytes = line.as_bytes();
+        // Only the value is sliced as text (`start` and `end` are at line ends, so no character
+        // is cut; the name is compared as bytes).
+        let bytes = &text.as_bytes()[start..end];
         // "If the line is empty (a blank line): Dispatch the event, as defined below."
         let Some(&first) = bytes.first() else {
             self.dispatch(borrowed, on_message);
@@ -455,7 +465,7 @@ impl Parser {
         } else {
             colon + 1
         };
-        self.field(borrowed, field, &line[value_start..]);
+        self.field(borrowed, field, &text[start + value_start..end]);
     }
 
     /// Processes a field with `value`.
