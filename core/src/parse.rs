@@ -441,31 +441,29 @@ impl Parser {
         // before the first U+003A COLON character (:), and let field be that string." The
         // three common fields are recognised by their first bytes: no field name contains a
         // colon, so the first colon is the one after the name.
-        let (field, colon) = match bytes {
-            [b'd', b'a', b't', b'a', b':', ..] => (Field::Data, 4),
-            [b'i', b'd', b':', ..] => (Field::Id, 2),
-            [b'e', b'v', b'e', b'n', b't', b':', ..] => (Field::Event, 5),
+        //
+        // "Collect the characters on the line after the first U+003A COLON character (:), and let
+        // value be that string. If value starts with a U+0020 SPACE character, remove it
+        // from value."
+        let value = |colon: usize| {
+            let space = usize::from(bytes.get(colon + 1) == Some(&b' '));
+            &text[start + colon + 1 + space..end]
+        };
+        match bytes {
+            [b'd', b'a', b't', b'a', b':', ..] => self.field(borrowed, Field::Data, value(4)),
+            [b'i', b'd', b':', ..] => self.field(borrowed, Field::Id, value(2)),
+            [b'e', b'v', b'e', b'n', b't', b':', ..] => {
+                self.field(borrowed, Field::Event, value(5));
+            }
             _ => match memchr(b':', bytes) {
-                Some(colon) => (Field::named(&bytes[..colon]), colon),
+                Some(colon) => self.field(borrowed, Field::named(&bytes[..colon]), value(colon)),
                 // "Otherwise, the string is not empty but does not contain a U+003A COLON character
                 // (:): Process the field using the steps described below, using the
                 // whole line as the field name, and the empty string as the field
                 // value."
-                None => {
-                    self.field(borrowed, Field::named(bytes), "");
-                    return;
-                }
+                None => self.field(borrowed, Field::named(bytes), ""),
             },
-        };
-        // "Collect the characters on the line after the first U+003A COLON character (:), and let
-        // value be that string. If value starts with a U+0020 SPACE character, remove it
-        // from value."
-        let value_start = if bytes.get(colon + 1) == Some(&b' ') {
-            colon + 2
-        } else {
-            colon + 1
-        };
-        self.field(borrowed, field, &text[start + value_start..end]);
+        }
     }
 
     /// Processes a field with `value`.
