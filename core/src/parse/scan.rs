@@ -1,13 +1,13 @@
 //! Finding line ends: the bytes of a text that may be a CR or LF, 64 bytes at a time as a bit mask.
 //!
 //! The text is walked one 64-byte window at a time; the caller reads a window's mask bit by bit
-//! (`tzcnt`, then clear the lowest bit), so a line end costs no call to a search function and no
-//! branch on where the search stopped. To keep the scan to two vector operations per 16 bytes, a
-//! mask marks every byte from 0x08 to 0x0F (CR and LF, and BS, TAB, VT, FF, SO, SI): the caller
-//! skips a marked byte that is not a CR or LF. Text rarely holds the other six (JSON, for one,
-//! cannot hold them raw inside a string). On x86_64 a window's mask takes four SSE2 compares (SSE2
-//! is part of the architecture, so no feature detection is needed); elsewhere eight bytes at a
-//! time in a `u64`.
+//! (`tzcnt`, then clear the lowest bit), so a line end costs no call to a search function. To keep
+//! the scan to two vector operations per 16 bytes, a mask marks every byte from 0x08 to 0x0F (CR
+//! and LF, and BS, TAB, VT, FF, SO, SI): the caller skips a marked byte that is not a CR or LF.
+//! Text rarely holds the other six (JSON, for one, cannot hold them raw inside a string). On x86_64
+//! a window's mask takes four SSE2 compares, through `safe_arch`'s safe wrappers (herald-core
+//! forbids `unsafe`; SSE2 is part of the architecture, so no feature detection is needed);
+//! elsewhere it is computed eight bytes at a time in a `u64`.
 
 /// One window's width: the bits of a `u64`.
 const WINDOW_BYTES: usize = 64;
