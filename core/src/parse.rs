@@ -8,10 +8,17 @@
 //! only borrowed. While a chunk is read, the event's type, single data line, id and the last event
 //! id are slices of it, held in `Borrowed` (a local of `Parser::lines`, so nothing is copied or
 //! compared per event); they are copied into the parser's own buffers once, when the chunk ends.
-//! Line ends are found with `memchr2` (a blank line by its first byte, without a search), and a
-//! field is recognised by its first bytes rather than by searching for its colon. Only a line cut
-//! by a chunk boundary is copied, and all buffers are kept and reused, so a warmed-up parser does
-//! not allocate.
+//! Line ends are found by one scan of the text in 64-byte windows (`parse/scan.rs`: on x86_64
+//! SSE2 compares give a bit per byte that may be a CR or LF); `Parser::lines` reads each window's
+//! mask bit by bit (`tzcnt`, clear the lowest bit), so a line costs no call to a search function.
+//! A line is sliced as text once (its value), and a field is recognised by its first bytes rather
+//! than by searching for its colon. Only a line cut by a chunk boundary is copied, and all buffers
+//! are kept and reused, so a warmed-up parser does not allocate.
+//!
+//! Measured, not kept: validating and reading a chunk a piece at a time, so that each piece is
+//! read while in the cache, was slower at every piece size tried (a piece's unfinished event is
+//! copied, and each short validation has a fixed cost), and so was listing a segment's line-end
+//! positions before reading its lines.
 //!
 //! Invariants (checked by the conformance tests, the model test in `parse/tests.rs` and the fuzz
 //! targets, which compare whole and split input):
@@ -135,7 +142,6 @@ pub struct Parser {
     line_bytes_max: usize,
     /// Reused for lines that need decoding with replacement characters.
     scratch: String,
-    line_ends: LineEnds,
 }
 
 impl Default for Parser {
@@ -174,7 +180,6 @@ impl Parser {
             oversized_events: 0,
             line_bytes_max: line_bytes_max.max(1),
             scratch: String::new(),
-            line_ends: LineEnds::new(),
         }
     }
 
@@ -341,7 +346,7 @@ impl Parser {
                 }
             };
             let mut borrowed = Borrowed::default();
-            self.line(&mut borrowed, line, on_message);
+            self.line(&mut borrowed, line, 0, line.len(), on_message);
             self.keep(borrowed);
             self.scratch = scratch;
         }
@@ -362,26 +367,30 @@ impl Parser {
         let bytes = text.as_bytes();
         let mut borrowed = Borrowed::default();
         let mut start = 0;
-        while let Some(&first) = bytes.get(start) {
-            // A blank line (one event in four, typically) needs no search.
-            let end = if first == b'\n' || first == b'\r' {
-                start
-            } else {
-                let after = start + 1;
-                match self.line_ends.find(&bytes[after..]) {
-                    Some(at) => after + at,
-                    None => break,
+        for (window_start, mut mask) in scan::line_end_masks(bytes) {
+            while mask != 0 {
+                let end = window_start + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                // The LF of a CRLF, already passed.
+                if end < start {
+                    continue;
                 }
-            };
-            self.line(&mut borrowed, &text[start..end], on_message);
-            start = match bytes.get(end..) {
-                Some([b'\r', b'\n', ..]) => end + 2,
-                Some([b'\r']) => {
-                    self.skip_lf = true;
-                    end + 1
-                }
-                _ => end + 1,
-            };
+                let next = match bytes.get(end) {
+                    Some(b'\n') => end + 1,
+                    Some(b'\r') => match bytes.get(end + 1) {
+                        Some(b'\n') => end + 2,
+                        Some(_) => end + 1,
+                        None => {
+                            self.skip_lf = true;
+                            end + 1
+                        }
+                    },
+                    // Another byte the scan could not tell from a line end.
+                    _ => continue,
+                };
+                self.line(&mut borrowed, text, start, end, on_message);
+                start = next;
+            }
         }
         self.keep(borrowed);
         start
@@ -407,17 +416,21 @@ impl Parser {
         }
     }
 
-    /// Processes one line, without its line end.
+    /// Processes one line, `text[start..end]` (without its line end).
     ///
     /// "Lines must be processed, in the order they are received, as follows:"
     #[inline(always)]
     fn line<'t, F: FnMut(&Message<'_>)>(
         &mut self,
         borrowed: &mut Borrowed<'t>,
-        line: &'t str,
+        text: &'t str,
+        start: usize,
+        end: usize,
         on_message: &mut F,
     ) {
-        let bytes = line.as_bytes();
+        // Only the value is sliced as text (`start` and `end` are at line ends, so no character
+        // is cut; the name is compared as bytes).
+        let bytes = &text.as_bytes()[start..end];
         // "If the line is empty (a blank line): Dispatch the event, as defined below."
         let Some(&first) = bytes.first() else {
             self.dispatch(borrowed, on_message);
@@ -435,31 +448,29 @@ impl Parser {
         // before the first U+003A COLON character (:), and let field be that string." The
         // three common fields are recognised by their first bytes: no field name contains a
         // colon, so the first colon is the one after the name.
-        let (field, colon) = match bytes {
-            [b'd', b'a', b't', b'a', b':', ..] => (Field::Data, 4),
-            [b'i', b'd', b':', ..] => (Field::Id, 2),
-            [b'e', b'v', b'e', b'n', b't', b':', ..] => (Field::Event, 5),
+        //
+        // "Collect the characters on the line after the first U+003A COLON character (:), and let
+        // value be that string. If value starts with a U+0020 SPACE character, remove it
+        // from value."
+        let value = |colon: usize| {
+            let space = usize::from(bytes.get(colon + 1) == Some(&b' '));
+            &text[start + colon + 1 + space..end]
+        };
+        match bytes {
+            [b'd', b'a', b't', b'a', b':', ..] => self.field(borrowed, Field::Data, value(4)),
+            [b'i', b'd', b':', ..] => self.field(borrowed, Field::Id, value(2)),
+            [b'e', b'v', b'e', b'n', b't', b':', ..] => {
+                self.field(borrowed, Field::Event, value(5));
+            }
             _ => match memchr(b':', bytes) {
-                Some(colon) => (Field::named(&bytes[..colon]), colon),
+                Some(colon) => self.field(borrowed, Field::named(&bytes[..colon]), value(colon)),
                 // "Otherwise, the string is not empty but does not contain a U+003A COLON character
                 // (:): Process the field using the steps described below, using the
                 // whole line as the field name, and the empty string as the field
                 // value."
-                None => {
-                    self.field(borrowed, Field::named(bytes), "");
-                    return;
-                }
+                None => self.field(borrowed, Field::named(bytes), ""),
             },
-        };
-        // "Collect the characters on the line after the first U+003A COLON character (:), and let
-        // value be that string. If value starts with a U+0020 SPACE character, remove it
-        // from value."
-        let value_start = if bytes.get(colon + 1) == Some(&b' ') {
-            colon + 2
-        } else {
-            colon + 1
-        };
-        self.field(borrowed, field, &line[value_start..]);
+        }
     }
 
     /// Processes a field with `value`.
@@ -587,34 +598,6 @@ impl Parser {
     }
 }
 
-/// Finds the next CR or LF.
-///
-/// `memchr2` picks its implementation through a function pointer on every call; most lines are
-/// short, so the parser picks once, when it is created.
-#[derive(Clone, Copy, Debug)]
-struct LineEnds {
-    #[cfg(target_arch = "x86_64")]
-    avx2: Option<memchr::arch::x86_64::avx2::memchr::Two>,
-}
-
-impl LineEnds {
-    fn new() -> LineEnds {
-        LineEnds {
-            #[cfg(target_arch = "x86_64")]
-            avx2: memchr::arch::x86_64::avx2::memchr::Two::new(b'\r', b'\n'),
-        }
-    }
-
-    #[inline(always)]
-    fn find(&self, haystack: &[u8]) -> Option<usize> {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(avx2) = &self.avx2 {
-            return avx2.find(haystack);
-        }
-        memchr2(b'\r', b'\n', haystack)
-    }
-}
-
 /// Whether `bytes` holds a U+0000, read eight bytes at a time: an id is short, and for a short
 /// slice a call to `memchr` costs more than the search.
 #[inline(always)]
@@ -651,5 +634,6 @@ fn decode_lossy(bytes: &[u8], out: &mut String) {
     }
 }
 
+mod scan;
 #[cfg(test)]
 mod tests;

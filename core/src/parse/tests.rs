@@ -179,6 +179,41 @@ fn model(input: &[u8], line_bytes_max: usize) -> Outcome {
     (events, last_event_id, retry, oversized_events)
 }
 
+/// Every line end (CR, LF, CRLF) at every offset around the scan's 64-byte windows, after lines
+/// holding the bytes the scan cannot tell from line ends (0x08 to 0x0F) and a multi-byte
+/// character, fed whole and split in two everywhere (so also inside the character and the CRLF).
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn line_ends_at_window_edges_and_look_alike_bytes_agree_with_the_model() {
+    let limit = Parser::LINE_BYTES_MAX_DEFAULT;
+    for end in [&b"\r"[..], b"\n", b"\r\n"] {
+        for pad in 0..70 {
+            let mut input = b"data: ".to_vec();
+            input.extend(core::iter::repeat_n(b'x', pad));
+            input.extend_from_slice(b"\t\x08\x0B\x0C\x0E\x0F\xE2\x82\xAC");
+            input.extend_from_slice(end);
+            input.extend_from_slice(b"id:\t");
+            input.extend_from_slice(end);
+            input.extend_from_slice(end);
+            input.extend_from_slice(b"data:\x0F");
+            input.extend_from_slice(end);
+            let expected = model(&input, limit);
+            assert_eq!(expected.0.len(), 1, "pad {pad}");
+            for split in 0..=input.len() {
+                let (a, b) = input.split_at(split);
+                let mut parser = Parser::new();
+                let events = parse(&mut parser, &[a, b]);
+                parser.finish();
+                assert_eq!(
+                    (events, parser.last_event_id().to_owned()),
+                    (expected.0.clone(), expected.1.clone()),
+                    "pad {pad}, split at {split}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod against_the_model {
     use super::*;
