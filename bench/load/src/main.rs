@@ -486,7 +486,14 @@ fn main() {
             }
             let spec = spec.clone();
             for run in 0..spec.runs {
-                for &kind in &options.sides {
+                // Every other run takes the sides in reverse order, so that no side always runs
+                // first (after a build, or after the phase's own flat-out probe).
+                let order: Vec<Kind> = if run % 2 == 0 {
+                    options.sides.clone()
+                } else {
+                    options.sides.iter().rev().copied().collect()
+                };
+                for &kind in &order {
                     let report = run_once(&runtime, &root, setup, kind, &spec, &token);
                     let Some((_, reports)) = results.iter_mut().find(|(k, _)| *k == kind) else {
                         continue;
