@@ -45,9 +45,9 @@
 //!   Default `measured`: this run's flat-out phase (it runs first), the reference baseline's best
 //!   run, so the fixed rates follow what the machine delivers now; when no flat-out phase runs
 //!   (`--phases s5000`), `CEILING_EVENTS_PER_S_DEFAULT` (15,000, the idle 2-core machine's). A
-//!   phase with another number of streams (s100, s5000) first runs the reference baseline flat
-//!   out on its own streams and hubs, and takes the lower of the two ceilings: the runtime's
-//!   ceiling falls as streams rise. `--ceiling E` sets every phase's.
+//!   phase with another number of streams (s100, s5000) first runs the reference baseline flat out
+//!   on its own streams and hubs, and takes the lower of the two ceilings: the runtime's ceiling
+//!   falls as streams rise. `--ceiling E` sets every phase's.
 
 mod http;
 mod inspector;
