@@ -20,7 +20,7 @@ use herald_core::durable::{
 use herald_core::{Claims, ConnectionId, Scope, TenantId, TokenKind};
 use worker::wasm_bindgen_futures::spawn_local;
 use worker::{
-    Date, Delay, Env, Headers, Method, Request, RequestInit, Response, Stub, Url, WebSocket,
+    Delay, Env, Headers, Method, Request, RequestInit, Response, Stub, Url, WebSocket,
     WebsocketEvent,
 };
 
@@ -67,7 +67,7 @@ pub(crate) async fn handle(
         }
     };
     let key = Config::token_key(env)?;
-    let now_s = Date::now().as_millis() / 1000;
+    let now_s = now_ms() / 1000;
     // Reads take a Bearer token, a ticket (`?ticket=`) or the session cookie; writes a Bearer
     // token.
     let reading = scope == Scope::Subscribe;

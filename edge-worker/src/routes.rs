@@ -9,7 +9,7 @@ use herald_core::resume::JoinPolicy;
 use herald_core::sluice::{ingest_body_for, ingest_connections, parse_ingest};
 use herald_core::{hub_name, mint, Claims, ConnectionId, Filter, Scope, TenantId, Vocabulary};
 use serde::{Deserialize, Serialize};
-use worker::{console_error, Date, Env, Headers, Method, Request, RequestInit, Response, Url};
+use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response, Url};
 
 use crate::body::{read_capped, refuse_declared_over, SMALL_BODY_BYTES_MAX};
 use crate::call::HubCall;
@@ -22,7 +22,7 @@ use crate::route_table::{self, Endpoint, Matched};
 use crate::session::{
     self, authenticate, query_value, sliding_renewal, with_cookie, Accepts, Check,
 };
-use crate::stream::{sse_headers, RelayBounds, RelayStream};
+use crate::stream::{now_ms, sse_headers, RelayBounds, RelayStream};
 
 /// The connection id of a tenant's SQLMesh stream (`/api/events` and the `/api/plan` routes).
 pub(crate) const SQLMESH_CONNECTION: &str = "default";
@@ -189,7 +189,7 @@ async fn dispatch(mut request: Request, env: &Env, config: &Config) -> ApiResult
         return Ok(Response::from_json(&serde_json::json!({ "ok": true }))?);
     }
     let key = Config::token_key(env)?;
-    let now_s = Date::now().as_millis() / 1000;
+    let now_s = now_ms() / 1000;
     let check = Check { key, now_s, config };
     match route {
         Route::Session => session::create(&mut request, &url, check).await,

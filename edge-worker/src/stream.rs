@@ -28,10 +28,13 @@ use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::spawn_local;
 use worker::web_sys::{AbortSignal, BinaryType, EventTarget, MessageEvent, WorkerGlobalScope};
-use worker::{console_error, Date, Delay, Headers, WebSocket};
+use worker::{console_error, Delay, Headers, WebSocket};
 
+/// The time (Unix ms). `Date.now()` rather than workers-rs's `Date::now()`, which constructs a JS
+/// `Date` and then reads it: the relay reads the clock for every message it takes and every poll,
+/// and that allocation showed in the load benchmark's profile.
 pub(crate) fn now_ms() -> u64 {
-    Date::now().as_millis()
+    js_sys::Date::now() as u64
 }
 
 /// The headers of every SSE response.
@@ -65,6 +68,10 @@ struct Shared {
     /// Set while the body stream waits for the relay (the runtime asked for bytes): frames that
     /// arrive meanwhile are taken at once.
     waker: Option<Waker>,
+    /// The clock as read by the socket listener that woke the body stream, for the poll that
+    /// follows in the same turn (the runtime's clock stands still until the next I/O), so that a
+    /// relayed message costs one clock read, not two.
+    woken_at_ms: Option<u64>,
     /// The socket to the Hub.
     socket: WebSocket,
     socket_closed: bool,
@@ -79,6 +86,14 @@ struct Shared {
 impl Shared {
     fn wake(&mut self) {
         if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Wakes the body stream, leaving it the clock read at `now_ms` (see `woken_at_ms`).
+    fn wake_at(&mut self, now_ms: u64) {
+        if let Some(waker) = self.waker.take() {
+            self.woken_at_ms = Some(now_ms);
             waker.wake();
         }
     }
@@ -236,6 +251,7 @@ impl RelayStream {
         let shared = Rc::new(RefCell::new(Shared {
             relay: Relay::new(settings, now_ms()).with_drain_ms_max(bounds.drain_ms_max),
             waker: None,
+            woken_at_ms: None,
             socket: socket.clone(),
             socket_closed: false,
             accounted: 0,
@@ -252,18 +268,18 @@ impl RelayStream {
             let shared = shared.clone();
             move |event| {
                 let mut state = shared.borrow_mut();
+                let now = now_ms();
                 match message_bytes(&event) {
                     Some(bytes) => {
                         let room = state.room();
-                        if let Err(error) = state.relay.receive_shared_within(bytes, now_ms(), room)
-                        {
+                        if let Err(error) = state.relay.receive_shared_within(bytes, now, room) {
                             console_error!("hub message refused: {error}");
                         }
                     }
                     None => state.relay.hub_gone(),
                 }
                 let timer = state.settle();
-                state.wake();
+                state.wake_at(now);
                 drop(state);
                 if let Some(deadline_ms) = timer {
                     spawn_drain_timer(Rc::downgrade(&shared), deadline_ms);
@@ -308,9 +324,9 @@ impl Stream for RelayStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let now = now_ms();
-        let next = {
+        let (now, next) = {
             let mut shared = this.shared.borrow_mut();
+            let now = shared.woken_at_ms.take().unwrap_or_else(now_ms);
             let next = shared.relay.poll(now);
             shared.account();
             match next {
@@ -320,7 +336,7 @@ impl Stream for RelayStream {
             }
             // The maximum age closes the relay in `poll`: the Hub's socket goes at once.
             shared.release_hub_if_closing();
-            next
+            (now, next)
         };
         match next {
             RelayPoll::Write(bytes) => Poll::Ready(Some(Ok(bytes))),
