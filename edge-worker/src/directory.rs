@@ -228,6 +228,8 @@ pub(crate) struct HubReport {
     last_event_ms: Option<u64>,
     /// When the alarm was asked for, for a report that had to wait.
     pending_at_ms: Option<u64>,
+    /// The report interval (`HERALD_DIRECTORY_REPORT_MS`).
+    interval_ms: u64,
 }
 
 impl HubReport {
@@ -239,6 +241,7 @@ impl HubReport {
             family: None,
             last_event_ms: None,
             pending_at_ms: None,
+            interval_ms,
         }
     }
 
@@ -267,10 +270,12 @@ impl HubReport {
         self.pending_at_ms = None;
     }
 
-    /// Whether a report waits for the alarm: until it fires, the hub need not look at its state
-    /// (the alarm reads it then).
-    pub(crate) fn alarm_pending(&self) -> bool {
-        self.pending_at_ms.is_some()
+    /// Whether a report waits for an alarm still to come at `now_ms`: until it fires, the hub need
+    /// not look at its state (the alarm reads it then). An alarm more than an interval overdue
+    /// counts as lost (setting it failed), so the next call decides again.
+    pub(crate) fn alarm_pending(&self, now_ms: u64) -> bool {
+        self.pending_at_ms
+            .is_some_and(|at_ms| now_ms < at_ms.saturating_add(self.interval_ms))
     }
 
     /// When a waiting report wants the alarm, if one does.
@@ -308,7 +313,7 @@ impl HubReport {
                     entry,
                 }
             }
-            directory::Report::At(at_ms) if self.pending_at_ms.is_none() => {
+            directory::Report::At(at_ms) if !self.alarm_pending(now_ms) => {
                 self.pending_at_ms = Some(at_ms);
                 HubAction::Alarm(at_ms)
             }

@@ -69,7 +69,7 @@ impl Hub {
     fn directory_work(&self, config: &Config) -> Option<DirectoryWork> {
         // A busy hub reads its state (its sockets, its last id) at most once an interval: the
         // alarm that a waiting report set reads it when it rings.
-        if self.with_report(config, |report| report.alarm_pending()) {
+        if self.with_report(config, |report| report.alarm_pending(now_ms())) {
             return None;
         }
         let (last_event_id, complete) = self
