@@ -107,7 +107,8 @@ impl Entry {
 /// What a hub does about its directory entry after a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Report {
-    /// Send the entry now (then call [`Reporter::sent`]).
+    /// Send the entry now (after [`Reporter::decide`], call [`Reporter::sent`]; [`Reporter::next`]
+    /// records it itself).
     Send,
     /// Send it at this time (Unix ms): ask to be woken then, and decide again.
     At(u64),
@@ -115,13 +116,16 @@ pub enum Report {
     Nothing,
 }
 
-/// A hub's side of the directory: when to report. It lives in memory; a hub that wakes from
-/// hibernation starts a new one and reports at its first change.
+/// A hub's side of the directory: when to report, and whether a report waits for the hub's
+/// alarm. It lives in memory; a hub that wakes from hibernation starts a new one and reports at its
+/// first change.
 #[derive(Clone, Debug)]
 pub struct Reporter {
     interval_ms: u64,
     /// The entry last sent, and when.
     last: Option<(Entry, u64)>,
+    /// When the alarm was asked for, for a report that had to wait.
+    alarm_at_ms: Option<u64>,
 }
 
 impl Reporter {
@@ -130,7 +134,44 @@ impl Reporter {
         Reporter {
             interval_ms,
             last: None,
+            alarm_at_ms: None,
         }
+    }
+
+    /// What the hub does about `entry`, its state at `now_ms`, keeping account of the alarm:
+    /// [`Report::Send`] (recorded as sent), [`Report::At`] when a report must wait and no alarm is
+    /// asked for yet (the hub sets its alarm then), else [`Report::Nothing`].
+    pub fn next(&mut self, entry: &Entry, now_ms: u64) -> Report {
+        match self.decide(entry, now_ms) {
+            Report::Send => {
+                self.sent(entry, now_ms);
+                self.alarm_at_ms = None;
+                Report::Send
+            }
+            Report::At(at_ms) if !self.alarm_pending(now_ms) => {
+                self.alarm_at_ms = Some(at_ms);
+                Report::At(at_ms)
+            }
+            Report::At(_) | Report::Nothing => Report::Nothing,
+        }
+    }
+
+    /// Whether a report waits for an alarm still to come at `now_ms`: until it rings, the hub need
+    /// not look at its state (the alarm reads it then). An alarm more than an interval overdue
+    /// counts as lost (setting it failed), so the next change decides again.
+    pub fn alarm_pending(&self, now_ms: u64) -> bool {
+        self.alarm_at_ms
+            .is_some_and(|at_ms| now_ms < at_ms.saturating_add(self.interval_ms))
+    }
+
+    /// When the alarm a waiting report asked for rings, if one did.
+    pub fn alarm_at_ms(&self) -> Option<u64> {
+        self.alarm_at_ms
+    }
+
+    /// The alarm rang: a report that waited for it is decided again.
+    pub fn alarm_rang(&mut self) {
+        self.alarm_at_ms = None;
     }
 
     /// What to do about `entry`, the hub's state at `now_ms`.
@@ -255,6 +296,29 @@ mod tests {
         // A change that goes back to what was sent needs nothing.
         current.subscribers = 0;
         assert_eq!(reporter.decide(&current, 500), Report::Nothing);
+    }
+
+    #[test]
+    fn a_waiting_report_asks_for_the_alarm_once_and_a_lost_alarm_is_asked_for_again() {
+        let mut reporter = Reporter::new(1_000);
+        let mut current = entry("a", Some(5));
+        assert_eq!(reporter.next(&current, 100), Report::Send);
+        current.subscribers = 1;
+        assert_eq!(reporter.next(&current, 200), Report::At(1_100));
+        assert!(reporter.alarm_pending(200));
+        current.subscribers = 2;
+        assert_eq!(reporter.next(&current, 300), Report::Nothing);
+        assert_eq!(reporter.alarm_at_ms(), Some(1_100));
+        // The alarm rings: the change is sent, and nothing waits any more.
+        reporter.alarm_rang();
+        assert_eq!(reporter.next(&current, 1_100), Report::Send);
+        assert!(!reporter.alarm_pending(1_100));
+        // An alarm that never rang stops counting an interval after it was due.
+        current.subscribers = 3;
+        assert_eq!(reporter.next(&current, 1_200), Report::At(2_100));
+        assert!(reporter.alarm_pending(3_099));
+        assert!(!reporter.alarm_pending(3_100));
+        assert_eq!(reporter.next(&current, 3_100), Report::Send);
     }
 
     #[test]

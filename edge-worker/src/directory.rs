@@ -226,10 +226,6 @@ pub(crate) struct HubReport {
     connection_id: Option<ConnectionId>,
     family: Option<Family>,
     last_event_ms: Option<u64>,
-    /// When the alarm was asked for, for a report that had to wait.
-    pending_at_ms: Option<u64>,
-    /// The report interval (`HERALD_DIRECTORY_REPORT_MS`).
-    interval_ms: u64,
 }
 
 impl HubReport {
@@ -240,8 +236,6 @@ impl HubReport {
             connection_id: None,
             family: None,
             last_event_ms: None,
-            pending_at_ms: None,
-            interval_ms,
         }
     }
 
@@ -265,22 +259,19 @@ impl HubReport {
         self.last_event_ms = Some(now_ms);
     }
 
-    /// The alarm fired: any report that waited for it is decided again.
-    pub(crate) fn alarm_fired(&mut self) {
-        self.pending_at_ms = None;
+    /// The alarm rang: any report that waited for it is decided again.
+    pub(crate) fn alarm_rang(&mut self) {
+        self.reporter.alarm_rang();
     }
 
-    /// Whether a report waits for an alarm still to come at `now_ms`: until it fires, the hub need
-    /// not look at its state (the alarm reads it then). An alarm more than an interval overdue
-    /// counts as lost (setting it failed), so the next call decides again.
+    /// Whether a report waits for the alarm (see [`directory::Reporter::alarm_pending`]).
     pub(crate) fn alarm_pending(&self, now_ms: u64) -> bool {
-        self.pending_at_ms
-            .is_some_and(|at_ms| now_ms < at_ms.saturating_add(self.interval_ms))
+        self.reporter.alarm_pending(now_ms)
     }
 
     /// When a waiting report wants the alarm, if one does.
     pub(crate) fn pending_at_ms(&self) -> Option<u64> {
-        self.pending_at_ms
+        self.reporter.alarm_at_ms()
     }
 
     /// What to do, given the hub's state at `now_ms`. A hub that does not know its name yet (no
@@ -304,20 +295,13 @@ impl HubReport {
             complete,
             reported_ms: 0,
         };
-        match self.reporter.decide(&entry, now_ms) {
-            directory::Report::Send => {
-                self.reporter.sent(&entry, now_ms);
-                self.pending_at_ms = None;
-                HubAction::Send {
-                    tenant: tenant.clone(),
-                    entry,
-                }
-            }
-            directory::Report::At(at_ms) if !self.alarm_pending(now_ms) => {
-                self.pending_at_ms = Some(at_ms);
-                HubAction::Alarm(at_ms)
-            }
-            directory::Report::At(_) | directory::Report::Nothing => HubAction::Nothing,
+        match self.reporter.next(&entry, now_ms) {
+            directory::Report::Send => HubAction::Send {
+                tenant: tenant.clone(),
+                entry,
+            },
+            directory::Report::At(at_ms) => HubAction::Alarm(at_ms),
+            directory::Report::Nothing => HubAction::Nothing,
         }
     }
 }

@@ -92,9 +92,9 @@ impl Shared {
 
     /// Wakes the body stream, leaving it the clock read at `now_ms` (see `woken_at_ms`).
     fn wake_at(&mut self, now_ms: u64) {
-        if let Some(waker) = self.waker.take() {
+        if self.waker.is_some() {
             self.woken_at_ms = Some(now_ms);
-            waker.wake();
+            self.wake();
         }
     }
 

@@ -291,40 +291,39 @@ fn phase_ceiling(
     spec: &Spec,
     flat_out: impl FnOnce(&Spec) -> Option<(Kind, f64)>,
 ) -> PhaseCeiling {
-    let mut chosen = PhaseCeiling {
+    let own = (options.ceiling.is_none() && spec.connections != FLAT_OUT_STREAMS)
+        .then(|| {
+            flat_out(&Spec {
+                label: format!("{}-max", spec.label),
+                rate_per_hub: 0.0,
+                storm: false,
+                runs: 1,
+                ..spec.clone()
+            })
+        })
+        .flatten()
+        .filter(|(_, own)| *own > 0.0 && *own < ceiling);
+    let (events_per_s, source) = match own {
+        Some((kind, own)) => (
+            own,
+            format!(
+                "{} flat out on this phase's {} streams over {} hubs, measured in this run",
+                kind.name(),
+                spec.connections,
+                spec.hubs
+            ),
+        ),
+        None if measured => (
+            ceiling,
+            "the flat-out phase, measured in this run".to_owned(),
+        ),
+        None => (ceiling, "set".to_owned()),
+    };
+    PhaseCeiling {
         label: spec.label.clone(),
-        events_per_s: ceiling,
-        source: if measured {
-            "the flat-out phase, measured in this run".to_owned()
-        } else {
-            "set".to_owned()
-        },
-    };
-    if options.ceiling.is_some() || spec.connections == FLAT_OUT_STREAMS {
-        return chosen;
+        events_per_s,
+        source,
     }
-    let flat = Spec {
-        label: format!("{}-max", spec.label),
-        rate_per_hub: 0.0,
-        storm: false,
-        runs: 1,
-        ..spec.clone()
-    };
-    if let Some((kind, own)) = flat_out(&flat) {
-        if own > 0.0 && own < chosen.events_per_s {
-            chosen = PhaseCeiling {
-                label: spec.label.clone(),
-                events_per_s: own,
-                source: format!(
-                    "{} flat out on this phase's {} streams over {} hubs, measured in this run",
-                    kind.name(),
-                    spec.connections,
-                    spec.hubs
-                ),
-            };
-        }
-    }
-    chosen
 }
 
 /// A fixed-rate phase's publish rate per hub: its streams together receive `events_per_s`.

@@ -100,7 +100,7 @@ impl DurableObject for Hub {
                 return Response::empty();
             }
         };
-        self.with_report(config, HubReport::alarm_fired);
+        self.with_report(config, HubReport::alarm_rang);
         if let Err(error) = self.check_lease(config).await {
             // An error makes the runtime run the alarm again, with backoff.
             console_error!("plan lease check failed: {error:?}");
