@@ -19,12 +19,7 @@ impl Hub {
     /// renews it). The alarm only checks; a plan that ended meanwhile makes it do nothing.
     pub(super) async fn arm_lease(&self, config: &Config) -> ApiResult<()> {
         if let Some(at_ms) = self.alarm_at_ms(config, None) {
-            self.state
-                .storage()
-                .set_alarm(ScheduledTime::new(js_sys::Date::new(
-                    &(at_ms as f64).into(),
-                )))
-                .await?;
+            self.state.storage().set_alarm(alarm_time(at_ms)).await?;
         }
         Ok(())
     }
@@ -141,6 +136,11 @@ impl Hub {
     }
 }
 
+/// The alarm's time for `at_ms` (Unix ms): an absolute date, not workers-rs's offset from now.
+fn alarm_time(at_ms: u64) -> ScheduledTime {
+    ScheduledTime::new(js_sys::Date::new(&(at_ms as f64).into()))
+}
+
 /// A directory report to send, or the alarm that sends it when its interval ends.
 enum DirectoryWork {
     Send {
@@ -165,8 +165,7 @@ impl DirectoryWork {
                 }
             }
             DirectoryWork::Alarm { storage, at_ms } => {
-                let at = ScheduledTime::new(js_sys::Date::new(&(at_ms as f64).into()));
-                if let Err(error) = storage.set_alarm(at).await {
+                if let Err(error) = storage.set_alarm(alarm_time(at_ms)).await {
                     console_error!("directory alarm not set: {error}");
                 }
             }
